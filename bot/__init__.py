@@ -1,0 +1,1 @@
+"""bootbot: the command line and, later, the list bot."""

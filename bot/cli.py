@@ -1,0 +1,118 @@
+"""The bootbot command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from bot import config as configuration
+from checks import entry as entries_module
+from checks import runner
+from checks.runner import BootResult, Lab
+
+USAGE_ERROR = 2
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):   # one clear line, not a usage dump
+        raise UsageError(message)
+
+
+def _readable_file(text: str) -> Path:
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text}: no such file")
+    if not os.access(path, os.R_OK):
+        raise argparse.ArgumentTypeError(f"{text}: not readable")
+    return path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bootbot", description="Boot-test x86 kernel entries under QEMU.")
+    parser.add_argument("--config", type=_readable_file, help="a TOML file overriding config/bootbot.toml")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    boot = commands.add_parser("boot", help="boot a kernel through each entry and judge each console")
+    boot.add_argument("--bzimage", type=_readable_file, required=True)
+    boot.add_argument("--vmlinux", type=_readable_file, help="default: extracted from the bzImage")
+    boot.add_argument("--xen", type=_readable_file, help="Xen hypervisor (plain or gzipped); default from the configuration")
+    boot.add_argument("--entries", help="comma-separated entry names; default: all")
+    boot.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
+    boot.add_argument("--append", default="", help="extra kernel command line for every entry")
+    boot.add_argument("--accel", choices=["auto", "kvm", "tcg"], help="default from the configuration")
+    boot.add_argument("--silence", type=float, metavar="SECONDS", help="declare a boot hung after this much console silence")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        config = configuration.load(args.config)
+        return _boot(args, config)
+    except (UsageError, configuration.ConfigError) as e:
+        print(f"bootbot: {e}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def _select(names: str | None) -> list[entries_module.Entry]:
+    known = entries_module.load()
+    if not names:
+        return list(known.values())
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in known]
+    if unknown or not chosen:
+        raise UsageError(f"unknown entry {', '.join(unknown) or '(none)'}; known: {', '.join(known)}")
+    return [known[n] for n in chosen]
+
+
+def _boot(args, config) -> int:
+    entries = _select(args.entries)
+    if args.json and not args.json.parent.resolve().is_dir():
+        raise UsageError(f"--json {args.json}: no such directory {args.json.parent}")
+    jobs = config.get("boot", "jobs") or os.cpu_count() or 1
+    lab = Lab(qemu=config.get("lab", "qemu"), busybox=config.path("lab", "busybox"),
+              accel=args.accel or config.get("boot", "accel"),
+              probe_seconds=config.get("boot", "kvm_probe_seconds"), jobs=jobs,
+              state=config.path("state", "dir"))
+    given = {"bzimage": args.bzimage, "vmlinux": args.vmlinux,
+             "xen": args.xen or config.path("lab", "xen"),
+             "ovmf_code": config.path("lab", "ovmf_code"), "ovmf_vars": config.path("lab", "ovmf_vars")}
+    progress = _show_progress if sys.stderr.isatty() else (lambda entry, result: None)
+    results = runner.boot(entries, given, lab, append=args.append, silence=args.silence, progress=progress)
+    print(_table(results))
+    if args.json:
+        args.json.write_text(json.dumps({"entries": {r.entry: {
+            "status": r.status, "seconds": r.seconds, "reason": r.reason, "log": r.log,
+            "experimental": r.experimental} for r in results}}, indent=2) + "\n")
+    strict = config.get("boot", "strict_experimental")
+    return 1 if any(runner.counts_as_failure(r, strict) for r in results) else 0
+
+
+def _show_progress(entry: str, result: BootResult | None) -> None:
+    if result is None:
+        print(f"  {entry}: booting", file=sys.stderr, flush=True)
+    else:
+        print(f"  {entry}: {result.status} after {result.seconds:g} s", file=sys.stderr, flush=True)
+
+
+def _table(results: list[BootResult]) -> str:
+    width = max(len(r.entry) for r in results) + 1
+    rows = [f"{'entry':<{width}} {'status':<8} {'seconds':>7}  decided by"]
+    for r in results:
+        name = r.entry + ("*" if r.experimental else "")
+        rows.append(f"{name:<{width}} {r.status:<8} {r.seconds:>7.1f}  {r.reason}")
+    if any(r.experimental for r in results):
+        rows.append("* experimental: shown, but does not fail the verdict unless configured to")
+    rows.append(f"console logs: {Path(results[0].log).parent.parent}")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Running one QEMU process and watching its serial console until the verdict is known."""
+from __future__ import annotations
+
+import os
+import selectors
+import subprocess
+import time
+from pathlib import Path
+
+from checks.console import ERROR, Console, Verdict
+
+_STDERR_KEEP = 8192   # QEMU's complaints are short; a flood of them is cut, not buffered
+
+
+def run(command: list[str], cwd: Path, log: Path, console: Console,
+        timeout: float, silence: float) -> Verdict:
+    """Runs QEMU with the serial console on its stdout, writes every console byte to `log`,
+    and stops QEMU the moment `console` decides or a limit runs out."""
+    try:
+        qemu = subprocess.Popen(command, cwd=cwd, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError as e:
+        return Verdict(ERROR, f"cannot start {command[0]}: {e.strerror}")
+    try:
+        with log.open("wb") as out:
+            return _watch(qemu, out, console, timeout, silence)
+    finally:
+        _stop(qemu)
+
+
+def _watch(qemu: subprocess.Popen, out, console: Console, timeout: float, silence: float) -> Verdict:
+    started = last_output = time.monotonic()
+    pending, stderr = b"", b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(qemu.stdout, selectors.EVENT_READ)
+        selector.register(qemu.stderr, selectors.EVENT_READ)
+        while selector.get_map():
+            now = time.monotonic()
+            if now - started >= timeout:
+                return _decide_tail(console, pending) or console.overran(timeout)
+            if now - last_output >= silence:
+                return _decide_tail(console, pending) or console.silent(silence)
+            wait = min(timeout - (now - started), silence - (now - last_output))
+            for key, _ in selector.select(wait):
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    selector.unregister(key.fileobj)
+                elif key.fileobj is qemu.stderr:
+                    stderr = (stderr + chunk)[:_STDERR_KEEP]
+                else:
+                    out.write(chunk)
+                    last_output = time.monotonic()
+                    *lines, pending = (pending + chunk).split(b"\n")
+                    for line in lines:
+                        verdict = console.feed(line.decode("utf-8", "replace"))
+                        if verdict:
+                            return verdict
+    verdict = _decide_tail(console, pending)
+    return verdict or console.exited(qemu.wait(), stderr.decode("utf-8", "replace"))
+
+
+def _decide_tail(console: Console, pending: bytes) -> Verdict | None:
+    # The decompressor's "-- System halted" ends without a newline: judge the unfinished line too.
+    return console.feed(pending.decode("utf-8", "replace")) if pending else None
+
+
+def _stop(qemu: subprocess.Popen) -> None:
+    if qemu.poll() is None:
+        qemu.kill()   # the guest is disposable; nothing to flush
+    qemu.wait()
+    qemu.stdout.close()
+    qemu.stderr.close()
