@@ -88,7 +88,7 @@ def _boot(args, config) -> int:
     results = runner.boot(entries, given, lab, append=args.append, silence=args.silence, progress=progress)
     print(_table(results))
     if args.json:
-        args.json.write_text(json.dumps({"entries": {r.entry: {
+        args.json.write_text(json.dumps({"accel": results[0].accel, "entries": {r.entry: {
             "status": r.status, "seconds": r.seconds, "reason": r.reason, "log": r.log,
             "experimental": r.experimental} for r in results}}, indent=2) + "\n")
     strict = config.get("boot", "strict_experimental")

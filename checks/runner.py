@@ -36,6 +36,7 @@ class BootResult:
     reason: str
     log: str
     experimental: bool
+    accel: str
 
 
 Progress = Callable[[str, BootResult | None], None]   # (entry, None) on start, result when done
@@ -92,7 +93,7 @@ def _boot_entry(entry: Entry, artifacts: Artifacts, qemu_binary: str, accel_name
         (directory / "command").write_text(f"cd {shlex.quote(str(directory))} && {shlex.join(command)}\n")
         verdict = qemu.run(command, directory, log, console, entry.timeout, silence or entry.silence)
     result = BootResult(entry.name, verdict.status, round(time.monotonic() - started, 1),
-                        verdict.reason, str(log), entry.experimental)
+                        verdict.reason, str(log), entry.experimental, accel_name)
     (directory / "result.json").write_text(json.dumps(asdict(result), indent=1) + "\n")
     return result
 
