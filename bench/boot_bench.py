@@ -1,0 +1,181 @@
+"""Benchmark bootbot against the bare QEMU floor, and its parallel boots against serial ones.
+
+    .venv/bin/python bench/boot_bench.py [--rounds N] [--entries bios,efi,pvh,xen-pv] [--json FILE]
+
+1. Per entry, `bootbot boot` (a subprocess, wall time) against the identical QEMU command line
+   run by hand on files staged once (the floor: no Python, no staging, no console watching).
+2. `bootbot boot` of all the entries at once against the sum of the per-entry bootbot medians.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bot import config as configuration  # noqa: E402  (needs the repo on sys.path first)
+from checks import entry as entry_module, initramfs, kernel_image  # noqa: E402
+
+BOOTBOT = REPO / ".venv" / "bin" / "bootbot"
+BUSYBOX = Path("/bin/busybox")
+NONCE = "0123456789abcdef"   # fixed: one initramfs serves every bare run
+RATIO_GOAL = 1.05            # bootbot at most 5 % above the bare floor
+PARALLEL_GOAL = 0.6          # all entries at once at most 60 % of booting them one by one
+
+
+class BenchError(Exception):
+    """A boot failed: timing failing boots means nothing, so the benchmark stops."""
+
+
+def newest_kernel() -> Path:
+    """The newest /boot/vmlinuz-*-amd64, ordered like `sort -V`."""
+    def version(path: Path):
+        return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+    kernels = sorted(Path("/boot").glob("vmlinuz-*-amd64"), key=version)
+    if not kernels:
+        raise BenchError("no /boot/vmlinuz-*-amd64 found; give --bzimage")
+    return kernels[-1]
+
+
+def stage_bare(directory: Path, kernel: Path, config) -> None:
+    """Prepares once, under the names Entry.qemu_args refers to, every file the bare runs boot:
+    the work bootbot redoes (or re-checks) on each run is kept out of the floor."""
+    initramfs.build(directory / "initrd", BUSYBOX, NONCE)
+    (directory / "vmlinux").write_bytes(kernel_image.extract_vmlinux(kernel.read_bytes()))
+    (directory / "xen").write_bytes(gzip.decompress(config.path("lab", "xen").read_bytes()))
+    (directory / "bzimage").symlink_to(kernel.resolve())
+    (directory / "ovmf_code").symlink_to(config.path("lab", "ovmf_code").resolve())
+
+
+def bare_run(entry: entry_module.Entry, directory: Path, qemu: str, ovmf_vars: Path) -> float:
+    """Seconds from starting QEMU by hand until it exits by itself (the guest powers off)."""
+    if "ovmf_vars" in entry.writable:   # QEMU writes it: start each boot from a fresh copy
+        shutil.copyfile(ovmf_vars, directory / "ovmf_vars")
+    log = directory / f"{entry.name}.log"
+    command = [qemu, *entry.qemu_args("tcg", entry.cmdline)]
+    with log.open("wb") as out:
+        started = time.monotonic()
+        try:
+            subprocess.run(command, cwd=directory, stdin=subprocess.DEVNULL, stdout=out,
+                           stderr=subprocess.STDOUT, timeout=entry.timeout)
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"bare {entry.name}: QEMU still running after {entry.timeout:g} s") from None
+        seconds = time.monotonic() - started
+    text = log.read_text(errors="replace")
+    if initramfs.marker(NONCE) not in text:
+        tail = "\n".join(text.splitlines()[-15:])
+        raise BenchError(f"bare {entry.name}: no userspace marker; console ends:\n{tail}")
+    return seconds
+
+
+def bootbot_run(kernel: Path, names: list[str]) -> float:
+    """Wall seconds of one `bootbot boot` process, as a user would see them."""
+    command = [str(BOOTBOT), "boot", "--bzimage", str(kernel), "--entries", ",".join(names), "--accel", "tcg"]
+    started = time.monotonic()
+    done = subprocess.run(command, cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    if done.returncode != 0:
+        raise BenchError(f"bootbot --entries {','.join(names)} exited {done.returncode}:\n"
+                         f"{done.stdout}{done.stderr}")
+    return seconds
+
+
+def measure(args, entries, config, stage: Path) -> dict:
+    """Runs the rounds. Bootbot and bare alternate, and which goes first swaps each round,
+    so that a noisy stretch of the shared machine falls on both sides."""
+    qemu, ovmf_vars = config.get("lab", "qemu"), config.path("lab", "ovmf_vars")
+    samples = {name: {"bootbot": [], "bare": []} for name in args.entries}
+    parallel = []
+    for round_ in range(args.rounds):
+        for name in args.entries:
+            runs = [("bootbot", lambda: bootbot_run(args.bzimage, [name])),
+                    ("bare", lambda: bare_run(entries[name], stage, qemu, ovmf_vars))]
+            for kind, run in runs if round_ % 2 == 0 else runs[::-1]:
+                samples[name][kind].append(run())
+        parallel.append(bootbot_run(args.bzimage, args.entries))
+        print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    return {"entries": samples, "parallel": parallel}
+
+
+def summarize(samples: dict) -> dict:
+    per_entry = {}
+    for name, s in samples["entries"].items():
+        ratios = [a / b for a, b in zip(s["bootbot"], s["bare"])]   # paired within a round
+        per_entry[name] = {"bootbot": statistics.median(s["bootbot"]), "bare": statistics.median(s["bare"]),
+                           "ratio": statistics.median(ratios), "ratios": ratios}
+    serial = sum(e["bootbot"] for e in per_entry.values())
+    parallel = statistics.median(samples["parallel"])
+    return {"per_entry": per_entry, "serial_sum": serial, "parallel": parallel, "parallel_ratio": parallel / serial}
+
+
+def qemu_version(qemu: str) -> str:
+    return subprocess.run([qemu, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+
+
+def report(args, header: dict, summary: dict) -> str:
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+    lines = [f"cores: {header['cores']}", f"qemu: {header['qemu']} (accel tcg)",
+             f"kernel: {header['kernel']}", f"rounds: {header['rounds']}", "",
+             f"{'entry':<8} {'bootbot s':>9} {'bare s':>7} {'ratio':>6}  per-round ratios  goal <= {RATIO_GOAL}"]
+    for name, e in summary["per_entry"].items():
+        rounds = " ".join(f"{r:.3f}" for r in e["ratios"])
+        lines.append(f"{name:<8} {e['bootbot']:>9.2f} {e['bare']:>7.2f} {e['ratio']:>6.3f}  {rounds:<16}  "
+                     f"{verdict(e['ratio'] <= RATIO_GOAL)}")
+    lines += ["", f"parallel ({','.join(args.entries)}): median {summary['parallel']:.2f} s; "
+                  f"serial sum {summary['serial_sum']:.2f} s; ratio {summary['parallel_ratio']:.3f}; "
+                  f"goal <= {PARALLEL_GOAL}: {verdict(summary['parallel_ratio'] <= PARALLEL_GOAL)}"]
+    return "\n".join(lines)
+
+
+def parse(argv: list[str] | None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--entries", default="bios,efi,pvh,xen-pv")
+    parser.add_argument("--bzimage", type=Path, help="default: the newest /boot/vmlinuz-*-amd64")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write every sample as JSON")
+    args = parser.parse_args(argv)
+    args.entries = [n.strip() for n in args.entries.split(",") if n.strip()]
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    entries = entry_module.load()
+    unknown = [n for n in args.entries if n not in entries]
+    if unknown:
+        print(f"boot_bench: unknown entry {', '.join(unknown)}; known: {', '.join(entries)}", file=sys.stderr)
+        return 2
+    config = configuration.load()
+    try:
+        args.bzimage = args.bzimage or newest_kernel()
+        header = {"cores": os.cpu_count(), "qemu": qemu_version(config.get("lab", "qemu")),
+                  "kernel": str(args.bzimage), "rounds": args.rounds}
+        with tempfile.TemporaryDirectory(prefix="boot-bench-") as scratch:
+            stage_bare(Path(scratch), args.bzimage, config)
+            samples = measure(args, entries, config, Path(scratch))
+    except BenchError as e:
+        print(f"boot_bench: aborted: {e}", file=sys.stderr)
+        return 1
+    summary = summarize(samples)
+    print(report(args, header, summary))
+    if args.json:
+        args.json.write_text(json.dumps({**header, "samples": samples, "summary": summary}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Shared fixtures. Real components (QEMU, firmware, Xen, a stock kernel) are required:
+when one is missing the test fails, saying what to install; it is never skipped."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).with_name("data")
+
+
+def stock_kernel() -> Path:
+    kernels = sorted(Path("/boot").glob("vmlinuz-*-amd64"), key=lambda p: [
+        int(part) if part.isdigit() else part for part in p.name.replace("-", ".").split(".")])
+    if not kernels:
+        pytest.fail("no /boot/vmlinuz-*-amd64: run scripts/setup (installs linux-image-amd64)")
+    return kernels[-1]
+
+
+@pytest.fixture(scope="session")
+def kernel() -> Path:
+    return stock_kernel()
+
+
+@pytest.fixture(scope="session")
+def state(tmp_path_factory) -> Path:
+    """One state folder for the whole session, so the KVM probe runs once."""
+    return tmp_path_factory.mktemp("state")
+
+
+@pytest.fixture(scope="session")
+def config(state, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("config") / "bootbot.toml"
+    path.write_text(f'[state]\ndir = "{state}"\n')
+    return path
+
+
+class Run:
+    def __init__(self, process: subprocess.CompletedProcess, json_file: Path):
+        self.code = process.returncode
+        self.stdout = process.stdout
+        self.stderr = process.stderr
+        self.json = json.loads(json_file.read_text()) if json_file.exists() else None
+
+    def status(self, entry: str) -> str:
+        return self.json["entries"][entry]["status"]
+
+
+@pytest.fixture
+def bootbot(config, tmp_path):
+    """Runs the real CLI as a user would, returning its exit code, output and JSON."""
+    def run(*args: str, config_file: Path = config) -> Run:
+        json_file = tmp_path / f"result-{len(list(tmp_path.iterdir()))}.json"
+        command = [sys.executable, "-m", "bot.cli", "--config", str(config_file), *args]
+        if args and args[0] == "boot" and "--json" not in args:
+            command += ["--json", str(json_file)]
+        return Run(subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600),
+                   json_file)
+    return run

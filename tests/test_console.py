@@ -1,0 +1,102 @@
+"""The console classifier on captured logs of real boots (fast: no QEMU)."""
+import re
+
+import pytest
+
+from checks import initramfs
+from checks.console import ERROR, FAIL, PASS, TIMEOUT, Console, Patterns
+from conftest import DATA
+
+NONCE = "0123456789abcdef"   # the nonce the captured logs were normalised to
+
+
+def judge(log: str, nonce: str = NONCE, success: re.Pattern | None = None):
+    """Feeds a captured log line by line, as the runner does; None when nothing decided."""
+    console = Console(success or initramfs.marker_pattern(nonce), Patterns.load())
+    for line in (DATA / log).read_text(errors="replace").splitlines():
+        verdict = console.feed(line)
+        if verdict:
+            return verdict, console
+    return None, console
+
+
+@pytest.mark.parametrize("log", ["bios-pass.log", "efi-pass.log", "xen-pv-pass.log"])
+def test_real_boots_to_userspace_pass_on_their_marker(log):
+    verdict, _ = judge(log)
+    assert verdict.status == PASS
+    assert verdict.reason == initramfs.marker(NONCE)
+
+
+def test_a_stale_log_with_another_runs_nonce_does_not_pass():
+    verdict, console = judge("bios-pass.log", nonce="fedcba9876543210")
+    assert verdict is None
+    assert console.exited(0, "").status == FAIL
+
+
+def test_kernel_panic_fails_on_the_panic_line():
+    verdict, _ = judge("bios-panic.log")
+    assert verdict.status == FAIL
+    assert "Kernel panic - not syncing: VFS: Unable to mount root fs" in verdict.reason
+
+
+def test_xen_panic_fails():
+    verdict, _ = judge("xen-pv-truncated.log")
+    assert verdict.status == FAIL
+    assert verdict.reason.startswith("(XEN) Panic on CPU")
+
+
+def test_hypervisor_warning_is_not_a_kernel_warning():
+    # Xen prints "(XEN) WARNING: PVH is an experimental mode"; the xen-pvh milestone follows.
+    verdict, _ = judge("xen-pvh-stall.log", success=re.compile("Booting kernel on Xen PVH"))
+    assert verdict.status == PASS
+    assert "Booting kernel on Xen PVH" in verdict.reason
+
+
+@pytest.mark.parametrize("line", [
+    "[    1.234567] WARNING: CPU: 0 PID: 1 at arch/x86/kernel/setup.c:42 setup_arch+0x1/0x2",
+    "[    0.000000] BUG: unable to handle page fault for address: ffffffffff5fd000",
+    "[    2.000000] Oops: 0002 [#1] PREEMPT SMP NOPTI",
+    "[    2.000000] general protection fault, probably for non-canonical address 0xdead: 0000 [#1]",
+    "[    0.100000] PANIC: early exception 0x0e IP 10:ffffffff81000000 error 0 cr2 0x0",
+    "\x1b[2J\x1b[01;01HKernel panic - not syncing: Attempted to kill init! exitcode=0x00000100",
+    "(XEN) Hardware Dom0 crashed: 'noreboot' set - not rebooting.",
+    "XZ-compressed data is corrupt -- System halted",
+])
+def test_failure_lines(line):
+    console = Console(initramfs.marker_pattern(NONCE), Patterns.load())
+    assert console.feed(line).status == FAIL
+
+
+@pytest.mark.parametrize("line", [
+    "(XEN) WARNING: PVH is an experimental mode with limited functionality",
+    "[    0.500000] ACPI BIOS Warning (bug): Incorrect checksum in table [BGRT]",
+    "userspace says the word BUG: in passing",
+    "[    0.000000] Command line: console=ttyS0 panic=-1",
+])
+def test_harmless_lines(line):
+    console = Console(initramfs.marker_pattern(NONCE), Patterns.load())
+    assert console.feed(line) is None
+
+
+def test_failure_before_the_marker_wins_and_escapes_are_cleaned():
+    console = Console(initramfs.marker_pattern(NONCE), Patterns.load())
+    assert console.feed("\x1b[0m[    1.0] Oops: 0000 [#1] SMP\r").reason == "[    1.0] Oops: 0000 [#1] SMP"
+
+
+def test_qemu_exits():
+    console = Console(initramfs.marker_pattern(NONCE), Patterns.load())
+    console.feed("[    0.1] Linux version 6.1")
+    refused = console.exited(1, "qemu-system-x86_64: Error loading uncompressed kernel without PVH ELF Note\n")
+    assert refused.status == FAIL and "PVH ELF Note" in refused.reason
+    lab = console.exited(1, "qemu-system-x86_64: could not load PC BIOS 'bios-256k.bin'\n")
+    assert lab.status == ERROR and "bios-256k.bin" in lab.reason
+    reset = console.exited(0, "")
+    assert reset.status == FAIL and "Linux version 6.1" in reset.reason
+
+
+def test_limits_name_the_last_line():
+    console = Console(initramfs.marker_pattern(NONCE), Patterns.load())
+    console.feed("Decompressing Linux... ")
+    assert console.silent(5).status == TIMEOUT
+    assert "5 s" in console.silent(5).reason and "Decompressing Linux" in console.silent(5).reason
+    assert console.overran(180).status == TIMEOUT
