@@ -4,10 +4,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
 from bot import config as configuration
+from bot import report, series as series_module, workspace
+from bot.build import ConfigError as KernelConfigError
+from bot.pipeline import APPLY_FAILED, BUILD_FAILED, REGRESSION, Settings, check
 from checks import entry as entries_module
 from checks import runner
 from checks.runner import BootResult, Lab
@@ -46,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     boot.add_argument("--append", default="", help="extra kernel command line for every entry")
     boot.add_argument("--accel", choices=["auto", "kvm", "tcg"], help="default from the configuration")
     boot.add_argument("--silence", type=float, metavar="SECONDS", help="declare a boot hung after this much console silence")
+    check_parser = commands.add_parser("check", help="apply a series, build, boot what it touches, compare with the base")
+    check_parser.add_argument("series", help="an mbox file, or a Message-ID or archive link to fetch")
+    check_parser.add_argument("--tree", type=Path, help="the Linux git tree; default: the current directory")
+    check_parser.add_argument("--json", type=Path, metavar="FILE", help="write the outcome as JSON")
+    check_parser.add_argument("--accel", choices=["auto", "kvm", "tcg"], help="default from the configuration")
     return parser
 
 
@@ -53,8 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         config = configuration.load(args.config)
-        return _boot(args, config)
-    except (UsageError, configuration.ConfigError) as e:
+        if args.json and not args.json.parent.resolve().is_dir():
+            raise UsageError(f"--json {args.json}: no such directory {args.json.parent}")
+        return _boot(args, config) if args.command == "boot" else _check(args, config)
+    except (UsageError, configuration.ConfigError, series_module.SeriesError, workspace.TreeError,
+            KernelConfigError) as e:
         print(f"bootbot: {e}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
@@ -74,18 +86,12 @@ def _select(names: str | None) -> list[entries_module.Entry]:
 
 def _boot(args, config) -> int:
     entries = _select(args.entries)
-    if args.json and not args.json.parent.resolve().is_dir():
-        raise UsageError(f"--json {args.json}: no such directory {args.json.parent}")
-    jobs = config.get("boot", "jobs") or os.cpu_count() or 1
-    lab = Lab(qemu=config.get("lab", "qemu"), busybox=config.path("lab", "busybox"),
-              accel=args.accel or config.get("boot", "accel"),
-              probe_seconds=config.get("boot", "kvm_probe_seconds"), jobs=jobs,
-              state=config.path("state", "dir"))
-    given = {"bzimage": args.bzimage, "vmlinux": args.vmlinux,
-             "xen": args.xen or config.path("lab", "xen"),
-             "ovmf_code": config.path("lab", "ovmf_code"), "ovmf_vars": config.path("lab", "ovmf_vars")}
+    given = {**_lab_files(config), "bzimage": args.bzimage, "vmlinux": args.vmlinux}
+    if args.xen:
+        given["xen"] = args.xen
     progress = _show_progress if sys.stderr.isatty() else (lambda entry, result: None)
-    results = runner.boot(entries, given, lab, append=args.append, silence=args.silence, progress=progress)
+    results = runner.boot(entries, given, _lab(config, args.accel), append=args.append,
+                          silence=args.silence, progress=progress)
     print(_table(results))
     if args.json:
         args.json.write_text(json.dumps({"accel": results[0].accel, "entries": {r.entry: {
@@ -93,6 +99,48 @@ def _boot(args, config) -> int:
             "experimental": r.experimental} for r in results}}, indent=2) + "\n")
     strict = config.get("boot", "strict_experimental")
     return 1 if any(runner.counts_as_failure(r, strict) for r in results) else 0
+
+
+def _lab(config, accel: str | None) -> Lab:
+    return Lab(qemu=config.get("lab", "qemu"), busybox=config.path("lab", "busybox"),
+               accel=accel or config.get("boot", "accel"),
+               probe_seconds=config.get("boot", "kvm_probe_seconds"),
+               jobs=config.get("boot", "jobs") or os.cpu_count() or 1, state=config.path("state", "dir"))
+
+
+def _lab_files(config) -> dict[str, Path]:
+    return {name: config.path("lab", name) for name in ("xen", "ovmf_code", "ovmf_vars")}
+
+
+def _check(args, config) -> int:
+    tree = args.tree or _default_tree(config)
+    source = Path(args.series)
+    series_module.configure_b4(config.get("archive", "url"))
+    if source.exists() or not ("@" in args.series or args.series.startswith(("http://", "https://"))):
+        series = series_module.read_mbox(source)
+    else:
+        series = series_module.fetch(args.series)
+    settings = Settings(
+        tree=tree.resolve(), branch=config.get("tree", "branch"), state=config.path("state", "dir"),
+        workspaces=config.path("build", "dir"), fragment=config.path("build", "fragment"), lab=_lab(config, args.accel), lab_files=_lab_files(config),
+        strict_experimental=config.get("boot", "strict_experimental"),
+        make_jobs=config.get("build", "jobs") or os.cpu_count() or 1, slots=config.get("build", "workspaces"))
+    say = (lambda message: print(f"bootbot: {message}", file=sys.stderr, flush=True)) \
+        if sys.stderr.isatty() else (lambda message: None)
+    outcome = check(series, settings, progress=say)
+    reproduce = f"bootbot check {shlex.quote(args.series)} --tree {shlex.quote(str(tree))}"
+    print(report.text(outcome, reproduce, config.get("mail", "from")), end="")
+    if args.json:
+        args.json.write_text(json.dumps(report.as_json(outcome), indent=2) + "\n")
+    return {REGRESSION: 1, APPLY_FAILED: 1, BUILD_FAILED: 1, "error": USAGE_ERROR}.get(outcome.verdict, 0)
+
+
+def _default_tree(config) -> Path:
+    if (Path.cwd() / ".git").exists():
+        return Path.cwd()
+    if config.get("tree", "path"):
+        return config.path("tree", "path")
+    raise UsageError("no Linux tree: give --tree, run inside one, or set tree.path")
 
 
 def _show_progress(entry: str, result: BootResult | None) -> None:

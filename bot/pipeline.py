@@ -1,0 +1,159 @@
+"""The check of one series: apply, build, boot what it touches, compare with the base, and
+name the patch that broke an entry."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from bot import build as kbuild
+from bot import workspace
+from bot.series import Patch, Series
+from checks import entry as entry_module
+from checks import runner
+from checks.console import ERROR, PASS, PATTERNS_FILE
+from checks.entry import Entry
+from checks.runner import BootResult, Lab
+
+SKIP, REGRESSION, APPLY_FAILED, BUILD_FAILED = "skip", "regression", "apply-failed", "build-failed"
+
+
+@dataclass(frozen=True)
+class Settings:
+    tree: Path
+    branch: str
+    state: Path
+    workspaces: Path
+    fragment: Path
+    lab: Lab
+    lab_files: dict[str, Path]       # firmware and hypervisor, by placeholder name
+    strict_experimental: bool
+    make_jobs: int
+    slots: int
+
+
+@dataclass
+class EntryOutcome:
+    status: str
+    baseline: str
+    seconds: float
+    reason: str
+    log: str
+    experimental: bool
+
+
+@dataclass
+class Outcome:
+    verdict: str
+    series: Series
+    entries: dict[str, EntryOutcome] = field(default_factory=dict)
+    culprit: Patch | None = None
+    detail: list[str] = field(default_factory=list)   # why it did not apply, build or run
+    base: str | None = None
+
+
+Progress = Callable[[str], None]
+
+
+def affected(files: list[str]) -> list[Entry]:
+    return [e for e in entry_module.load().values() if any(e.covers(f) for f in files)]
+
+
+def check(series: Series, settings: Settings, progress: Progress = lambda message: None) -> Outcome:
+    entries = affected(series.files)
+    if not entries:
+        return Outcome(SKIP, series, detail=["the series touches no boot path"])
+    base = workspace.resolve_base(settings.tree, series.base_commit, settings.branch)
+    with workspace.acquire(settings.tree, settings.workspaces, settings.slots) as ws:
+        return _check(series, entries, base, ws, settings, progress)
+
+
+def _check(series, entries, base, ws, settings, progress) -> Outcome:
+    progress(f"applying {len(series.patches)} patches on {base[:12]}")
+    ws.checkout(base)
+    try:
+        commits = ws.apply(series.am_mbox)
+    except workspace.ApplyFailed as e:
+        return Outcome(APPLY_FAILED, series, culprit=series.patches[e.index - 1],
+                       detail=e.message.splitlines(), base=base)
+    baseline = _baseline(ws, base, entries, settings, progress)
+    if isinstance(baseline, Outcome):
+        baseline.series = series
+        return baseline
+    progress("building the series")
+    built = _build_at(ws, commits[-1], settings)
+    if not built.ok:
+        progress("finding the patch that broke the build")
+        culprit = _first_bad(len(commits), lambda k: not _build_at(ws, commits[k - 1], settings).ok)
+        return Outcome(BUILD_FAILED, series, culprit=series.patches[culprit - 1], detail=built.errors, base=base)
+    results = _boot(built, entries, settings, progress)
+    outcome = Outcome(PASS, series, base=base, entries={
+        r.entry: EntryOutcome(r.status, baseline[r.entry]["status"], r.seconds, r.reason, r.log, r.experimental)
+        for r in results})
+    if any(e.status == ERROR or e.baseline == ERROR for e in outcome.entries.values() if not e.experimental):
+        outcome.verdict = ERROR
+        outcome.detail = ["the lab failed (not the series): see the entries in error"]
+        return outcome
+    regressed = [e for e in entries if _regressed(outcome.entries[e.name], settings.strict_experimental)]
+    if regressed:
+        progress(f"finding the patch that broke {', '.join(e.name for e in regressed)}")
+        culprit = _first_bad(len(commits), lambda k: _prefix_breaks(ws, commits[k - 1], regressed, settings, progress))
+        outcome.verdict, outcome.culprit = REGRESSION, series.patches[culprit - 1]
+    return outcome
+
+
+def _regressed(result: EntryOutcome, strict_experimental: bool) -> bool:
+    return result.status != PASS and result.baseline == PASS and (strict_experimental or not result.experimental)
+
+
+def _first_bad(count: int, breaks: Callable[[int], bool]) -> int:
+    """The first prefix length (1..count) that breaks, knowing the base works and all `count`
+    patches break: a binary search, so a 3-patch series costs at most 2 more builds."""
+    good, bad = 0, count
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        if breaks(middle):
+            bad = middle
+        else:
+            good = middle
+    return bad
+
+
+def _prefix_breaks(ws, commit: str, entries: list[Entry], settings: Settings, progress: Progress) -> bool:
+    built = _build_at(ws, commit, settings)
+    return not built.ok or any(r.status != PASS for r in _boot(built, entries, settings, progress))
+
+
+def _build_at(ws, commit: str, settings: Settings) -> kbuild.Build:
+    ws.checkout(commit)
+    return kbuild.build(ws.source, ws.build, settings.fragment, settings.make_jobs)
+
+
+def _boot(built: kbuild.Build, entries: list[Entry], settings: Settings, progress: Progress) -> list[BootResult]:
+    given = {**settings.lab_files, "bzimage": built.bzimage, "vmlinux": built.vmlinux}
+    return runner.boot(entries, given, settings.lab, progress=lambda name, result: result and progress(
+        f"  {name}: {result.status} after {result.seconds:g} s"))
+
+
+def _baseline(ws, base: str, entries: list[Entry], settings: Settings, progress: Progress) -> dict | Outcome:
+    """The base's results for `entries`, booted once per base commit and declarations."""
+    key = hashlib.sha256(b"".join(p.read_bytes() for p in (
+        settings.fragment, entry_module.ENTRIES_FILE, PATTERNS_FILE))).hexdigest()[:16]
+    cache = settings.state / "cache" / "baseline" / f"{base}-{key}.json"
+    known = json.loads(cache.read_text()) if cache.exists() else {}
+    missing = [e for e in entries if e.name not in known]
+    if missing:
+        progress(f"building the base {base[:12]}")
+        built = _build_at(ws, base, settings)
+        if not built.ok:
+            return Outcome(ERROR, None, detail=["the base tree does not build:", *built.errors], base=base)
+        for result in _boot(built, missing, settings, progress):
+            if result.status != ERROR:   # a lab failure says nothing about the base
+                known[result.entry] = asdict(result)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_suffix(".partial")
+        partial.write_text(json.dumps(known, indent=1))
+        partial.rename(cache)
+    return {e.name: known.get(e.name, {"status": ERROR}) for e in entries}

@@ -1,0 +1,103 @@
+"""The report of a check: a short plain-text mail body, and the same facts as JSON."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.pipeline import APPLY_FAILED, BUILD_FAILED, REGRESSION, SKIP, Outcome
+from checks.console import ERROR, PASS, clean
+
+CONSOLE_LINES = 20
+
+
+def as_json(outcome: Outcome) -> dict:
+    series = outcome.series
+    return {
+        "verdict": outcome.verdict,
+        "base": outcome.base,
+        "series": {"subject": series.subject, "version": series.version, "patches": [
+            {"index": p.index, "subject": p.subject, "msgid": p.msgid} for p in series.patches]},
+        "entries": {name: {"status": e.status, "baseline": e.baseline, "seconds": e.seconds,
+                           "reason": e.reason, "log": e.log, "experimental": e.experimental}
+                    for name, e in outcome.entries.items()},
+        "culprit": outcome.culprit and {"index": outcome.culprit.index, "subject": outcome.culprit.subject,
+                                        "msgid": outcome.culprit.msgid},
+        "detail": outcome.detail,
+    }
+
+
+def text(outcome: Outcome, reproduce: str, bot_address: str) -> str:
+    parts = [_summary(outcome)]
+    if outcome.entries:
+        parts.append(_table(outcome))
+    if outcome.culprit:
+        p = outcome.culprit
+        parts.append(f"First bad patch: [{p.index}/{len(outcome.series.patches)}] {p.subject}\n"
+                     f"  Message-ID: <{p.msgid}>")
+    if outcome.detail and outcome.verdict not in (PASS, SKIP):
+        parts.append("\n".join(f"  {line}" for line in outcome.detail))
+    failed = _first_failed(outcome)
+    if failed:
+        parts.append(_console(failed, outcome.entries[failed].log, outcome.entries[failed].reason))
+    if outcome.verdict != SKIP:
+        parts.append(_reproduce(outcome, failed, reproduce))
+    trailer = {PASS: "Tested-by", REGRESSION: "Reported-by", BUILD_FAILED: "Reported-by"}.get(outcome.verdict)
+    if trailer:
+        parts.append(f"If this helps, you may add:\n  {trailer}: {bot_address}")
+    return "\n\n".join(parts) + "\n"
+
+
+def _summary(outcome: Outcome) -> str:
+    s = outcome.series
+    version = f" v{s.version}" if s.version > 1 else ""
+    count = f" 0/{len(s.patches)}" if len(s.patches) > 1 else ""
+    title = f"[PATCH{version}{count}] {s.subject}"
+    if outcome.verdict == PASS:
+        booted = ", ".join(outcome.entries)
+        return f"bootbot: PASS for {title}\nEvery boot entry the series touches boots as on the base: {booted}."
+    if outcome.verdict == SKIP:
+        return f"bootbot: SKIP for {title}\nThe series touches no boot path: nothing was built or booted."
+    if outcome.verdict == REGRESSION:
+        broken = [n for n, e in outcome.entries.items() if e.status != PASS and e.baseline == PASS]
+        return f"bootbot: REGRESSION in {title}\n{', '.join(broken)} boots on the base but not with the series."
+    if outcome.verdict == APPLY_FAILED:
+        return f"bootbot: APPLY FAILED for {title}\nPatch {outcome.culprit.index} does not apply on {outcome.base[:12]}."
+    if outcome.verdict == BUILD_FAILED:
+        return f"bootbot: BUILD FAILED for {title}\nThe kernel builds on the base but not with the series."
+    return f"bootbot: ERROR while checking {title}\nThe lab failed, not the series: nothing is blamed on it."
+
+
+def _table(outcome: Outcome) -> str:
+    width = max(len(name) for name in outcome.entries) + 1
+    rows = [f"{'entry':<{width}} {'series':<8} {'base':<8} {'seconds':>7}  decided by"]
+    for name, e in outcome.entries.items():
+        label = name + ("*" if e.experimental else "")
+        rows.append(f"{label:<{width}} {e.status:<8} {e.baseline:<8} {e.seconds:>7.1f}  {e.reason}")
+    if any(e.experimental for e in outcome.entries.values()):
+        rows.append("* experimental: shown, but does not decide the verdict")
+    return "\n".join(rows)
+
+
+def _first_failed(outcome: Outcome) -> str | None:
+    failing = [n for n, e in outcome.entries.items() if e.status != PASS and not e.experimental]
+    regressed = [n for n in failing if outcome.entries[n].baseline == PASS]
+    return (regressed or failing or [None])[0]
+
+
+def _console(name: str, log: str, reason: str) -> str:
+    try:
+        lines = [clean(line) for line in Path(log).read_text(errors="replace").splitlines()]
+    except OSError:
+        return f"Console of {name}: (no log)"
+    lines = [line for line in lines if line]
+    end = next((i for i, line in enumerate(lines) if line == reason), len(lines) - 1) + 1
+    excerpt = lines[max(0, end - CONSOLE_LINES):end + 3]
+    return f"Console of {name}, up to the line that decided it:\n" + "\n".join(f"  {line}" for line in excerpt)
+
+
+def _reproduce(outcome: Outcome, failed: str | None, reproduce: str) -> str:
+    lines = ["Reproduce:", f"  {reproduce}"]
+    if failed:
+        command = Path(outcome.entries[failed].log).with_name("command")
+        if command.exists():
+            lines += [f"  QEMU ({failed}):", f"    {command.read_text().strip()}"]
+    return "\n".join(lines)

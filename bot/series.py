@@ -1,0 +1,129 @@
+"""A patch series, read with b4: newest revision, no cover letter, trailers collected."""
+from __future__ import annotations
+
+import copy
+import email.utils
+import hashlib
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import b4
+import unidiff
+
+
+class SeriesError(Exception):
+    """Input that is not a patch series bootbot can check."""
+
+
+@dataclass(frozen=True)
+class Patch:
+    index: int          # 1 is the first patch
+    subject: str
+    msgid: str
+    author: str
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Series:
+    subject: str
+    version: int
+    patches: tuple[Patch, ...]
+    base_commit: str | None
+    cover_msgid: str | None
+    am_messages: tuple[bytes, ...]   # what `git am` takes, one per patch, trailers applied
+
+    @property
+    def files(self) -> list[str]:
+        return sorted({f for patch in self.patches for f in patch.files})
+
+    @property
+    def am_mbox(self) -> bytes:
+        return b"".join(self.am_messages)
+
+
+def configure_b4(archive_url: str) -> None:
+    """b4 reads its settings from globals; bootbot's come from its own configuration, never
+    from the git config of whatever directory it runs in."""
+    b4.MAIN_CONFIG.clear()
+    b4.MAIN_CONFIG.update(copy.deepcopy(b4.DEFAULT_CONFIG))
+    b4.MAIN_CONFIG.update({"attestation-policy": "off", "midmask": f"{archive_url.rstrip('/')}/%s",
+                           "linkmask": f"{archive_url.rstrip('/')}/%s"})
+    b4.USER_CONFIG.clear()
+    logging.getLogger("b4").setLevel(logging.CRITICAL)   # b4's own chatter is not our report
+
+
+def read_mbox(path: Path) -> Series:
+    b4.can_network = False
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise SeriesError(f"cannot read {path}: {e.strerror}") from None
+    if not data.strip():
+        raise SeriesError(f"{path} is empty")
+    if b"\0" in data or not (data.startswith(b"From ") or b"\nSubject:" in data[:65536]):
+        raise SeriesError(f"{path} is not an mbox of patches")
+    return _series(b4.get_msgs_from_mailbox_or_maildir(str(path)), str(path))
+
+
+def fetch(msgid: str) -> Series:
+    """The thread of a Message-ID (or an archive link) from the configured archive."""
+    b4.can_network = True
+    msgid = b4.parse_msgid(msgid)
+    messages = b4.get_pi_thread_by_msgid(msgid, nocache=True)
+    if not messages:
+        raise SeriesError(f"the archive has no thread for <{msgid}>")
+    return _series(messages, f"<{msgid}>")
+
+
+def _series(messages: list, source: str) -> Series:
+    box = b4.LoreMailbox()
+    for number, message in enumerate(messages):
+        if not message.get("Message-ID"):   # plain `git format-patch` output has none
+            digest = hashlib.sha256(message.as_bytes()).hexdigest()[:16]
+            message["Message-ID"] = f"<local-{number}-{digest}@bootbot>"
+        try:
+            box.add_message(message)
+        except (ValueError, LookupError, UnicodeError) as e:
+            raise SeriesError(f"{source}: unreadable message {number + 1}: {e}") from None
+    lseries = box.get_series(codereview_trailers=False)
+    if lseries is None or not any(p is not None and p.has_diff for p in lseries.patches[1:]):
+        raise SeriesError(f"{source} has no patch")
+    missing = [n for n, p in enumerate(lseries.patches[1:], 1) if p is None]
+    if missing:
+        raise SeriesError(f"{source}: patch {missing[0]}/{lseries.expected} of v{lseries.revision} is missing")
+    am_ready = lseries.get_am_ready(addlink=False)
+    cover = lseries.patches[0]
+    return Series(
+        subject=(cover or lseries.patches[1]).subject,
+        version=lseries.revision,
+        patches=tuple(Patch(index=n, subject=lmsg.subject, msgid=lmsg.msgid,
+                            author=email.utils.formataddr((lmsg.fromname, lmsg.fromemail)),
+                            files=_touched(message))
+                      for n, (lmsg, message) in enumerate(zip(lseries.patches[1:], am_ready), 1)),
+        base_commit=lseries.base_commit,
+        cover_msgid=cover.msgid if cover else None,
+        am_messages=tuple(map(_am_bytes, am_ready)),
+    )
+
+
+def _am_bytes(message) -> bytes:
+    mbox = io.BytesIO()
+    b4.save_git_am_mbox([message], mbox)
+    return mbox.getvalue()
+
+
+def _touched(message) -> tuple[str, ...]:
+    body = message.get_payload(decode=True).decode("utf-8", "replace")
+    try:
+        diff = unidiff.PatchSet(body)
+    except unidiff.UnidiffParseError as e:
+        raise SeriesError(f"patch '{message['Subject']}' has a malformed diff: {e}") from None
+    files = set()
+    for changed in diff:
+        for name in (changed.source_file, changed.target_file):
+            if name and name != "/dev/null":
+                files.add(name.split("/", 1)[1] if name[:2] in ("a/", "b/") else name)
+    return tuple(sorted(files))

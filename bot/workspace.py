@@ -1,0 +1,115 @@
+"""Workspaces: a git worktree of the Linux tree and its kernel build folder, kept across checks.
+
+Builds stay incremental because a workspace is reused: checking out another commit rewrites
+only the files that differ, so make rebuilds only what they feed. Each check holds one
+workspace under an exclusive lock; checks running at once take different workspaces."""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import subprocess
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+_IDENTITY = {"GIT_COMMITTER_NAME": "bootbot", "GIT_COMMITTER_EMAIL": "bootbot@localhost"}
+
+
+class ApplyFailed(Exception):
+    def __init__(self, index: int, message: str):
+        super().__init__(message)
+        self.index = index   # the patch (1 is the first) that did not apply
+        self.message = message
+
+
+class TreeError(Exception):
+    """The tree itself is unusable: not a git repository, no such branch."""
+
+
+@dataclass
+class Workspace:
+    source: Path    # the worktree
+    build: Path     # the O= build folder
+
+    @property
+    def repo(self) -> git.Repo:
+        return git.Repo(self.source)
+
+    def checkout(self, commit: str) -> None:
+        if (Path(self.repo.git_dir) / "rebase-apply").exists():
+            self.repo.git.am("--abort")
+        self.repo.git.checkout("--detach", "--force", commit)
+
+    def apply(self, mbox: bytes, first_index: int = 1) -> list[str]:
+        """Applies an am-ready mbox on the checked-out commit; returns the new commits."""
+        before = self.repo.head.commit.hexsha
+        am = subprocess.run(["git", "am", "-3", "--keep-cr"], cwd=self.source, input=mbox,
+                            capture_output=True, env={**os.environ, **_IDENTITY})
+        if am.returncode != 0:
+            output = (am.stdout + am.stderr).decode("utf-8", "replace")
+            self.repo.git.am("--abort")
+            failed = re.search(r"Patch failed at (\d+)", output)
+            number = int(failed.group(1)) if failed else 1
+            raise ApplyFailed(first_index + number - 1, _am_reason(output))
+        return self.repo.git.rev_list("--reverse", f"{before}..HEAD").split()
+
+
+def _am_reason(output: str) -> str:
+    """git am's own words, without its advice on how to continue by hand."""
+    keep = [line for line in output.splitlines()
+            if line.strip() and not line.startswith(("hint:", "When you have resolved",
+                                                     "If you prefer", "To restore", "Use 'git am"))]
+    return "\n".join(keep[:12])
+
+
+def resolve_base(tree: Path, wanted: str | None, branch: str) -> str:
+    """The commit to apply on: the series' base-commit when the tree has it, else the branch."""
+    try:
+        repo = git.Repo(tree)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise TreeError(f"{tree} is not a git tree") from None
+    for candidate in filter(None, [wanted, branch]):
+        try:
+            return repo.commit(candidate).hexsha
+        except (git.BadName, ValueError):
+            continue
+    raise TreeError(f"{tree} has neither base-commit {wanted} nor branch {branch}")
+
+
+@contextmanager
+def acquire(tree: Path, root: Path, slots: int):
+    """Holds a free workspace of `tree` for the duration of a check, making it the first time."""
+    home = root / hashlib.sha256(str(tree.resolve()).encode()).hexdigest()[:12]
+    home.mkdir(parents=True, exist_ok=True)
+    lock, slot = _lock_free_slot(home, slots)
+    try:
+        yield _prepare(tree, home / str(slot))
+    finally:
+        lock.close()
+
+
+def _lock_free_slot(home: Path, slots: int):
+    for slot in range(slots):
+        lock = (home / f"{slot}.lock").open("w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return lock, slot
+        except BlockingIOError:
+            lock.close()
+    lock = (home / "0.lock").open("w")
+    fcntl.flock(lock, fcntl.LOCK_EX)   # every workspace busy: queue for the first
+    return lock, 0
+
+
+def _prepare(tree: Path, home: Path) -> Workspace:
+    workspace = Workspace(source=home / "src", build=home / "build")
+    if not (workspace.source / ".git").exists():
+        repo = git.Repo(tree)
+        repo.git.worktree("prune")
+        repo.git.worktree("add", "--detach", str(workspace.source), "HEAD")
+    workspace.build.mkdir(parents=True, exist_ok=True)
+    return workspace

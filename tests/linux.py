@@ -1,0 +1,60 @@
+"""A real Linux tree for tests, and series made against it with `git format-patch`.
+
+Commits are made with git plumbing on a private index, so no checkout of the 80,000-file tree
+is needed and the tree's branch never moves."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+Edit = Callable[[str], str]
+
+
+def tree() -> Path:
+    made = subprocess.run([ROOT / "scripts" / "linux-tree"], capture_output=True, text=True)
+    if made.returncode != 0:
+        raise RuntimeError(f"scripts/linux-tree failed: {made.stderr.strip()}")
+    return Path(made.stdout.strip())
+
+
+def make_series(tree: Path, out: Path, patches: list[tuple[str, dict[str, Edit]]],
+                base: str = "master", version: int = 1) -> Path:
+    """An mbox of `patches` (subject, {path: edit of the file's text}) on `base`, as
+    `git format-patch --thread --cover-letter` would mail them."""
+    env = {**os.environ, "GIT_INDEX_FILE": str(out / "index"),
+           "GIT_AUTHOR_NAME": "Ann Developer", "GIT_AUTHOR_EMAIL": "ann@example.org",
+           "GIT_COMMITTER_NAME": "Ann Developer", "GIT_COMMITTER_EMAIL": "ann@example.org"}
+
+    def git(*args: str, stdin: str | None = None) -> str:
+        return subprocess.run(["git", *args], cwd=tree, env=env, input=stdin, capture_output=True,
+                              text=True, check=True).stdout
+
+    out.mkdir(parents=True, exist_ok=True)
+    git("read-tree", base)
+    head = git("rev-parse", base).strip()
+    for subject, edits in patches:
+        for path, edit in edits.items():
+            listed = git("ls-tree", head, path).split()
+            old = git("show", f"{head}:{path}") if listed else ""
+            blob = git("hash-object", "-w", "--stdin", stdin=edit(old)).strip()
+            git("update-index", "--add", "--cacheinfo", f"{listed[0] if listed else '100644'},{blob},{path}")
+        message = f"{subject}\n\nA test change made by bootbot's tests.\n\nSigned-off-by: Ann Developer <ann@example.org>\n"
+        head = git("commit-tree", git("write-tree").strip(), "-p", head, "-m", message).strip()
+    patch_dir = out / "patches"
+    git("format-patch", "-q", "--thread", "--cover-letter" if len(patches) > 1 else "--no-cover-letter",
+        f"-v{version}", f"--base={base}", "-o", str(patch_dir), f"{base}..{head}")
+    mbox = out / "series.mbox"
+    mbox.write_bytes(b"".join(p.read_bytes() for p in sorted(patch_dir.glob("*.patch"))))
+    return mbox
+
+
+def insert_after(anchor: str, text: str) -> Edit:
+    """An edit adding `text` after the first line containing `anchor`."""
+    def edit(old: str) -> str:
+        lines = old.splitlines(keepends=True)
+        at = next(i for i, line in enumerate(lines) if anchor in line)
+        return "".join(lines[:at + 1] + [text + "\n"] + lines[at + 1:])
+    return edit
