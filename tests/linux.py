@@ -51,10 +51,13 @@ def make_series(tree: Path, out: Path, patches: list[tuple[str, dict[str, Edit]]
     return mbox
 
 
-def insert_after(anchor: str, text: str) -> Edit:
-    """An edit adding `text` after the first line containing `anchor`."""
-    def edit(old: str) -> str:
-        lines = old.splitlines(keepends=True)
-        at = next(i for i, line in enumerate(lines) if anchor in line)
-        return "".join(lines[:at + 1] + [text + "\n"] + lines[at + 1:])
+def replace(old: str, new: str) -> Edit:
+    """An edit replacing the first `old` with `new`; `old` must be there."""
+    def edit(text: str) -> str:
+        assert old in text, f"test edit: {old!r} not found"
+        return text.replace(old, new, 1)
     return edit
+
+
+def add_after(anchor: str, line: str) -> Edit:
+    return replace(anchor, anchor + line)

@@ -1,0 +1,178 @@
+"""`bootbot check` on real series against a real Linux tree: apply, build, boot, compare, bisect.
+
+The tree is made once from Debian's linux-source tarball (scripts/linux-tree) and its build
+folders are kept outside the checkout, so a warm machine rebuilds only what a series touches."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import linux
+from linux import add_after, replace
+
+pytestmark = pytest.mark.boot
+ROOT = Path(__file__).resolve().parents[1]
+MISC_C = "arch/x86/boot/compressed/misc.c"
+PVH_C = "arch/x86/platform/pvh/enlighten.c"
+MISC_ANCHOR = '#include "misc.h"\n'
+PVH_ANCHOR = "#include <xen/interface/hvm/start_info.h>\n"
+
+
+def harmless(path: str, anchor: str, n: int = 1):
+    return add_after(anchor, f"/* bootbot test {n}: a harmless comment */\n")
+
+
+@pytest.fixture(scope="session")
+def tree() -> Path:
+    return linux.tree()
+
+
+@pytest.fixture(scope="session")
+def check_config(state, tmp_path_factory) -> Path:
+    """Fresh state (results, caches) each session; warm workspaces kept beside the tree."""
+    workspaces = Path(linux.tree()).parent / "workspaces"
+    path = tmp_path_factory.mktemp("check") / "bootbot.toml"
+    path.write_text(f'[state]\ndir = "{state}"\n[build]\ndir = "{workspaces}"\n')
+    return path
+
+
+class Check:
+    def __init__(self, process, json_file: Path):
+        self.code, self.stdout, self.stderr = process.returncode, process.stdout, process.stderr
+        self.json = json.loads(json_file.read_text()) if json_file.exists() else None
+
+    def statuses(self) -> dict[str, tuple[str, str]]:
+        return {name: (e["status"], e["baseline"]) for name, e in self.json["entries"].items()}
+
+
+@pytest.fixture
+def check(tree, check_config, tmp_path):
+    def run(mbox: Path) -> Check:
+        out = tmp_path / "outcome.json"
+        process = subprocess.run(
+            [sys.executable, "-m", "bot.cli", "--config", str(check_config), "check", str(mbox),
+             "--tree", str(tree), "--json", str(out)],
+            cwd=ROOT, capture_output=True, text=True, timeout=1800)
+        return Check(process, out)
+    return run
+
+
+def series(tree: Path, tmp_path: Path, patches) -> Path:
+    return linux.make_series(tree, tmp_path / "series", patches)
+
+
+def test_harmless_series_passes_everywhere(tree, check, tmp_path):
+    run = check(series(tree, tmp_path, [
+        ("x86/boot: comment the decompressor", {MISC_C: harmless(MISC_C, MISC_ANCHOR)}),
+        ("x86/pvh: comment the entry", {PVH_C: harmless(PVH_C, PVH_ANCHOR)}),
+    ]))
+    assert run.code == 0, run.stdout + run.stderr
+    assert run.json["verdict"] == "pass"
+    assert run.json["culprit"] is None
+    assert [p["index"] for p in run.json["series"]["patches"]] == [1, 2]
+    assert run.json["series"]["patches"][1]["subject"] == "x86/pvh: comment the entry"
+    assert run.statuses() == {name: ("pass", "pass") for name in ("bios", "efi", "pvh", "xen-pv", "xen-pvh")}
+    assert run.stdout.startswith("bootbot: PASS") and "Tested-by: bootbot" in run.stdout
+
+
+def test_breaking_the_16_bit_setup_breaks_bios_only(tree, check, tmp_path):
+    triple_fault = ("\t{ static const struct { u16 limit; u32 base; } __attribute__((packed)) none = { 0, 0 };\n"
+                    "\t  asm volatile(\"lidtl %0; int $3\" : : \"m\" (none)); }\n")
+    run = check(series(tree, tmp_path, [
+        ("x86/boot: fault in main()", {"arch/x86/boot/main.c": add_after("\tinit_default_io_ops();\n", triple_fault)}),
+    ]))
+    assert run.code == 1, run.stdout + run.stderr
+    assert run.json["verdict"] == "regression"
+    assert run.statuses()["bios"] == ("fail", "pass")
+    assert run.statuses()["efi"] == ("pass", "pass") and run.statuses()["xen-pv"] == ("pass", "pass")
+    assert run.json["culprit"]["index"] == 1
+    assert "First bad patch: [1/1] x86/boot: fault in main()" in run.stdout
+    assert "qemu-system-x86_64" in run.stdout and "Reported-by: bootbot" in run.stdout
+
+
+def test_breaking_the_efi_stub_breaks_efi_only(tree, check, tmp_path):
+    entry = "efi_pe_entry(efi_handle_t handle,\n\t\t\t\t   efi_system_table_t *sys_table_arg)\n{\n"
+    run = check(series(tree, tmp_path, [
+        ("efi/x86: trap on entry", {"drivers/firmware/efi/libstub/x86-stub.c": add_after(entry, '\tasm volatile("ud2");\n')}),
+    ]))
+    assert run.json["verdict"] == "regression", run.stdout
+    assert run.statuses() == {"efi": (run.statuses()["efi"][0], "pass")}
+    assert run.statuses()["efi"][0] in ("fail", "timeout")
+    assert run.json["culprit"]["index"] == 1
+
+
+def test_the_middle_patch_that_breaks_pvh_is_the_culprit(tree, check, tmp_path):
+    run = check(series(tree, tmp_path, [
+        ("x86/pvh: comment the entry", {PVH_C: harmless(PVH_C, PVH_ANCHOR, 1)}),
+        ("x86/pvh: trap at pvh_start_xen", {"arch/x86/platform/pvh/head.S": replace(
+            "SYM_CODE_START_LOCAL(pvh_start_xen)\n\tUNWIND_HINT_EMPTY\n",
+            "SYM_CODE_START_LOCAL(pvh_start_xen)\n\tUNWIND_HINT_EMPTY\n\tud2\n")}),
+        ("x86/pvh: comment the entry again", {PVH_C: harmless(PVH_C, PVH_ANCHOR, 2)}),
+    ]))
+    assert run.code == 1, run.stdout + run.stderr
+    assert run.json["verdict"] == "regression"
+    assert run.statuses()["pvh"] == ("fail", "pass")
+    assert run.json["culprit"]["index"] == 2
+    assert run.json["culprit"]["subject"] == "x86/pvh: trap at pvh_start_xen"
+
+
+def test_breaking_startup_xen_breaks_xen_pv(tree, check, tmp_path):
+    start = "SYM_CODE_START(startup_xen)\n\tUNWIND_HINT_EMPTY\n\tANNOTATE_NOENDBR\n\tcld\n"
+    run = check(series(tree, tmp_path, [
+        ("x86/xen: trap at startup_xen", {"arch/x86/xen/xen-head.S": add_after(start, "\tud2\n")}),
+    ]))
+    assert run.json["verdict"] == "regression", run.stdout
+    assert run.statuses()["xen-pv"] == ("fail", "pass")
+    assert run.json["culprit"]["index"] == 1
+
+
+def test_a_series_that_does_not_apply_names_the_patch(tree, check, tmp_path):
+    mbox = series(tree, tmp_path, [
+        ("x86/boot: comment the decompressor", {MISC_C: harmless(MISC_C, MISC_ANCHOR)}),
+        ("x86/pvh: comment the entry", {PVH_C: harmless(PVH_C, PVH_ANCHOR)}),
+    ])
+    mbox.write_text(mbox.read_text().replace(" #include <xen/xen.h>\n", " #include <xen/xen-elsewhere.h>\n"))
+    run = check(mbox)
+    assert run.code == 1
+    assert run.json["verdict"] == "apply-failed"
+    assert run.json["culprit"]["index"] == 2
+    assert any("does not apply" in line or "patch failed" in line for line in run.json["detail"]), run.json
+    assert run.json["entries"] == {}
+
+
+def test_a_series_that_breaks_the_build_names_the_patch_and_the_error(tree, check, tmp_path):
+    run = check(series(tree, tmp_path, [
+        ("x86/boot: comment the decompressor", {MISC_C: harmless(MISC_C, MISC_ANCHOR)}),
+        ("x86/boot: break the decompressor", {MISC_C: add_after(MISC_ANCHOR, "int bootbot_broken = ;\n")}),
+        ("x86/pvh: comment the entry", {PVH_C: harmless(PVH_C, PVH_ANCHOR)}),
+    ]))
+    assert run.code == 1
+    assert run.json["verdict"] == "build-failed"
+    assert run.json["culprit"]["index"] == 2
+    assert any("misc.c:" in line and "error:" in line for line in run.json["detail"]), run.json["detail"]
+
+
+def test_a_series_off_the_boot_paths_is_skipped_at_once(tree, check, tmp_path):
+    run = check(series(tree, tmp_path, [
+        ("docs: a note", {"Documentation/admin-guide/README.rst": lambda text: ".. bootbot test\n\n" + text}),
+    ]))
+    assert run.code == 0
+    assert run.json["verdict"] == "skip" and run.json["entries"] == {}
+    assert "touches no boot path" in run.stdout
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"", "is empty"),
+    (bytes(range(256)) * 4, "not an mbox"),
+    (b"From me@x Mon Jan  1 00:00:00 2024\nFrom: a@b\nSubject: hello\nMessage-ID: <1@b>\n\nno patch here\n", "has no patch"),
+])
+def test_malformed_input_is_one_line_and_exit_2(tree, check, tmp_path, content, says):
+    mbox = tmp_path / "input.mbox"
+    mbox.write_bytes(content)
+    run = check(mbox)
+    assert run.code == 2
+    assert says in run.stderr and len(run.stderr.strip().splitlines()) == 1 and "Traceback" not in run.stderr
