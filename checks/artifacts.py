@@ -61,12 +61,15 @@ class Artifacts:
         return path
 
     def _derived(self, name: str, source: Path, derive) -> Path:
-        data = source.read_bytes()
-        target = self.cache / f"{name}-{hashlib.sha256(data).hexdigest()[:20]}"
+        # Keyed like make keys its targets, by the source's identity and mtime, so a warm run
+        # does not read and hash megabytes to find what it derived before.
+        stat = source.stat()
+        identity = f"{source.resolve()}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}"
+        target = self.cache / f"{name}-{hashlib.sha256(identity.encode()).hexdigest()[:20]}"
         if not target.exists():
             self.cache.mkdir(parents=True, exist_ok=True)
             partial = target.with_suffix(f".{os.getpid()}.partial")
-            partial.write_bytes(derive(data))
+            partial.write_bytes(derive(source.read_bytes()))
             partial.rename(target)   # atomic: a crash never leaves half a file under the real name
         return target
 

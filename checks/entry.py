@@ -38,6 +38,7 @@ class Entry:
     writable: tuple[str, ...]
     experimental: bool
     paths: tuple[str, ...]
+    typical_seconds: float
     milestone: str | None = None
 
     @property

@@ -64,8 +64,10 @@ def boot(entries: list[Entry], given: dict[str, Path | None], lab: Lab, *, appen
         progress(entry.name, result)
         return result
 
+    longest_first = sorted(entries, key=lambda e: -e.typical_seconds)
     with ThreadPoolExecutor(max_workers=lab.jobs) as pool:
-        return list(pool.map(one, entries))
+        done = dict(zip(longest_first, pool.map(one, longest_first)))
+    return [done[e] for e in entries]
 
 
 def _initrd(run_dir: Path, busybox: Path, nonce: str) -> Path | Unavailable:
