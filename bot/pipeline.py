@@ -50,6 +50,7 @@ class Outcome:
     series: Series
     entries: dict[str, EntryOutcome] = field(default_factory=dict)
     culprit: Patch | None = None
+    regressed: list[str] = field(default_factory=list)   # entries that boot on the base, not with the series
     detail: list[str] = field(default_factory=list)   # why it did not apply, build or run
     base: str | None = None
 
@@ -101,6 +102,7 @@ def _check(series, entries, base, ws, settings, progress) -> Outcome:
         progress(f"finding the patch that broke {', '.join(e.name for e in regressed)}")
         culprit = _first_bad(len(commits), lambda k: _prefix_breaks(ws, commits[k - 1], regressed, settings, progress))
         outcome.verdict, outcome.culprit = REGRESSION, series.patches[culprit - 1]
+        outcome.regressed = [e.name for e in regressed]
     return outcome
 
 

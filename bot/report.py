@@ -19,6 +19,7 @@ def as_json(outcome: Outcome) -> dict:
         "entries": {name: {"status": e.status, "baseline": e.baseline, "seconds": e.seconds,
                            "reason": e.reason, "log": e.log, "experimental": e.experimental}
                     for name, e in outcome.entries.items()},
+        "regressed": outcome.regressed,
         "culprit": outcome.culprit and {"index": outcome.culprit.index, "subject": outcome.culprit.subject,
                                         "msgid": outcome.culprit.msgid},
         "detail": outcome.detail,
@@ -57,8 +58,8 @@ def _summary(outcome: Outcome) -> str:
     if outcome.verdict == SKIP:
         return f"bootbot: SKIP for {title}\nThe series touches no boot path: nothing was built or booted."
     if outcome.verdict == REGRESSION:
-        broken = [n for n, e in outcome.entries.items() if e.status != PASS and e.baseline == PASS]
-        return f"bootbot: REGRESSION in {title}\n{', '.join(broken)} boots on the base but not with the series."
+        return (f"bootbot: REGRESSION in {title}\n"
+                f"No longer boots with the series, but does on the base: {', '.join(outcome.regressed)}.")
     if outcome.verdict == APPLY_FAILED:
         return f"bootbot: APPLY FAILED for {title}\nPatch {outcome.culprit.index} does not apply on {outcome.base[:12]}."
     if outcome.verdict == BUILD_FAILED:
@@ -79,8 +80,7 @@ def _table(outcome: Outcome) -> str:
 
 def _first_failed(outcome: Outcome) -> str | None:
     failing = [n for n, e in outcome.entries.items() if e.status != PASS and not e.experimental]
-    regressed = [n for n in failing if outcome.entries[n].baseline == PASS]
-    return (regressed or failing or [None])[0]
+    return (outcome.regressed or failing or [None])[0]
 
 
 def _console(name: str, log: str, reason: str) -> str:
@@ -90,7 +90,7 @@ def _console(name: str, log: str, reason: str) -> str:
         return f"Console of {name}: (no log)"
     lines = [line for line in lines if line]
     end = next((i for i, line in enumerate(lines) if line == reason), len(lines) - 1) + 1
-    excerpt = lines[max(0, end - CONSOLE_LINES):end + 3]
+    excerpt = lines[max(0, end - CONSOLE_LINES):end + 3] or ["(nothing: the console stayed silent)"]
     return f"Console of {name}, up to the line that decided it:\n" + "\n".join(f"  {line}" for line in excerpt)
 
 
