@@ -52,6 +52,7 @@ def configure_b4(archive_url: str) -> None:
     b4.MAIN_CONFIG.update({"attestation-policy": "off", "midmask": f"{archive_url.rstrip('/')}/%s",
                            "linkmask": f"{archive_url.rstrip('/')}/%s"})
     b4.USER_CONFIG.clear()
+    b4.LORENODE = None   # b4 keeps the archive client it made for the previous URL
     logging.getLogger("b4").setLevel(logging.CRITICAL)   # b4's own chatter is not our report
 
 

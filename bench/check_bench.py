@@ -1,0 +1,397 @@
+"""Benchmark `bootbot check` against the same work done by hand, in the same run.
+
+    .venv/bin/python bench/check_bench.py [--rounds N] [--json FILE]
+
+1. A warm `bootbot check` of a two-patch series touching arch/x86/boot/compressed/misc.c against
+   its floor: `git checkout`, `git am -3`, an incremental `make` and the same QEMU boots (as many
+   at once as bootbot runs), by hand, in a worktree and O= folder of their own.
+2. The floor's incremental rebuilds against one clean build of the same configuration.
+3. What naming the culprit costs: builds (counted by wrapping make) and wall time of a check of a
+   three-patch series whose middle patch breaks pvh, against the same series without that patch.
+
+Both workspaces live in <linux tree>/../bench-workspaces and are kept, so only the first run on a
+machine builds from scratch; the state folder (results, baseline cache) is private to each run.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+import linux  # noqa: E402  tests/linux.py: the Linux tree, and series made with git plumbing
+from bot import build as kbuild, config as configuration, pipeline  # noqa: E402
+from checks import initramfs  # noqa: E402
+
+BOOTBOT = REPO / ".venv" / "bin" / "bootbot"
+NONCE = "0123456789abcdef"   # fixed: one initramfs serves every floor boot
+MISC_C, MISC_ANCHOR = "arch/x86/boot/compressed/misc.c", '#include "misc.h"\n'
+PVH_C, PVH_ANCHOR = "arch/x86/platform/pvh/enlighten.c", "#include <xen/interface/hvm/start_info.h>\n"
+PVH_HEAD, PVH_START = "arch/x86/platform/pvh/head.S", "SYM_CODE_START_LOCAL(pvh_start_xen)\n\tUNWIND_HINT_EMPTY\n"
+RATIO_GOAL, SECONDS_GOAL, REBUILD_GOAL, EXTRA_BUILDS_GOAL = 1.5, 30.0, 0.10, 2
+COMMITTER = {"GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
+BASELINE_CHOICE = ("bootbot's base results kept warm (cached by a warm-up check), so the floor boots only "
+                   "the series: the steady state of a bot checking many series on one base")
+# Logs each top-level make with its start and end, so the builds bootbot runs can be counted and
+# timed from outside; make's own sub-makes call /usr/bin/make directly and are not logged.
+MAKE_WRAPPER = """#!/bin/sh
+start=$(date +%s.%N)
+{make} "$@"
+status=$?
+echo "$start $(date +%s.%N) $*" >> "$BENCH_MAKE_LOG"
+exit $status
+"""
+
+
+class BenchError(Exception):
+    """A step failed: timing failed work means nothing, so the benchmark stops."""
+
+
+@dataclass
+class Bench:
+    tree: Path
+    scratch: Path      # per run: the config, state, series, make wrapper, floor boot folders
+    root: Path         # kept: bootbot's workspace and the floor's
+    config: configuration.Config
+    jobs: int
+    accel: str = "tcg"
+
+    @property
+    def config_file(self) -> Path:
+        return self.scratch / "bootbot.toml"
+
+    @property
+    def floor_src(self) -> Path:
+        return self.root / "floor" / "src"
+
+    @property
+    def floor_out(self) -> Path:
+        return self.root / "floor" / "build"
+
+
+def run(command: list, cwd: Path, what: str, **kwargs) -> subprocess.CompletedProcess:
+    done = subprocess.run([str(c) for c in command], cwd=cwd, capture_output=True, text=True, **kwargs)
+    if done.returncode != 0:
+        raise BenchError(f"{what} exited {done.returncode}:\n{(done.stdout + done.stderr)[-1500:]}")
+    return done
+
+
+def git(cwd: Path, *args) -> None:
+    run(["git", *args], cwd, f"git {args[0]}", env={**os.environ, **COMMITTER})
+
+
+def make(src: Path, out: Path, jobs: int) -> None:
+    """The build step of bot/build.py, by hand."""
+    run([*kbuild.MAKE, f"O={out}", f"-j{jobs}", "bzImage"], src, f"make in {out}")
+
+
+# --- series ---------------------------------------------------------------------------------
+
+def comment(anchor: str, text: str):
+    return linux.add_after(anchor, f"/* check_bench: {text} */\n")
+
+
+def series(bench: Bench, name: str, patches) -> tuple[Path, Path]:
+    """The mbox bootbot reads and, for the floor's `git am`, the same patches without the cover
+    letter (b4 drops it for bootbot; git am would stop at it as an empty patch)."""
+    out = bench.scratch / name
+    mbox = linux.make_series(bench.tree, out, patches)
+    am = out / "am.mbox"
+    am.write_bytes(b"".join(p.read_bytes() for p in sorted((out / "patches").glob("*.patch"))
+                            if "cover-letter" not in p.name))
+    return mbox, am
+
+
+def misc_series(bench: Bench, round_: int) -> tuple[Path, Path]:
+    """Two harmless comments in misc.c, different each round so that each round rebuilds."""
+    return series(bench, f"misc-{round_}", [
+        (f"x86/boot: comment the decompressor (round {round_})", {MISC_C: comment(MISC_ANCHOR, f"round {round_} a")}),
+        (f"x86/boot: comment it again (round {round_})", {MISC_C: comment(MISC_ANCHOR, f"round {round_} b")})])
+
+
+def pvh_series(bench: Bench, breaking: bool) -> Path:
+    """tests/test_check.py's series whose middle patch traps at pvh_start_xen, or it without that patch."""
+    trap = ("x86/pvh: trap at pvh_start_xen", {PVH_HEAD: linux.replace(PVH_START, PVH_START + "\tud2\n")})
+    patches = [("x86/pvh: comment the entry", {PVH_C: comment(PVH_ANCHOR, "1")}),
+               *([trap] if breaking else []),
+               ("x86/pvh: comment the entry again", {PVH_C: comment(PVH_ANCHOR, "2")})]
+    return series(bench, f"pvh-{'bad' if breaking else 'good'}", patches)[0]
+
+
+# --- bootbot --------------------------------------------------------------------------------
+
+def bootbot_check(bench: Bench, mbox: Path, verdict: str) -> dict:
+    """Wall seconds of one `bootbot check` process, and the bzImage builds it ran."""
+    make_log, outcome = mbox.with_suffix(".make.log"), mbox.with_suffix(".json")
+    env = {**os.environ, "PATH": f"{bench.scratch / 'bin'}:{os.environ['PATH']}", "BENCH_MAKE_LOG": str(make_log)}
+    command = [BOOTBOT, "--config", bench.config_file, "check", mbox, "--tree", bench.tree, "--json", outcome]
+    started = time.monotonic()
+    done = subprocess.run([str(c) for c in command], cwd=REPO, env=env, capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    result = json.loads(outcome.read_text()) if outcome.exists() else {}
+    if result.get("verdict") != verdict:
+        raise BenchError(f"bootbot check {mbox.parent.name}: expected {verdict}, exited {done.returncode}:\n"
+                         f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    builds = [line.split() for line in make_log.read_text().splitlines()] if make_log.exists() else []
+    builds = [float(end) - float(start) for start, end, *args in builds if "bzImage" in args]
+    return {"seconds": seconds, "builds": len(builds), "make": sum(builds), "result": result}
+
+
+def bootbot_accel(state: Path) -> str:
+    """The accelerator bootbot chose (auto probes KVM), so that the floor boots the same way."""
+    results = sorted(state.glob("runs/*/*/result.json"))
+    if not results:
+        raise BenchError(f"no boot results under {state}/runs")
+    return json.loads(results[-1].read_text())["accel"]
+
+
+# --- the floor ------------------------------------------------------------------------------
+
+def floor_setup(bench: Bench) -> dict:
+    """The floor's worktree and O= folder, made once and built at master."""
+    cold = not (bench.floor_out / "vmlinux").exists()
+    if not (bench.floor_src / ".git").exists():
+        git(bench.tree, "worktree", "prune")
+        git(bench.tree, "worktree", "add", "--detach", bench.floor_src, "master")
+    subprocess.run(["git", "am", "--abort"], cwd=bench.floor_src, capture_output=True)   # a run stopped mid-am
+    git(bench.floor_src, "checkout", "--detach", "--force", "master")
+    bench.floor_out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    kbuild.configure(bench.floor_src, bench.floor_out, bench.config.path("build", "fragment"))
+    make(bench.floor_src, bench.floor_out, bench.jobs)
+    return {"cold": cold, "seconds": time.monotonic() - started}
+
+
+def stage_floor(bench: Bench, entries) -> None:
+    """Prepares once, per entry and under the names Entry.qemu_args uses, what the floor boots;
+    bzimage links to the O= folder's, so every boot takes the latest build."""
+    shared = bench.scratch / "floor-files"
+    shared.mkdir()
+    initramfs.build(shared / "initrd", bench.config.path("lab", "busybox"), NONCE)
+    (shared / "xen").write_bytes(gzip.decompress(bench.config.path("lab", "xen").read_bytes()))
+    sources = {"bzimage": bench.floor_out / "arch/x86/boot/bzImage", "initrd": shared / "initrd",
+               "xen": shared / "xen", "ovmf_code": bench.config.path("lab", "ovmf_code")}
+    for entry in entries:
+        directory = bench.scratch / "floor-boots" / entry.name
+        directory.mkdir(parents=True)
+        for name in entry.files:
+            if name in entry.writable:
+                continue   # copied fresh before each boot
+            if name not in sources:
+                raise BenchError(f"the floor cannot stage {name} for {entry.name}")
+            (directory / name).symlink_to(sources[name])
+
+
+def watch(command: list[str], cwd: Path, success: re.Pattern, timeout: float) -> bool:
+    """Runs QEMU until `success` shows on its console, then kills it, as one would by hand."""
+    with (cwd / "console.log").open("wb") as log, subprocess.Popen(
+            command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as qemu:
+        timer = threading.Timer(timeout, qemu.kill)
+        timer.start()
+        try:
+            for line in qemu.stdout:
+                log.write(line)
+                if success.search(line):
+                    return True
+            return False
+        finally:
+            timer.cancel()
+            qemu.kill()
+
+
+def floor_boot(bench: Bench, entry) -> float:
+    directory = bench.scratch / "floor-boots" / entry.name
+    if "ovmf_vars" in entry.writable:   # QEMU writes it: each boot starts from a fresh copy
+        shutil.copyfile(bench.config.path("lab", "ovmf_vars"), directory / "ovmf_vars")
+    success = re.compile((entry.milestone or re.escape(initramfs.marker(NONCE))).encode())
+    command = [bench.config.get("lab", "qemu"), *entry.qemu_args(bench.accel, entry.cmdline)]
+    started = time.monotonic()
+    if not watch(command, directory, success, entry.timeout):
+        tail = "\n".join((directory / "console.log").read_text(errors="replace").splitlines()[-15:])
+        raise BenchError(f"floor {entry.name}: no success line; console ends:\n{tail}")
+    return time.monotonic() - started
+
+
+def floor_check(bench: Bench, am_mbox: Path, entries) -> dict:
+    """bootbot's work on a warm baseline, by hand: apply, build, boot the affected entries."""
+    started = time.monotonic()
+    git(bench.floor_src, "checkout", "--detach", "master")
+    git(bench.floor_src, "am", "-3", am_mbox)
+    applied = time.monotonic()
+    make(bench.floor_src, bench.floor_out, bench.jobs)
+    built = time.monotonic()
+    longest_first = sorted(entries, key=lambda e: -e.typical_seconds)   # bootbot's order too
+    with ThreadPoolExecutor(max_workers=bench.jobs) as pool:
+        list(pool.map(lambda entry: floor_boot(bench, entry), longest_first))
+    done = time.monotonic()
+    return {"seconds": done - started, "apply": applied - started, "build": built - applied, "boot": done - built}
+
+
+def clean_build(bench: Bench) -> dict:
+    """One build of the same configuration in a fresh O= folder (configure, then make)."""
+    out = bench.root / "clean-build"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    git(bench.floor_src, "checkout", "--detach", "master")
+    started = time.monotonic()
+    kbuild.configure(bench.floor_src, out, bench.config.path("build", "fragment"))
+    configured = time.monotonic()
+    make(bench.floor_src, out, bench.jobs)
+    done = time.monotonic()
+    shutil.rmtree(out)
+    return {"seconds": done - started, "configure": configured - started, "make": done - configured}
+
+
+# --- the run --------------------------------------------------------------------------------
+
+def prepare(bench: Bench) -> None:
+    """The private --config file and the make wrapper in the scratch folder."""
+    (bench.scratch / "state").mkdir()
+    bench.config_file.write_text(f'[state]\ndir = "{bench.scratch / "state"}"\n[build]\ndir = "{bench.root}"\n')
+    wrapper = bench.scratch / "bin" / "make"
+    wrapper.parent.mkdir()
+    wrapper.write_text(MAKE_WRAPPER.format(make=shutil.which("make")))
+    wrapper.chmod(0o755)
+
+
+def warm_up(bench: Bench) -> dict:
+    """A check touching every entry's paths: builds bootbot's workspace (cold the first time on a
+    machine), caches the base's results for every entry and the KVM probe's answer."""
+    cold = not any(bench.root.glob("*/*/build/vmlinux"))   # bootbot's workspaces: <hash>/<slot>/build
+    mbox, _ = series(bench, "warm-up", [("x86/boot: comment the decompressor", {MISC_C: comment(MISC_ANCHOR, "warm-up")}),
+                                        ("x86/pvh: comment the entry", {PVH_C: comment(PVH_ANCHOR, "warm-up")})])
+    result = bootbot_check(bench, mbox, "pass")
+    bench.accel = bootbot_accel(bench.scratch / "state")
+    return {"cold": cold, "seconds": result["seconds"], "builds": result["builds"]}
+
+
+def rounds(bench: Bench, count: int, entries) -> list[dict]:
+    """bootbot and the floor alternate, and which goes first swaps each round, so that a noisy
+    stretch of the shared machine falls on both sides."""
+    samples = []
+    for round_ in range(1, count + 1):
+        mbox, am = misc_series(bench, round_)
+        runs = [("bootbot", lambda: bootbot_check(bench, mbox, "pass")), ("floor", lambda: floor_check(bench, am, entries))]
+        runs = runs if round_ % 2 else runs[::-1]
+        sample = {"first": runs[0][0]}
+        for kind, measure in runs:
+            sample[kind] = measure()
+            sample[kind].pop("result", None)
+        samples.append(sample)
+        print(f"round {round_}/{count}: bootbot {sample['bootbot']['seconds']:.1f} s, "
+              f"floor {sample['floor']['seconds']:.1f} s", file=sys.stderr, flush=True)
+    return samples
+
+
+def culprit_cost(bench: Bench) -> dict:
+    """The series without its breaking patch first: it also caches nothing new, the warm-up did."""
+    good = bootbot_check(bench, pvh_series(bench, False), "pass")
+    bad = bootbot_check(bench, pvh_series(bench, True), "regression")
+    culprit = bad.pop("result")["culprit"]
+    good.pop("result")
+    if not culprit or culprit["index"] != 2:
+        raise BenchError(f"bootbot named {culprit} as the culprit, not patch 2")
+    return {"good": good, "bad": bad, "extra_builds": bad["builds"] - good["builds"]}
+
+
+def summarize(samples: list[dict], clean: dict, culprit: dict) -> dict:
+    median = statistics.median
+    ratios = [s["bootbot"]["seconds"] / s["floor"]["seconds"] for s in samples]   # paired within a round
+    rebuild = median(s["floor"]["build"] for s in samples)
+    return {"bootbot": median(s["bootbot"]["seconds"] for s in samples),
+            "floor": median(s["floor"]["seconds"] for s in samples), "ratio": median(ratios), "ratios": ratios,
+            "rebuild": rebuild, "rebuild_ratio": rebuild / clean["seconds"],
+            "culprit_seconds": culprit["bad"]["seconds"] - culprit["good"]["seconds"]}
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def report(header: dict, warm: dict, floor: dict, samples: list[dict], clean: dict, culprit: dict, summary: dict) -> str:
+    lines = [f"{key}: {', '.join(value) if isinstance(value, list) else value}" for key, value in header.items()] + [
+        f"bootbot workspace: {'COLD' if warm['cold'] else 'warm'} at start; warm-up check {warm['seconds']:.1f} s "
+        f"({warm['builds']} builds, base boots of every entry, KVM probe)",
+        f"floor workspace: {'COLD' if floor['cold'] else 'warm'} at start; set-up build {floor['seconds']:.1f} s",
+        f"baseline: {BASELINE_CHOICE}", "",
+        f"1. warm check of a 2-patch series touching {MISC_C} (entries {', '.join(header['entries'])})",
+        f"{'round':<6}{'first':<8}{'bootbot s':>10}{'(make)':>8}{'builds':>7}{'floor s':>9}"
+        f"{'(am':>6}{'make':>7}{'boots)':>8}{'ratio':>7}"]
+    for n, (s, ratio) in enumerate(zip(samples, summary["ratios"]), 1):
+        b, f = s["bootbot"], s["floor"]
+        lines.append(f"{n:<6}{s['first']:<8}{b['seconds']:>10.1f}{b['make']:>8.1f}{b['builds']:>7}{f['seconds']:>9.1f}"
+                     f"{f['apply']:>6.1f}{f['build']:>7.1f}{f['boot']:>8.1f}{ratio:>7.3f}")
+    lines += [f"median: bootbot {summary['bootbot']:.1f} s, floor {summary['floor']:.1f} s, ratio {summary['ratio']:.3f}",
+              f"goal ratio <= {RATIO_GOAL}: {met(summary['ratio'] <= RATIO_GOAL)}; "
+              f"goal bootbot < {SECONDS_GOAL:g} s: {met(summary['bootbot'] < SECONDS_GOAL)}", "",
+              f"2. incremental rebuild (floor make, median) {summary['rebuild']:.1f} s; clean build {clean['seconds']:.1f} s "
+              f"(configure {clean['configure']:.1f} + make {clean['make']:.1f}); ratio {summary['rebuild_ratio']:.3f}; "
+              f"goal <= {REBUILD_GOAL}: {met(summary['rebuild_ratio'] <= REBUILD_GOAL)}", "",
+              "3. culprit in a 3-patch series whose patch 2 breaks pvh (entries pvh, xen-pvh)"]
+    for name, label in (("good", "without the breaking patch (2 patches)"), ("bad", "with it, culprit patch 2 found")):
+        c = culprit[name]
+        lines.append(f"  {label}: {c['seconds']:.1f} s, {c['builds']} bzImage builds ({c['make']:.1f} s of make)")
+    lines += [f"  extra: {culprit['extra_builds']} builds, {summary['culprit_seconds']:.1f} s; theory: a binary search over "
+              f"3 patches needs at most 2 extra builds; goal <= {EXTRA_BUILDS_GOAL}: "
+              f"{met(culprit['extra_builds'] <= EXTRA_BUILDS_GOAL)}"]
+    return "\n".join(lines)
+
+
+def parse(argv: list[str] | None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write every sample as JSON")
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    tree = linux.tree()
+    entries = pipeline.affected([MISC_C])
+    config = configuration.load()
+    qemu = subprocess.run([config.get("lab", "qemu"), "--version"], capture_output=True, text=True).stdout
+    header = {"cores": os.cpu_count(), "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+              "qemu": qemu.splitlines()[0], "tree": f"{tree} (master)", "rounds": args.rounds,
+              "entries": [e.name for e in entries]}
+    try:
+        with tempfile.TemporaryDirectory(prefix="check-bench-") as scratch:
+            bench = Bench(tree, Path(scratch), tree.parent / "bench-workspaces", config, os.cpu_count() or 1)
+            prepare(bench)
+            warm = warm_up(bench)
+            header["accel"] = bench.accel
+            floor = floor_setup(bench)
+            stage_floor(bench, entries)
+            samples = rounds(bench, args.rounds, entries)
+            culprit = culprit_cost(bench)
+            clean = clean_build(bench)
+    except BenchError as e:
+        print(f"check_bench: aborted: {e}", file=sys.stderr)
+        return 1
+    header["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    summary = summarize(samples, clean, culprit)
+    print(report(header, warm, floor, samples, clean, culprit, summary))
+    if args.json:
+        args.json.write_text(json.dumps({**header, "warm_up": warm, "floor_setup": floor, "samples": samples,
+                                         "clean": clean, "culprit": culprit, "summary": summary}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
