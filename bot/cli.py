@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shlex
 import sys
@@ -11,10 +12,11 @@ from pathlib import Path
 from bot import config as configuration
 from bot import report, series as series_module, workspace
 from bot.build import ConfigError as KernelConfigError
-from bot.pipeline import APPLY_FAILED, BUILD_FAILED, REGRESSION, Settings, check
+from bot import daemon, pipeline
+from bot.pipeline import APPLY_FAILED, BUILD_FAILED, REGRESSION, check
 from checks import entry as entries_module
 from checks import runner
-from checks.runner import BootResult, Lab
+from checks.runner import BootResult
 
 USAGE_ERROR = 2
 
@@ -55,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     check_parser.add_argument("--tree", type=Path, help="the Linux git tree; default: the current directory")
     check_parser.add_argument("--json", type=Path, metavar="FILE", help="write the outcome as JSON")
     check_parser.add_argument("--accel", choices=["auto", "kvm", "tcg"], help="default from the configuration")
+    poll = commands.add_parser("poll", help="the list bot: fetch the archive, check new series, reply")
+    poll.add_argument("--once", action="store_true", help="one full cycle, then exit (else: as serve)")
+    commands.add_parser("serve", help="the list bot, forever: one cycle every poll.interval_seconds")
     return parser
 
 
@@ -62,9 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         config = configuration.load(args.config)
-        if args.json and not args.json.parent.resolve().is_dir():
+        if getattr(args, "json", None) and not args.json.parent.resolve().is_dir():
             raise UsageError(f"--json {args.json}: no such directory {args.json.parent}")
-        return _boot(args, config) if args.command == "boot" else _check(args, config)
+        run = {"boot": _boot, "check": _check, "poll": _bot, "serve": _bot}[args.command]
+        return run(args, config)
     except (UsageError, configuration.ConfigError, series_module.SeriesError, workspace.TreeError,
             KernelConfigError) as e:
         print(f"bootbot: {e}", file=sys.stderr)
@@ -86,11 +92,11 @@ def _select(names: str | None) -> list[entries_module.Entry]:
 
 def _boot(args, config) -> int:
     entries = _select(args.entries)
-    given = {**_lab_files(config), "bzimage": args.bzimage, "vmlinux": args.vmlinux}
+    given = {**pipeline.lab_files(config), "bzimage": args.bzimage, "vmlinux": args.vmlinux}
     if args.xen:
         given["xen"] = args.xen
     progress = _show_progress if sys.stderr.isatty() else (lambda entry, result: None)
-    results = runner.boot(entries, given, _lab(config, args.accel), append=args.append,
+    results = runner.boot(entries, given, pipeline.lab(config, args.accel), append=args.append,
                           silence=args.silence, progress=progress)
     print(_table(results))
     if args.json:
@@ -101,17 +107,6 @@ def _boot(args, config) -> int:
     return 1 if any(runner.counts_as_failure(r, strict) for r in results) else 0
 
 
-def _lab(config, accel: str | None) -> Lab:
-    return Lab(qemu=config.get("lab", "qemu"), busybox=config.path("lab", "busybox"),
-               accel=accel or config.get("boot", "accel"),
-               probe_seconds=config.get("boot", "kvm_probe_seconds"),
-               jobs=config.get("boot", "jobs") or os.cpu_count() or 1, state=config.path("state", "dir"))
-
-
-def _lab_files(config) -> dict[str, Path]:
-    return {name: config.path("lab", name) for name in ("xen", "ovmf_code", "ovmf_vars")}
-
-
 def _check(args, config) -> int:
     tree = args.tree or _default_tree(config)
     source = Path(args.series)
@@ -120,11 +115,7 @@ def _check(args, config) -> int:
         series = series_module.read_mbox(source)
     else:
         series = series_module.fetch(args.series)
-    settings = Settings(
-        tree=tree.resolve(), branch=config.get("tree", "branch"), state=config.path("state", "dir"),
-        workspaces=config.path("build", "dir"), fragment=config.path("build", "fragment"), lab=_lab(config, args.accel), lab_files=_lab_files(config),
-        strict_experimental=config.get("boot", "strict_experimental"),
-        make_jobs=config.get("build", "jobs") or os.cpu_count() or 1, slots=config.get("build", "workspaces"))
+    settings = pipeline.settings(config, tree, args.accel)
     say = (lambda message: print(f"bootbot: {message}", file=sys.stderr, flush=True)) \
         if sys.stderr.isatty() else (lambda message: None)
     outcome = check(series, settings, progress=say)
@@ -133,6 +124,16 @@ def _check(args, config) -> int:
     if args.json:
         args.json.write_text(json.dumps(report.as_json(outcome), indent=2) + "\n")
     return {REGRESSION: 1, APPLY_FAILED: 1, BUILD_FAILED: 1, "error": USAGE_ERROR}.get(outcome.verdict, 0)
+
+
+def _bot(args, config) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    bot = daemon.make(config)
+    if args.command == "poll" and args.once:
+        daemon.cycle(bot)
+    else:
+        daemon.serve(bot, config.get("poll", "interval_seconds"))
+    return 0
 
 
 def _default_tree(config) -> Path:

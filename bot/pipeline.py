@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -58,12 +59,42 @@ class Outcome:
 Progress = Callable[[str], None]
 
 
+class BaseBroken(Exception):
+    """The base does not build: nothing can be said about the series."""
+
+    def __init__(self, errors: list[str]):
+        super().__init__("the base tree does not build")
+        self.errors = errors
+
+
+def lab(config, accel: str | None = None) -> Lab:
+    return Lab(qemu=config.get("lab", "qemu"), busybox=config.path("lab", "busybox"),
+               accel=accel or config.get("boot", "accel"),
+               probe_seconds=config.get("boot", "kvm_probe_seconds"),
+               jobs=config.get("boot", "jobs") or os.cpu_count() or 1, state=config.path("state", "dir"))
+
+
+def lab_files(config) -> dict[str, Path]:
+    return {name: config.path("lab", name) for name in ("xen", "ovmf_code", "ovmf_vars")}
+
+
+def settings(config, tree: Path, accel: str | None = None) -> Settings:
+    return Settings(
+        tree=tree.resolve(), branch=config.get("tree", "branch"), state=config.path("state", "dir"),
+        workspaces=config.path("build", "dir"), fragment=config.path("build", "fragment"),
+        lab=lab(config, accel), lab_files=lab_files(config),
+        strict_experimental=config.get("boot", "strict_experimental"),
+        make_jobs=config.get("build", "jobs") or os.cpu_count() or 1, slots=config.get("build", "workspaces"))
+
+
 def affected(files: list[str]) -> list[Entry]:
     return [e for e in entry_module.load().values() if any(e.covers(f) for f in files)]
 
 
-def check(series: Series, settings: Settings, progress: Progress = lambda message: None) -> Outcome:
-    entries = affected(series.files)
+def check(series: Series, settings: Settings, progress: Progress = lambda message: None,
+          only: list[str] | None = None) -> Outcome:
+    """Checks `series`; `only` narrows the entries it touches to those named (a retest)."""
+    entries = [e for e in affected(series.files) if not only or e.name in only]
     if not entries:
         return Outcome(SKIP, series, detail=["the series touches no boot path"])
     base = workspace.resolve_base(settings.tree, series.base_commit, settings.branch)
@@ -79,10 +110,10 @@ def _check(series, entries, base, ws, settings, progress) -> Outcome:
     except workspace.ApplyFailed as e:
         return Outcome(APPLY_FAILED, series, culprit=series.patches[e.index - 1],
                        detail=e.message.splitlines(), base=base)
-    baseline = _baseline(ws, base, entries, settings, progress)
-    if isinstance(baseline, Outcome):
-        baseline.series = series
-        return baseline
+    try:
+        baseline = _baseline(ws, base, entries, settings, progress)
+    except BaseBroken as e:
+        return Outcome(ERROR, series, detail=[str(e), *e.errors], base=base)
     progress("building the series")
     built = _build_at(ws, commits[-1], settings)
     if not built.ok:
@@ -139,7 +170,7 @@ def _boot(built: kbuild.Build, entries: list[Entry], settings: Settings, progres
         f"  {name}: {result.status} after {result.seconds:g} s"))
 
 
-def _baseline(ws, base: str, entries: list[Entry], settings: Settings, progress: Progress) -> dict | Outcome:
+def _baseline(ws, base: str, entries: list[Entry], settings: Settings, progress: Progress) -> dict:
     """The base's results for `entries`, booted once per base commit and declarations."""
     key = hashlib.sha256(b"".join(p.read_bytes() for p in (
         settings.fragment, entry_module.ENTRIES_FILE, PATTERNS_FILE))).hexdigest()[:16]
@@ -150,7 +181,7 @@ def _baseline(ws, base: str, entries: list[Entry], settings: Settings, progress:
         progress(f"building the base {base[:12]}")
         built = _build_at(ws, base, settings)
         if not built.ok:
-            return Outcome(ERROR, None, detail=["the base tree does not build:", *built.errors], base=base)
+            raise BaseBroken(built.errors)
         for result in _boot(built, missing, settings, progress):
             if result.status != ERROR:   # a lab failure says nothing about the base
                 known[result.entry] = asdict(result)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import email.message
+import email.parser
 import email.utils
 import hashlib
 import io
@@ -66,7 +68,7 @@ def read_mbox(path: Path) -> Series:
         raise SeriesError(f"{path} is empty")
     if b"\0" in data or not (data.startswith(b"From ") or b"\nSubject:" in data[:65536]):
         raise SeriesError(f"{path} is not an mbox of patches")
-    return _series(b4.get_msgs_from_mailbox_or_maildir(str(path)), str(path))
+    return from_messages(b4.get_msgs_from_mailbox_or_maildir(str(path)), str(path))
 
 
 def fetch(msgid: str) -> Series:
@@ -76,10 +78,16 @@ def fetch(msgid: str) -> Series:
     messages = b4.get_pi_thread_by_msgid(msgid, nocache=True)
     if not messages:
         raise SeriesError(f"the archive has no thread for <{msgid}>")
-    return _series(messages, f"<{msgid}>")
+    return from_messages(messages, f"<{msgid}>")
 
 
-def _series(messages: list, source: str) -> Series:
+def parse_message(raw: bytes) -> email.message.EmailMessage:
+    """A message as b4 reads it."""
+    return email.parser.BytesParser(policy=b4.emlpolicy, _class=email.message.EmailMessage).parsebytes(raw)
+
+
+def from_messages(messages: list, source: str, revision: int | None = None) -> Series:
+    """The series in `messages` (a thread, an mbox): `revision`, or the newest one."""
     box = b4.LoreMailbox()
     for number, message in enumerate(messages):
         if not message.get("Message-ID"):   # plain `git format-patch` output has none
@@ -89,7 +97,7 @@ def _series(messages: list, source: str) -> Series:
             box.add_message(message)
         except (ValueError, LookupError, UnicodeError) as e:
             raise SeriesError(f"{source}: unreadable message {number + 1}: {e}") from None
-    lseries = box.get_series(codereview_trailers=False)
+    lseries = box.get_series(revision=revision, codereview_trailers=False)
     if lseries is None or not any(p is not None and p.has_diff for p in lseries.patches[1:]):
         raise SeriesError(f"{source} has no patch")
     missing = [n for n, p in enumerate(lseries.patches[1:], 1) if p is None]

@@ -51,10 +51,10 @@ class Check:
 
 @pytest.fixture
 def check(tree, check_config, tmp_path):
-    def run(mbox: Path) -> Check:
+    def run(mbox: Path, config: Path = check_config) -> Check:
         out = tmp_path / "outcome.json"
         process = subprocess.run(
-            [sys.executable, "-m", "bot.cli", "--config", str(check_config), "check", str(mbox),
+            [sys.executable, "-m", "bot.cli", "--config", str(config), "check", str(mbox),
              "--tree", str(tree), "--json", str(out)],
             cwd=ROOT, capture_output=True, text=True, timeout=1800)
         return Check(process, out)
@@ -176,3 +176,17 @@ def test_malformed_input_is_one_line_and_exit_2(tree, check, tmp_path, content, 
     run = check(mbox)
     assert run.code == 2
     assert says in run.stderr and len(run.stderr.strip().splitlines()) == 1 and "Traceback" not in run.stderr
+
+
+def test_a_lab_failure_is_an_error_never_blamed_on_the_series(tree, check, check_config, tmp_path):
+    config = tmp_path / "lab.toml"
+    config.write_text(check_config.read_text() + '[lab]\novmf_code = "/nonexistent/OVMF_CODE.fd"\n')
+    mbox = series(tree, tmp_path, [
+        ("efi/x86: comment the stub", {"drivers/firmware/efi/libstub/x86-stub.c": add_after(
+            '#include "efistub.h"\n', "/* bootbot test: a harmless comment */\n")}),
+    ])
+    run = check(mbox, config)
+    assert run.code == 2
+    assert run.json["verdict"] == "error" and run.json["culprit"] is None
+    assert run.json["entries"]["efi"]["status"] == "error"
+    assert "Reported-by" not in run.stdout and "nothing is blamed" in run.stdout

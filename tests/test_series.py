@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from archive import Archive
+from inbox import PublicInbox
 from bot import series as series_module
 from bot.series import SeriesError
 
@@ -101,7 +101,7 @@ def test_a_missing_patch_is_said(repo, tmp_path):
 
 def test_fetched_by_message_id_and_by_link_from_a_real_archive(repo, tmp_path):
     parts = patches(repo, tmp_path / "v1", 1)
-    archive = Archive(tmp_path / "archive")
+    archive = PublicInbox(tmp_path / "archive")
     try:
         archive.deliver_mbox(mbox(tmp_path / "posted.mbox", parts))
         url = archive.serve()
@@ -123,7 +123,7 @@ def test_check_takes_a_message_id_from_the_configured_archive(repo, tmp_path, bo
     (repo / "Documentation/old.rst").write_text("new words\n")
     git(repo, "commit", "-q", "-am", "docs: reword")
     [posted] = git(repo, "format-patch", "--thread", "-o", str(tmp_path / "docs"), f"{base}..HEAD").split()
-    archive = Archive(tmp_path / "archive")
+    archive = PublicInbox(tmp_path / "archive")
     try:
         archive.deliver(Path(posted).read_bytes().split(b"\n", 1)[1])
         config = tmp_path / "bootbot.toml"

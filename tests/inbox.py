@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 
-class Archive:
+class PublicInbox:
     def __init__(self, root: Path, name: str = "xen-devel", address: str = "xen-devel@lists.example.org"):
         self.root, self.name, self.address = root, name, address
         self.env = {**os.environ, "PI_CONFIG": str(root / "pi-config"), "HOME": str(root)}

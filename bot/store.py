@@ -1,0 +1,96 @@
+"""Everything the bot holds, in one SQLite file under state/: archive cursors, messages, series,
+jobs and the outbox. Each step of the bot changes it in one transaction, so a crash leaves
+either the whole step or none of it: nothing is lost, nothing is done twice."""
+from __future__ import annotations
+
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS cursor (
+    epoch INTEGER PRIMARY KEY,
+    commit_id TEXT NOT NULL,       -- the last archive commit whose message is stored
+    fingerprint TEXT               -- the manifest's fingerprint when it was fetched
+);
+CREATE TABLE IF NOT EXISTS message (
+    msgid TEXT PRIMARY KEY,
+    raw BLOB NOT NULL,
+    thread TEXT NOT NULL,          -- the thread's root Message-ID (References[0], else itself)
+    parent TEXT,                   -- In-Reply-To
+    received REAL NOT NULL,
+    handled INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY,
+    head TEXT NOT NULL,            -- the cover letter's Message-ID, else the first patch's
+    thread TEXT NOT NULL,
+    subject TEXT NOT NULL,         -- without tags, to match later revisions
+    author TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    expected INTEGER NOT NULL,
+    state TEXT NOT NULL,           -- waiting, queued, skipped, partial, superseded, checked
+    first_seen REAL NOT NULL,
+    UNIQUE (thread, version)       -- a revision of a series is one thread of [PATCH vN M/N] mails
+);
+CREATE TABLE IF NOT EXISTS patch (
+    series_id INTEGER NOT NULL REFERENCES series(id),
+    counter INTEGER NOT NULL,
+    msgid TEXT NOT NULL,
+    PRIMARY KEY (series_id, counter)
+);
+CREATE TABLE IF NOT EXISTS job (
+    id INTEGER PRIMARY KEY,
+    series_id INTEGER NOT NULL REFERENCES series(id),
+    command_msgid TEXT UNIQUE,     -- the retest mail it answers; NULL for a new series
+    entries TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL,           -- queued, running, done, cancelled
+    attempts INTEGER NOT NULL DEFAULT 0,
+    verdict TEXT,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    job_id INTEGER NOT NULL UNIQUE REFERENCES job(id),   -- exactly one reply per job
+    message_id TEXT NOT NULL UNIQUE,
+    raw BLOB NOT NULL,
+    state TEXT NOT NULL,           -- pending, sent
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_try REAL NOT NULL,
+    last_error TEXT
+);
+"""
+
+
+class Store:
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")   # a reply recorded is a reply kept
+        self.db.executescript(SCHEMA)
+
+    @contextmanager
+    def transaction(self):
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def rows(self, sql: str, *args) -> list[sqlite3.Row]:
+        return self.db.execute(sql, args).fetchall()
+
+    def one(self, sql: str, *args) -> sqlite3.Row | None:
+        return self.db.execute(sql, args).fetchone()
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,183 @@
+"""The list bot end to end, against real servers on loopback: a public-inbox archive served by
+public-inbox-httpd, an SMTP server collecting replies, and real checks on the Linux tree."""
+from __future__ import annotations
+
+import email.utils
+from email.policy import default
+import mailbox
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import linux
+from inbox import PublicInbox
+from smtp_sink import SmtpSink
+
+pytestmark = pytest.mark.boot
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "pvh-regression.mbox"
+LIST = "xen-devel@lists.example.org"
+MAINTAINER = "Mia Maintainer <mia@example.org>"
+PVH_C = "arch/x86/platform/pvh/enlighten.c"
+
+
+class Lab:
+    """An archive, an SMTP sink and a bot configuration pointing at both."""
+
+    def __init__(self, root: Path, tree: Path, reply_on: list[str]):
+        self.inbox = PublicInbox(root / "archive", address=LIST)
+        self.sink = SmtpSink()
+        self.sink.start()
+        self.state = root / "state"
+        self.config = root / "bot.toml"
+        self.config.write_text(f"""
+[state]
+dir = "{self.state}"
+[archive]
+url = "{self.inbox.serve()}"
+list = "{LIST}"
+[tree]
+path = "{tree}"
+[build]
+dir = "{tree.parent / 'workspaces'}"
+[mail]
+from = "bootbot <bootbot@example.org>"
+smtp = "{self.sink.url}"
+reply_on = {reply_on!r}
+retry_seconds = [0]
+[commands]
+maintainers = ["mia@example.org"]
+require_dkim = false
+""".replace("'", '"'))
+
+    def poll(self) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(self.config), "poll", "--once"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=1800)
+
+    def start_poll(self) -> subprocess.Popen:
+        # A session of its own, so a kill takes make and QEMU too, as systemd does with a service.
+        return subprocess.Popen([sys.executable, "-m", "bot.cli", "--config", str(self.config), "poll", "--once"],
+                                cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                                start_new_session=True)
+
+    def db(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.state / "bootbot.sqlite3")
+
+    def close(self) -> None:
+        self.sink.stop()
+        self.inbox.close()
+
+
+@pytest.fixture
+def lab(tmp_path):
+    made = Lab(tmp_path, linux.tree(), ["regression", "apply-failed", "build-failed", "pass"])
+    yield made
+    made.close()
+
+
+def reply_to(parent: bytes, sender: str, body: str, msgid: str) -> bytes:
+    parsed = email.message_from_bytes(parent, policy=default)
+    return (f"From: {sender}\nTo: {LIST}\nSubject: Re: {parsed['Subject']}\nMessage-ID: <{msgid}>\n"
+            f"In-Reply-To: {parsed['Message-ID']}\nReferences: {parsed.get('References', '')} {parsed['Message-ID']}\n"
+            f"Date: {email.utils.formatdate()}\n\n{body}").encode()
+
+
+def ids(header) -> list[str]:
+    """The Message-IDs in a header, however it was folded."""
+    return re.findall(r"<[^<>\s]+>", str(header or ""))
+
+
+def posted(mbox: Path) -> list[bytes]:
+    return [m.as_bytes() for m in mailbox.mbox(mbox)]
+
+
+def harmless_pvh_series(tmp_path: Path) -> Path:
+    anchor = "#include <xen/interface/hvm/start_info.h>\n"
+    return linux.make_series(linux.tree(), tmp_path / "harmless", [
+        ("x86/pvh: comment the entry", {PVH_C: linux.add_after(anchor, "/* bootbot bot test 1 */\n")}),
+        ("x86/pvh: comment it again", {PVH_C: linux.add_after(anchor, "/* bootbot bot test 2 */\n")}),
+    ])
+
+
+def test_a_regression_gets_one_reply_threaded_to_the_culprit(lab):
+    messages = posted(EXAMPLE)
+    for message in messages:
+        lab.inbox.deliver(message)
+    first = lab.poll()
+    assert first.returncode == 0, first.stderr
+    [reply] = lab.sink.wait_for(1)
+    culprit = email.message_from_bytes(messages[2], policy=default)   # cover, then patches 1, 2, 3
+    assert reply.message["Subject"] == f"Re: {culprit['Subject']}"
+    assert ids(reply.message["In-Reply-To"]) == ids(culprit["Message-ID"])
+    assert ids(reply.message["References"]) == ids(culprit["References"]) + ids(culprit["Message-ID"])
+    assert reply.message["To"] == culprit["From"]
+    assert LIST in reply.message["Cc"]
+    assert reply.message["Auto-Submitted"] == "auto-generated"
+    assert "REGRESSION" in reply.message.get_content() and "First bad patch: [2/3]" in reply.message.get_content()
+    assert set(reply.recipients) == {"ann@example.org", LIST}
+
+    # The reply comes back through the list: it lands in the patch's thread, and is not answered.
+    lab.inbox.deliver(reply.raw.replace(b"\r\n", b"\n"))
+    again = lab.poll()
+    assert again.returncode == 0, again.stderr
+    assert len(lab.sink.received) == 1
+    thread = lab.db().execute("SELECT thread FROM message WHERE msgid = ?",
+                              (reply.message["Message-ID"].strip("<>"),)).fetchone()
+    assert ["<%s>" % thread[0]] == ids(email.message_from_bytes(messages[0], policy=default)["Message-ID"])
+
+
+def test_retest_is_obeyed_from_a_maintainer_only(lab, tmp_path):
+    messages = posted(harmless_pvh_series(tmp_path))
+    for message in messages:
+        lab.inbox.deliver(message)
+    assert lab.poll().returncode == 0
+    lab.sink.wait_for(1)   # the all-passed reply this lab's policy asks for
+    cover = messages[0]
+    lab.inbox.deliver(reply_to(cover, "Oscar Outsider <oscar@example.net>", "@bootbot retest\n", "outsider@example.net"))
+    lab.inbox.deliver(reply_to(cover, MAINTAINER, "> @bootbot retest\nI agree.\n", "quoted@example.org"))
+    lab.inbox.deliver(reply_to(cover, MAINTAINER, "Please:\n@bootbot retest pvh\n", "retest@example.org"))
+    assert lab.poll().returncode == 0
+    replies = lab.sink.wait_for(2)
+    assert len(replies) == 2
+    assert replies[1].message["In-Reply-To"] == "<retest@example.org>"
+    assert "pvh" in replies[1].message.get_content()
+    assert lab.poll().returncode == 0
+    assert len(lab.sink.received) == 2   # nothing else was answered, nothing twice
+
+
+def test_a_job_killed_midway_runs_again_and_replies_once(lab, tmp_path):
+    for message in posted(harmless_pvh_series(tmp_path)):
+        lab.inbox.deliver(message)
+    bot = lab.start_poll()
+    for line in bot.stderr:   # the bot's own log says when the check has begun
+        if "checking series" in line:
+            break
+    os.killpg(bot.pid, signal.SIGKILL)
+    bot.wait()
+    assert lab.db().execute("SELECT state FROM job").fetchall() == [("running",)]
+    assert lab.sink.received == []
+    assert lab.poll().returncode == 0
+    assert len(lab.sink.wait_for(1)) == 1
+    assert lab.poll().returncode == 0
+    assert len(lab.sink.received) == 1
+    assert lab.db().execute("SELECT state, attempts FROM job").fetchall() == [("done", 2)]
+
+
+def test_a_reply_waits_out_an_smtp_outage_and_arrives_once(lab, tmp_path):
+    for message in posted(harmless_pvh_series(tmp_path)):
+        lab.inbox.deliver(message)
+    lab.sink.stop()
+    assert lab.poll().returncode == 0
+    assert lab.db().execute("SELECT state, attempts FROM outbox").fetchall() == [("pending", 1)]
+    lab.sink.start()
+    assert lab.poll().returncode == 0
+    assert len(lab.sink.wait_for(1)) == 1
+    assert lab.poll().returncode == 0
+    assert len(lab.sink.received) == 1
+    assert lab.db().execute("SELECT state FROM outbox").fetchall() == [("sent",)]
