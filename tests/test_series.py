@@ -1,54 +1,14 @@
 """Reading series with b4: from mboxes made by `git format-patch`, and from a real public-inbox."""
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from inbox import PublicInbox
+from tiny_tree import git, mbox, patches, repo  # noqa: F401  (repo is a fixture)
 from bot import series as series_module
 from bot.series import SeriesError
-
-GIT_ENV = ["-c", "user.name=Ann Developer", "-c", "user.email=ann@example.org"]
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *GIT_ENV, *args], cwd=repo, capture_output=True, text=True, check=True).stdout
-
-
-@pytest.fixture
-def repo(tmp_path) -> Path:
-    """A tiny tree with boot-looking paths: enough for series parsing, no kernel needed."""
-    repo = tmp_path / "repo"
-    (repo / "arch/x86/boot").mkdir(parents=True)
-    (repo / "arch/x86/boot/main.c").write_text("int main;\n")
-    (repo / "Documentation").mkdir()
-    (repo / "Documentation/old.rst").write_text("old\n")
-    git(repo.parent, "init", "-q", "-b", "master", str(repo))
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "base")
-    return repo
-
-
-def patches(repo: Path, out: Path, version: int, count: int = 2, extra: str = "") -> list[Path]:
-    base = git(repo, "rev-parse", "HEAD").strip()
-    for n in range(1, count + 1):
-        with (repo / "arch/x86/boot/main.c").open("a") as f:
-            f.write(f"int v{version}_{n}{extra};\n")
-        git(repo, "commit", "-q", "-am", f"x86/boot: step {n}", "-m", "Signed-off-by: Ann Developer <ann@example.org>")
-    made = git(repo, "format-patch", "--thread", "--cover-letter", f"-v{version}", f"--base={base}",
-               "-o", str(out), f"{base}..HEAD").split()
-    git(repo, "reset", "-q", "--hard", base)
-    for p in map(Path, made):   # git names a cover by the second it was made: keep revisions apart
-        p.write_text(p.read_text().replace("<cover.", f"<cover-v{version}."))
-    return [Path(p) for p in made]
-
-
-def mbox(path: Path, parts: list[Path]) -> Path:
-    path.write_bytes(b"".join(p.read_bytes() for p in parts))
-    return path
-
 
 @pytest.fixture(autouse=True)
 def b4_settings():

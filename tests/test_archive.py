@@ -1,0 +1,115 @@
+"""Following a real public-inbox archive and assembling series from it (no kernel builds)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot import assembly, pipeline
+from bot.archive import Archive, ArchiveUnreachable
+from bot.series import configure_b4
+from bot.store import Store
+from inbox import PublicInbox
+from tiny_tree import patches, repo  # noqa: F401  (repo is a fixture)
+
+POLICY = assembly.Policy(own_addresses=["bootbot@example.org"], maintainers=[], require_dkim=True,
+                         grace_seconds=3600, commands_per_thread=5)
+
+
+class Watched:
+    """A served inbox, and the bot's store and poller following it."""
+
+    def __init__(self, root: Path):
+        self.inbox = PublicInbox(root / "inbox")
+        self.url = self.inbox.serve()
+        configure_b4(self.url)
+        self.store = Store(root / "state" / "bootbot.sqlite3")
+        self.archive = Archive(self.url, root / "state" / "archive", self.store)
+        self.requests = 0
+        self.archive.http.hooks["response"].append(self._count)
+
+    def _count(self, response, *args, **kwargs):
+        self.requests += 1
+
+    def post(self, mails: list[Path]) -> None:
+        for mail in mails:
+            self.inbox.deliver(mail.read_bytes().split(b"\n", 1)[1])   # without the mbox From_ line
+
+    def assemble(self, policy: assembly.Policy = POLICY) -> None:
+        self.archive.poll()
+        assembly.take_new_messages(self.store, policy)
+        assembly.queue_complete_series(self.store, policy, lambda s: bool(pipeline.affected(s.files)))
+
+    def series(self) -> list[tuple]:
+        return [tuple(r) for r in self.store.rows("SELECT version, expected, state FROM series ORDER BY id")]
+
+    def jobs(self) -> list[tuple]:
+        return [tuple(r) for r in self.store.rows("SELECT series_id, state FROM job ORDER BY id")]
+
+
+@pytest.fixture
+def watched(tmp_path):
+    made = Watched(tmp_path)
+    yield made
+    made.inbox.close()
+
+
+def test_an_idle_poll_is_one_small_request(watched, repo, tmp_path):
+    watched.post(patches(repo, tmp_path / "p", 1))
+    assert watched.archive.poll() == 3
+    mirror_fetched = (tmp_path / "state/archive/0.git/FETCH_HEAD").stat().st_mtime_ns
+    watched.requests = 0
+    assert watched.archive.poll() == 0
+    assert watched.requests == 1   # the manifest; its fingerprint says nothing moved
+    assert (tmp_path / "state/archive/0.git/FETCH_HEAD").stat().st_mtime_ns == mirror_fetched
+    watched.post(patches(repo, tmp_path / "q", 2, count=1, cover=False))
+    assert watched.archive.poll() == 1
+    assert watched.store.one("SELECT COUNT(*) FROM message")[0] == 4
+
+
+def test_an_unreachable_archive_keeps_the_cursor_and_loses_nothing(watched, repo, tmp_path):
+    watched.post(patches(repo, tmp_path / "p", 1, count=1, cover=False))
+    watched.archive.poll()
+    cursor = watched.store.one("SELECT commit_id FROM cursor")[0]
+    watched.post(patches(repo, tmp_path / "q", 2, count=1, cover=False))
+    away = Archive("http://127.0.0.1:9/xen-devel", tmp_path / "state" / "archive", watched.store, timeout=5)
+    with pytest.raises(ArchiveUnreachable):
+        away.poll()
+    assert watched.store.one("SELECT commit_id FROM cursor")[0] == cursor
+    assert watched.archive.poll() == 1
+    assert watched.store.one("SELECT COUNT(*) FROM message")[0] == 2
+
+
+def test_series_with_and_without_cover_and_single_patches_queue_when_complete(watched, repo, tmp_path):
+    watched.post(patches(repo, tmp_path / "a", 1, count=3))               # cover + 3
+    watched.post(patches(repo, tmp_path / "b", 1, count=2, cover=False, extra="_b"))   # 2, threaded to patch 1
+    watched.post(patches(repo, tmp_path / "c", 1, count=1, cover=False, extra="_c"))   # a single patch
+    watched.assemble()
+    assert watched.series() == [(1, 3, "queued"), (1, 2, "queued"), (1, 1, "queued")]
+    assert len(watched.jobs()) == 3
+    watched.assemble()
+    assert len(watched.jobs()) == 3   # nothing queued twice
+
+
+def test_an_incomplete_series_waits_then_is_left_partial(watched, repo, tmp_path):
+    mails = patches(repo, tmp_path / "a", 1, count=3)
+    watched.post(mails[:3])   # cover, 1/3, 2/3: 3/3 never comes
+    watched.assemble()
+    assert watched.series() == [(1, 3, "waiting")]
+    watched.assemble(assembly.Policy(**{**POLICY.__dict__, "grace_seconds": 0}))
+    assert watched.series() == [(1, 3, "partial")] and watched.jobs() == []
+
+
+def test_a_newer_revision_supersedes_a_queued_one(watched, repo, tmp_path):
+    watched.post(patches(repo, tmp_path / "v1", 1))
+    watched.assemble()
+    watched.post(patches(repo, tmp_path / "v2", 2, extra="_v2"))
+    watched.assemble()
+    assert watched.series() == [(1, 2, "superseded"), (2, 2, "queued")]
+    assert watched.jobs() == [(1, "cancelled"), (2, "queued")]
+
+
+def test_a_series_off_the_boot_paths_is_recorded_and_left_alone(watched, repo, tmp_path):
+    watched.post(patches(repo, tmp_path / "d", 1, count=1, cover=False, path="Documentation/old.rst"))
+    watched.assemble()
+    assert watched.series() == [(1, 1, "skipped")] and watched.jobs() == []
