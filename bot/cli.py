@@ -128,6 +128,7 @@ def _check(args, config) -> int:
 
 def _bot(args, config) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)   # not a line per cycle
     bot = daemon.make(config)
     if args.command == "poll" and args.once:
         daemon.cycle(bot)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -57,6 +58,10 @@ class Outcome:
 
 
 Progress = Callable[[str], None]
+
+
+class LabFailed(Exception):
+    """A boot ended in a lab error while finding the culprit: no patch can be blamed."""
 
 
 class BaseBroken(Exception):
@@ -131,7 +136,11 @@ def _check(series, entries, base, ws, settings, progress) -> Outcome:
     regressed = [e for e in entries if _regressed(outcome.entries[e.name], settings.strict_experimental)]
     if regressed:
         progress(f"finding the patch that broke {', '.join(e.name for e in regressed)}")
-        culprit = _first_bad(len(commits), lambda k: _prefix_breaks(ws, commits[k - 1], regressed, settings, progress))
+        try:
+            culprit = _first_bad(len(commits), lambda k: _prefix_breaks(ws, commits[k - 1], regressed, settings, progress))
+        except LabFailed as e:
+            outcome.verdict, outcome.detail = ERROR, [str(e)]
+            return outcome
         outcome.verdict, outcome.culprit = REGRESSION, series.patches[culprit - 1]
         outcome.regressed = [e.name for e in regressed]
     return outcome
@@ -156,7 +165,13 @@ def _first_bad(count: int, breaks: Callable[[int], bool]) -> int:
 
 def _prefix_breaks(ws, commit: str, entries: list[Entry], settings: Settings, progress: Progress) -> bool:
     built = _build_at(ws, commit, settings)
-    return not built.ok or any(r.status != PASS for r in _boot(built, entries, settings, progress))
+    if not built.ok:
+        return True
+    results = _boot(built, entries, settings, progress)
+    failed = [r for r in results if r.status == ERROR]
+    if failed:
+        raise LabFailed(f"the lab failed while finding the culprit ({failed[0].entry}: {failed[0].reason})")
+    return any(r.status != PASS for r in results)
 
 
 def _build_at(ws, commit: str, settings: Settings) -> kbuild.Build:
@@ -170,10 +185,18 @@ def _boot(built: kbuild.Build, entries: list[Entry], settings: Settings, progres
         f"  {name}: {result.status} after {result.seconds:g} s"))
 
 
+def _lab_identity(settings: Settings) -> str:
+    """What the base's results also depend on: QEMU, firmware, Xen and the accelerator setting.
+    Files are known by size and mtime, so an upgrade of any of them boots the base again."""
+    files = [shutil.which(settings.lab.qemu) or settings.lab.qemu, *map(str, settings.lab_files.values())]
+    stats = [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) if os.path.exists(f) else (f,) for f in files]
+    return repr((stats, settings.lab.accel))
+
+
 def _baseline(ws, base: str, entries: list[Entry], settings: Settings, progress: Progress) -> dict:
     """The base's results for `entries`, booted once per base commit and declarations."""
-    key = hashlib.sha256(b"".join(p.read_bytes() for p in (
-        settings.fragment, entry_module.ENTRIES_FILE, PATTERNS_FILE))).hexdigest()[:16]
+    declarations = b"".join(p.read_bytes() for p in (settings.fragment, entry_module.ENTRIES_FILE, PATTERNS_FILE))
+    key = hashlib.sha256(declarations + _lab_identity(settings).encode()).hexdigest()[:16]
     cache = settings.state / "cache" / "baseline" / f"{base}-{key}.json"
     known = json.loads(cache.read_text()) if cache.exists() else {}
     missing = [e for e in entries if e.name not in known]

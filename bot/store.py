@@ -66,7 +66,9 @@ CREATE TABLE IF NOT EXISTS outbox (
 class Store:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        # serve's scheduler runs each cycle in a worker thread; cycles never overlap, so one
+        # connection may pass between threads.
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")   # a reply recorded is a reply kept

@@ -54,16 +54,18 @@ retry_seconds = [0]
 [commands]
 maintainers = ["mia@example.org"]
 require_dkim = false
+[poll]
+interval_seconds = 1
 """.replace("'", '"'))
 
     def poll(self) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(self.config), "poll", "--once"],
                               cwd=ROOT, capture_output=True, text=True, timeout=1800)
 
-    def start_poll(self) -> subprocess.Popen:
+    def start(self, *command: str, log=subprocess.PIPE) -> subprocess.Popen:
         # A session of its own, so a kill takes make and QEMU too, as systemd does with a service.
-        return subprocess.Popen([sys.executable, "-m", "bot.cli", "--config", str(self.config), "poll", "--once"],
-                                cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        return subprocess.Popen([sys.executable, "-m", "bot.cli", "--config", str(self.config), *command],
+                                cwd=ROOT, stderr=log, stdout=subprocess.DEVNULL, text=True,
                                 start_new_session=True)
 
     def db(self) -> sqlite3.Connection:
@@ -154,7 +156,7 @@ def test_retest_is_obeyed_from_a_maintainer_only(lab, tmp_path):
 def test_a_job_killed_midway_runs_again_and_replies_once(lab, tmp_path):
     for message in posted(harmless_pvh_series(tmp_path)):
         lab.inbox.deliver(message)
-    bot = lab.start_poll()
+    bot = lab.start("poll", "--once")
     for line in bot.stderr:   # the bot's own log says when the check has begun
         if "checking series" in line:
             break
@@ -181,3 +183,17 @@ def test_a_reply_waits_out_an_smtp_outage_and_arrives_once(lab, tmp_path):
     assert lab.poll().returncode == 0
     assert len(lab.sink.received) == 1
     assert lab.db().execute("SELECT state FROM outbox").fetchall() == [("sent",)]
+
+
+def test_serve_checks_what_arrives_and_stops_on_sigterm(lab, tmp_path):
+    bot = lab.start("serve", log=(tmp_path / "serve.log").open("w"))
+    try:
+        for message in posted(harmless_pvh_series(tmp_path)):
+            lab.inbox.deliver(message)
+        [reply] = lab.sink.wait_for(1, timeout=600)
+        assert "PASS" in reply.message.get_content()
+        bot.send_signal(signal.SIGTERM)
+        assert bot.wait(timeout=60) == 0
+    finally:
+        if bot.poll() is None:
+            os.killpg(bot.pid, signal.SIGKILL)
