@@ -73,9 +73,9 @@ def resolve_base(tree: Path, wanted: str | None, branch: str) -> str:
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
         raise TreeError(f"{tree} is not a git tree") from None
     for candidate in filter(None, [wanted, branch]):
-        try:
-            return repo.commit(candidate).hexsha
-        except (git.BadName, ValueError):
+        try:   # repo.commit() takes any 40 hex digits on trust; rev-parse checks the commit exists
+            return repo.git.rev_parse("--verify", "--quiet", f"{candidate}^{{commit}}")
+        except git.GitCommandError:
             continue
     raise TreeError(f"{tree} has neither base-commit {wanted} nor branch {branch}")
 

@@ -1,0 +1,44 @@
+"""Workspaces on the tiny tree: which base a series applies to, and checks running side by side."""
+from __future__ import annotations
+
+import pytest
+
+from bot import workspace
+from bot.workspace import ApplyFailed, TreeError
+from tiny_tree import git, patches, repo  # noqa: F401  (repo is a fixture)
+
+
+def test_base_commit_when_the_tree_has_it_else_the_branch(repo):
+    first = git(repo, "rev-parse", "HEAD").strip()
+    (repo / "Documentation/old.rst").write_text("newer\n")
+    git(repo, "commit", "-q", "-am", "docs: newer")
+    head = git(repo, "rev-parse", "HEAD").strip()
+    assert workspace.resolve_base(repo, first, "master") == first
+    assert workspace.resolve_base(repo, "0" * 40, "master") == head
+    assert workspace.resolve_base(repo, None, "master") == head
+    with pytest.raises(TreeError, match="neither base-commit"):
+        workspace.resolve_base(repo, "0" * 40, "no-such-branch")
+    with pytest.raises(TreeError, match="not a git tree"):
+        workspace.resolve_base(repo / "arch", None, "master")
+
+
+def test_checks_at_once_take_different_workspaces(repo, tmp_path):
+    with workspace.acquire(repo, tmp_path / "ws", slots=2) as one, \
+            workspace.acquire(repo, tmp_path / "ws", slots=2) as other:
+        assert one.source != other.source and one.build != other.build
+        assert (one.source / "arch/x86/boot/main.c").exists() and (other.source / "arch/x86/boot/main.c").exists()
+    with workspace.acquire(repo, tmp_path / "ws", slots=2) as again:
+        assert again.source == one.source   # kept, so its build folder stays warm
+
+
+def test_apply_names_the_patch_that_does_not_apply(repo, tmp_path):
+    mails = patches(repo, tmp_path / "p", 1, count=2)
+    second = mails[2].read_text().replace(" int main;\n", " int not_there;\n")
+    mbox = (mails[1].read_text() + second).encode()
+    with workspace.acquire(repo, tmp_path / "ws", slots=1) as ws:
+        ws.checkout("master")
+        with pytest.raises(ApplyFailed) as failed:
+            ws.apply(mbox)
+        assert failed.value.index == 2
+        assert git(ws.source, "rev-parse", "HEAD") == git(repo, "rev-parse", "master")   # am aborted
+        ws.checkout("master")   # and the workspace is usable again
