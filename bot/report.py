@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.pipeline import APPLY_FAILED, BUILD_FAILED, REGRESSION, SKIP, Outcome
-from checks.console import ERROR, PASS, clean
+from checks.console import PASS, clean
 
 CONSOLE_LINES = 20
 

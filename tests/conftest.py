@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tiny_tree"]   # its `repo` fixture: a tiny git tree for fast series tests
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).with_name("data")
 

@@ -10,7 +10,7 @@ from bot.archive import Archive, ArchiveUnreachable
 from bot.series import configure_b4
 from bot.store import Store
 from inbox import PublicInbox
-from tiny_tree import patches, repo  # noqa: F401  (repo is a fixture)
+from tiny_tree import patches
 
 POLICY = assembly.Policy(own_addresses=["bootbot@example.org"], maintainers=[], require_dkim=True,
                          grace_seconds=3600, commands_per_thread=5)

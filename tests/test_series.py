@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from inbox import PublicInbox
-from tiny_tree import git, mbox, patches, repo  # noqa: F401  (repo is a fixture)
+from tiny_tree import git, mbox, patches
 from bot import series as series_module
 from bot.series import SeriesError
 

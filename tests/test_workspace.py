@@ -5,7 +5,7 @@ import pytest
 
 from bot import workspace
 from bot.workspace import ApplyFailed, TreeError
-from tiny_tree import git, patches, repo  # noqa: F401  (repo is a fixture)
+from tiny_tree import git, patches
 
 
 def test_base_commit_when_the_tree_has_it_else_the_branch(repo):
