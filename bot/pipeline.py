@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from bot import build as kbuild
-from bot import workspace
+from bot import guard, workspace
 from bot.series import Patch, Series
 from checks import entry as entry_module
 from checks import runner
@@ -19,7 +19,7 @@ from checks.console import ERROR, PASS, PATTERNS_FILE
 from checks.entry import Entry
 from checks.runner import BootResult, Lab
 
-SKIP, REGRESSION, APPLY_FAILED, BUILD_FAILED = "skip", "regression", "apply-failed", "build-failed"
+SKIP, REGRESSION, APPLY_FAILED, BUILD_FAILED, REFUSED = "skip", "regression", "apply-failed", "build-failed", "refused"
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class Settings:
     fragment: Path
     lab: Lab
     lab_files: dict[str, Path]       # firmware and hypervisor, by placeholder name
+    limits: guard.Limits
     strict_experimental: bool
     make_jobs: int
     slots: int
@@ -89,7 +90,8 @@ def settings(config, tree: Path, accel: str | None = None) -> Settings:
         workspaces=config.path("build", "dir"), fragment=config.path("build", "fragment"),
         lab=lab(config, accel), lab_files=lab_files(config),
         strict_experimental=config.get("boot", "strict_experimental"),
-        make_jobs=config.get("build", "jobs") or os.cpu_count() or 1, slots=config.get("build", "workspaces"))
+        make_jobs=config.get("build", "jobs") or os.cpu_count() or 1, slots=config.get("build", "workspaces"),
+        limits=guard.Limits(**{key: config.get("limits", key) for key in guard.Limits.__dataclass_fields__}))
 
 
 def affected(files: list[str]) -> list[Entry]:
@@ -99,6 +101,9 @@ def affected(files: list[str]) -> list[Entry]:
 def check(series: Series, settings: Settings, progress: Progress = lambda message: None,
           only: list[str] | None = None) -> Outcome:
     """Checks `series`; `only` narrows the entries it touches to those named (a retest)."""
+    refused = guard.refusal(series, settings.limits)
+    if refused:
+        return Outcome(REFUSED, series, detail=[refused])
     entries = [e for e in affected(series.files) if not only or e.name in only]
     if not entries:
         return Outcome(SKIP, series, detail=["the series touches no boot path"])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.pipeline import APPLY_FAILED, BUILD_FAILED, REGRESSION, SKIP, Outcome
+from bot.pipeline import APPLY_FAILED, BUILD_FAILED, REFUSED, REGRESSION, SKIP, Outcome
 from checks.console import PASS, clean
 
 CONSOLE_LINES = 20
@@ -62,6 +62,8 @@ def _summary(outcome: Outcome) -> str:
                 f"No longer boots with the series, but does on the base: {', '.join(outcome.regressed)}.")
     if outcome.verdict == APPLY_FAILED:
         return f"bootbot: APPLY FAILED for {title}\nPatch {outcome.culprit.index} does not apply on {outcome.base[:12]}."
+    if outcome.verdict == REFUSED:
+        return f"bootbot: REFUSED {title}\nThe series was refused before anything was applied or built:"
     if outcome.verdict == BUILD_FAILED:
         return f"bootbot: BUILD FAILED for {title}\nThe kernel builds on the base but not with the series."
     return f"bootbot: ERROR while checking {title}\nThe lab failed, not the series: nothing is blamed on it."
