@@ -113,8 +113,12 @@ def _reply(bot: Bot, job, outcome):
         log.warning("job %d: parent %s is not in the archive; no reply", job["id"], parent_id)
         return None
     body = report.text(outcome, f"bootbot check '{series['head']}' --tree ~/linux", bot.sender)
-    return mail.reply(parse_message(parent["raw"]), body, bot.sender, bot.list_address, bot.extra_cc,
-                      mail.make_message_id(f"job-{job['id']}", bot.sender))
+    try:
+        return mail.reply(parse_message(parent["raw"]), body, bot.sender, bot.list_address, bot.extra_cc,
+                          mail.make_message_id(f"job-{job['id']}", bot.sender))
+    except ValueError as e:   # no usable From or Message-ID to answer: nobody to reply to
+        log.warning("job %d: cannot reply to %s: %s", job["id"], parent_id, e)
+        return None
 
 
 def deliver(bot: Bot) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot import guard, series as series_module
-from tiny_tree import git, mbox, patches
+from tiny_tree import git, patches
 
 LIMITS = guard.Limits(max_patches=100, max_series_bytes=5 << 20, max_binary_bytes=1 << 20)
 
