@@ -37,6 +37,22 @@ class PublicInbox:
         for message in mailbox.mbox(mbox):
             self.deliver(message.as_bytes())
 
+    def start_epoch(self, epoch: int, message: bytes) -> None:
+        """What public-inbox does when the newest epoch reaches its size limit (about 2.5 GB, not
+        configurable), made by hand: a new git repository whose first commit holds one message."""
+        repository = self.root / self.name / "git" / f"{epoch}.git"
+        identity = {"GIT_AUTHOR_NAME": "archive", "GIT_AUTHOR_EMAIL": "archive@localhost",
+                    "GIT_COMMITTER_NAME": "archive", "GIT_COMMITTER_EMAIL": "archive@localhost"}
+
+        def git(*args: str, stdin: bytes | None = None) -> str:
+            return subprocess.run(["git", "-C", str(repository), *args], input=stdin, capture_output=True,
+                                  check=True, env={**self.env, **identity}).stdout.decode().strip()
+
+        subprocess.run(["git", "init", "-q", "--bare", str(repository)], check=True)
+        blob = git("hash-object", "-w", "--stdin", stdin=message)
+        tree = git("mktree", stdin=f"100644 blob {blob}\tm\n".encode())
+        git("update-ref", "refs/heads/master", git("commit-tree", tree, "-m", "a message"))
+
     def serve(self) -> str:
         listener = self.listener.fileno()
         # bash (dash cannot name fds above 9) puts the socket at fd 3 and execs: the PID stays $$.

@@ -67,6 +67,18 @@ def test_an_idle_poll_is_one_small_request(watched, repo, tmp_path):
     assert watched.store.one("SELECT COUNT(*) FROM message")[0] == 4
 
 
+def test_a_new_epoch_is_noticed_and_read(watched, repo, tmp_path):
+    watched.post(patches(repo, tmp_path / "p", 1, count=1, cover=False))
+    assert watched.archive.poll() == 1
+    watched.inbox.start_epoch(1, b"From: Ann <ann@example.org>\nTo: xen-devel@lists.example.org\n"
+                                 b"Subject: in the next epoch\nMessage-ID: <next-epoch@example.org>\n"
+                                 b"Date: Thu, 26 Nov 2026 11:00:00 +0000\n\nhello\n")
+    assert watched.archive.poll() == 1
+    assert watched.store.one("SELECT COUNT(*) FROM message WHERE msgid = 'next-epoch@example.org'")[0] == 1
+    assert [r[0] for r in watched.store.rows("SELECT epoch FROM cursor ORDER BY epoch")] == [0, 1]
+    assert watched.archive.poll() == 0
+
+
 def test_an_unreachable_archive_keeps_the_cursor_and_loses_nothing(watched, repo, tmp_path):
     watched.post(patches(repo, tmp_path / "p", 1, count=1, cover=False))
     watched.archive.poll()
