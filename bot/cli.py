@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 
 from bot import config as configuration
-from bot import report, series as series_module, workspace
+from bot import daemon, pipeline, report, series as series_module, workspace
 from bot.build import ConfigError as KernelConfigError
-from bot import daemon, pipeline
 from bot.pipeline import APPLY_FAILED, BUILD_FAILED, REFUSED, REGRESSION, check
 from checks import entry as entries_module
 from checks import runner
+from checks.console import ERROR
 from checks.runner import BootResult
 
 USAGE_ERROR = 2
@@ -123,7 +123,7 @@ def _check(args, config) -> int:
     print(report.text(outcome, reproduce, config.get("mail", "from")), end="")
     if args.json:
         args.json.write_text(json.dumps(report.as_json(outcome), indent=2) + "\n")
-    return {REGRESSION: 1, APPLY_FAILED: 1, BUILD_FAILED: 1, REFUSED: 1, "error": USAGE_ERROR}.get(outcome.verdict, 0)
+    return {REGRESSION: 1, APPLY_FAILED: 1, BUILD_FAILED: 1, REFUSED: 1, ERROR: USAGE_ERROR}.get(outcome.verdict, 0)
 
 
 def _bot(args, config) -> int:
@@ -149,7 +149,7 @@ def _show_progress(entry: str, result: BootResult | None) -> None:
     if result is None:
         print(f"  {entry}: booting", file=sys.stderr, flush=True)
     else:
-        print(f"  {entry}: {result.status} after {result.seconds:g} s", file=sys.stderr, flush=True)
+        print(result.progress_line(), file=sys.stderr, flush=True)
 
 
 def _table(results: list[BootResult]) -> str:

@@ -152,7 +152,7 @@ def _check(series, entries, base, ws, settings, progress) -> Outcome:
 
 
 def _regressed(result: EntryOutcome, strict_experimental: bool) -> bool:
-    return result.status != PASS and result.baseline == PASS and (strict_experimental or not result.experimental)
+    return result.baseline == PASS and runner.counts_as_failure(result, strict_experimental)
 
 
 def _first_bad(count: int, breaks: Callable[[int], bool]) -> int:
@@ -186,8 +186,8 @@ def _build_at(ws, commit: str, settings: Settings) -> kbuild.Build:
 
 def _boot(built: kbuild.Build, entries: list[Entry], settings: Settings, progress: Progress) -> list[BootResult]:
     given = {**settings.lab_files, "bzimage": built.bzimage, "vmlinux": built.vmlinux}
-    return runner.boot(entries, given, settings.lab, progress=lambda name, result: result and progress(
-        f"  {name}: {result.status} after {result.seconds:g} s"))
+    return runner.boot(entries, given, settings.lab,
+                       progress=lambda name, result: result and progress(result.progress_line()))
 
 
 def _lab_identity(settings: Settings) -> str:

@@ -44,7 +44,7 @@ class Workspace:
             self.repo.git.am("--abort")
         self.repo.git.checkout("--detach", "--force", commit)
 
-    def apply(self, mbox: bytes, first_index: int = 1) -> list[str]:
+    def apply(self, mbox: bytes) -> list[str]:
         """Applies an am-ready mbox on the checked-out commit; returns the new commits."""
         before = self.repo.head.commit.hexsha
         am = subprocess.run(["git", "am", "-3", "--keep-cr"], cwd=self.source, input=mbox,
@@ -54,7 +54,7 @@ class Workspace:
             self.repo.git.am("--abort")
             failed = re.search(r"Patch failed at (\d+)", output)
             number = int(failed.group(1)) if failed else 1
-            raise ApplyFailed(first_index + number - 1, _am_reason(output))
+            raise ApplyFailed(number, _am_reason(output))
         return self.repo.git.rev_list("--reverse", f"{before}..HEAD").split()
 
 

@@ -38,6 +38,9 @@ class BootResult:
     experimental: bool
     accel: str
 
+    def progress_line(self) -> str:
+        return f"  {self.entry}: {self.status} after {self.seconds:g} s"
+
 
 Progress = Callable[[str, BootResult | None], None]   # (entry, None) on start, result when done
 
@@ -100,6 +103,7 @@ def _boot_entry(entry: Entry, artifacts: Artifacts, qemu_binary: str, accel_name
     return result
 
 
-def counts_as_failure(result: BootResult, strict_experimental: bool) -> bool:
-    """Whether this result fails the verdict: experimental entries only when asked."""
+def counts_as_failure(result, strict_experimental: bool) -> bool:
+    """Whether a result (anything with status and experimental) fails the verdict:
+    experimental entries only when asked."""
     return result.status != PASS and (strict_experimental or not result.experimental)
