@@ -18,6 +18,8 @@ from checks import runner
 from checks.console import ERROR, PASS, PATTERNS_FILE
 from checks.entry import Entry
 from checks.runner import BootResult, Lab
+from checks.sandbox import Limits as BuildLimits
+from checks.sandbox import Sandbox
 
 SKIP, REGRESSION, APPLY_FAILED, BUILD_FAILED, REFUSED = "skip", "regression", "apply-failed", "build-failed", "refused"
 
@@ -32,6 +34,7 @@ class Settings:
     lab: Lab
     lab_files: dict[str, Path]       # firmware and hypervisor, by placeholder name
     limits: guard.Limits
+    build_limits: BuildLimits
     strict_experimental: bool
     make_jobs: int
     slots: int
@@ -77,7 +80,8 @@ def lab(config, accel: str | None = None) -> Lab:
     return Lab(qemu=config.get("lab", "qemu"), busybox=config.path("lab", "busybox"),
                accel=accel or config.get("boot", "accel"),
                probe_seconds=config.get("boot", "kvm_probe_seconds"),
-               jobs=config.get("boot", "jobs") or os.cpu_count() or 1, state=config.path("state", "dir"))
+               jobs=config.get("boot", "jobs") or os.cpu_count() or 1, state=config.path("state", "dir"),
+               sandbox=Sandbox(config.get("sandbox", "uid")))
 
 
 def lab_files(config) -> dict[str, Path]:
@@ -91,7 +95,8 @@ def settings(config, tree: Path, accel: str | None = None) -> Settings:
         lab=lab(config, accel), lab_files=lab_files(config),
         strict_experimental=config.get("boot", "strict_experimental"),
         make_jobs=config.get("build", "jobs") or os.cpu_count() or 1, slots=config.get("build", "workspaces"),
-        limits=guard.Limits(**{key: config.get("limits", key) for key in guard.Limits.__dataclass_fields__}))
+        limits=guard.Limits(**{key: config.get("limits", key) for key in guard.Limits.__dataclass_fields__}),
+        build_limits=BuildLimits(**{key: config.get("sandbox", key) for key in BuildLimits.__dataclass_fields__}))
 
 
 def affected(files: list[str]) -> list[Entry]:
@@ -181,7 +186,9 @@ def _prefix_breaks(ws, commit: str, entries: list[Entry], settings: Settings, pr
 
 def _build_at(ws, commit: str, settings: Settings) -> kbuild.Build:
     ws.checkout(commit)
-    return kbuild.build(ws.source, ws.build, settings.fragment, settings.make_jobs)
+    # A uid per workspace: the process limit counts per uid, so builds at once do not share it.
+    sandbox = Sandbox(settings.lab.sandbox.uid + 1 + ws.slot, settings.build_limits)
+    return kbuild.build(ws.source, ws.build, settings.fragment, settings.make_jobs, sandbox)
 
 
 def _boot(built: kbuild.Build, entries: list[Entry], settings: Settings, progress: Progress) -> list[BootResult]:

@@ -34,6 +34,7 @@ class TreeError(Exception):
 class Workspace:
     source: Path    # the worktree
     build: Path     # the O= build folder
+    slot: int       # which of the tree's workspaces: builds at once never share one
 
     @property
     def repo(self) -> git.Repo:
@@ -87,7 +88,7 @@ def acquire(tree: Path, root: Path, slots: int):
     home.mkdir(parents=True, exist_ok=True)
     lock, slot = _lock_free_slot(home, slots)
     try:
-        yield _prepare(tree, home / str(slot))
+        yield _prepare(tree, home, slot)
     finally:
         lock.close()
 
@@ -105,8 +106,8 @@ def _lock_free_slot(home: Path, slots: int):
     return lock, 0
 
 
-def _prepare(tree: Path, home: Path) -> Workspace:
-    workspace = Workspace(source=home / "src", build=home / "build")
+def _prepare(tree: Path, home: Path, slot: int) -> Workspace:
+    workspace = Workspace(source=home / str(slot) / "src", build=home / str(slot) / "build", slot=slot)
     if not (workspace.source / ".git").exists():
         repo = git.Repo(tree)
         repo.git.worktree("prune")

@@ -12,12 +12,14 @@ from pathlib import Path
 
 from checks import qemu
 from checks.console import PASS, Console, Patterns
+from checks.sandbox import Sandbox
 
 KVM_DEVICE = Path("/dev/kvm")
 BANNER = re.compile(r"Linux version \d")
 
 
-def choose(setting: str, qemu_binary: str, bzimage: Path, cache: Path, probe_seconds: float) -> str:
+def choose(setting: str, qemu_binary: str, bzimage: Path, cache: Path, probe_seconds: float,
+           sandbox: Sandbox) -> str:
     """"kvm" or "tcg" for setting "kvm", "tcg" or "auto"; "auto" probes once per host boot."""
     if setting != "auto":
         return setting
@@ -31,13 +33,13 @@ def choose(setting: str, qemu_binary: str, bzimage: Path, cache: Path, probe_sec
             return known["accel"]
     except (OSError, ValueError, KeyError):
         pass
-    accel = "kvm" if kvm_boots(qemu_binary, bzimage, probe_seconds) else "tcg"
+    accel = "kvm" if kvm_boots(qemu_binary, bzimage, probe_seconds, sandbox) else "tcg"
     cache.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({"boot_id": boot_id, "accel": accel}))
     return accel
 
 
-def kvm_boots(qemu_binary: str, bzimage: Path, seconds: float) -> bool:
+def kvm_boots(qemu_binary: str, bzimage: Path, seconds: float, sandbox: Sandbox) -> bool:
     """Whether `bzimage` under KVM prints its banner within `seconds`."""
     command = [qemu_binary, "-accel", "kvm", "-cpu", "max", "-m", "256", "-nodefaults",
                "-display", "none", "-serial", "stdio", "-no-reboot", "-kernel", str(bzimage.resolve()),
@@ -45,5 +47,5 @@ def kvm_boots(qemu_binary: str, bzimage: Path, seconds: float) -> bool:
     with tempfile.TemporaryDirectory(prefix="bootbot-kvm-") as scratch:
         console = Console(BANNER, Patterns.load())
         verdict = qemu.run(command, Path(scratch), Path(scratch) / "console.log",
-                           console, timeout=seconds, silence=seconds)
+                           console, seconds, seconds, sandbox, [bzimage])
     return verdict.status == PASS

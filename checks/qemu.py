@@ -8,16 +8,24 @@ import time
 from pathlib import Path
 
 from checks.console import ERROR, Console, Verdict
+from checks.sandbox import Sandbox, Unavailable, own
 
 _STDERR_KEEP = 8192   # QEMU's complaints are short; a flood of them is cut, not buffered
 
 
-def run(command: list[str], cwd: Path, log: Path, console: Console,
-        timeout: float, silence: float) -> Verdict:
+def run(command: list[str], cwd: Path, log: Path, console: Console, timeout: float, silence: float,
+        sandbox: Sandbox, readable: list[Path]) -> Verdict:
     """Runs QEMU with the serial console on its stdout, writes every console byte to `log`,
-    and stops QEMU the moment `console` decides or a limit runs out."""
+    and stops QEMU the moment `console` decides or a limit runs out. The kernel is the series'
+    work: QEMU runs confined, seeing of the host only `readable` and its run folder `cwd`."""
     try:
-        qemu = subprocess.Popen(command, cwd=cwd, stdin=subprocess.DEVNULL,
+        sandbox.probe()
+        own([cwd], sandbox.uid)
+        confined = sandbox.command(command, cwd=cwd, readable=readable, writable=[cwd], devices=_devices(command))
+    except Unavailable as e:
+        return Verdict(ERROR, str(e))
+    try:
+        qemu = subprocess.Popen(confined, cwd=cwd, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except OSError as e:
         return Verdict(ERROR, f"cannot start {command[0]}: {e.strerror}")
@@ -57,6 +65,11 @@ def _watch(qemu: subprocess.Popen, out, console: Console, timeout: float, silenc
                             return verdict
     verdict = _decide_tail(console, pending)
     return verdict or console.exited(qemu.wait(), stderr.decode("utf-8", "replace"))
+
+
+def _devices(command: list[str]) -> list[str]:
+    accel = command[command.index("-accel") + 1] if "-accel" in command else "tcg"
+    return ["/dev/kvm"] if accel == "kvm" else []
 
 
 def _decide_tail(console: Console, pending: bytes) -> Verdict | None:

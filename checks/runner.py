@@ -15,6 +15,7 @@ from checks.artifacts import Artifacts, Unavailable
 from checks.console import ERROR, FAIL, PASS, Console, Patterns, Verdict
 from checks.entry import Entry
 from checks.kernel_image import BadImage
+from checks.sandbox import Sandbox
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Lab:
     probe_seconds: float
     jobs: int
     state: Path
+    sandbox: Sandbox       # QEMU's confinement
 
 
 @dataclass(frozen=True)
@@ -55,14 +57,14 @@ def boot(entries: list[Entry], given: dict[str, Path | None], lab: Lab, *, appen
     artifacts = Artifacts({**given, "initrd": _initrd(run_dir, lab.busybox, nonce)}, lab.state / "cache")
     artifacts.resolve([name for entry in entries for name in entry.files])
     bzimage = artifacts.found.get("bzimage")
-    chosen = accel.choose(lab.accel, lab.qemu, bzimage, lab.state / "cache", lab.probe_seconds) \
+    chosen = accel.choose(lab.accel, lab.qemu, bzimage, lab.state / "cache", lab.probe_seconds, lab.sandbox) \
         if isinstance(bzimage, Path) else "tcg"
     patterns = Patterns.load()
 
     def one(entry: Entry) -> BootResult:
         progress(entry.name, None)
         success = re.compile(entry.milestone) if entry.milestone else initramfs.marker_pattern(nonce)
-        result = _boot_entry(entry, artifacts, lab.qemu, chosen, run_dir / entry.name,
+        result = _boot_entry(entry, artifacts, lab, chosen, run_dir / entry.name,
                              Console(success, patterns), append, silence)
         progress(entry.name, result)
         return result
@@ -82,7 +84,7 @@ def _initrd(run_dir: Path, busybox: Path, nonce: str) -> Path | Unavailable:
     return path
 
 
-def _boot_entry(entry: Entry, artifacts: Artifacts, qemu_binary: str, accel_name: str,
+def _boot_entry(entry: Entry, artifacts: Artifacts, lab: Lab, accel_name: str,
                 directory: Path, console: Console, append: str, silence: float | None) -> BootResult:
     directory.mkdir()
     log = directory / "console.log"
@@ -94,9 +96,10 @@ def _boot_entry(entry: Entry, artifacts: Artifacts, qemu_binary: str, accel_name
     except BadImage as e:
         verdict = Verdict(FAIL, str(e))
     else:
-        command = [qemu_binary, *entry.qemu_args(accel_name, " ".join(filter(None, [entry.cmdline, append])))]
+        command = [lab.qemu, *entry.qemu_args(accel_name, " ".join(filter(None, [entry.cmdline, append])))]
         (directory / "command").write_text(f"cd {shlex.quote(str(directory))} && {shlex.join(command)}\n")
-        verdict = qemu.run(command, directory, log, console, entry.timeout, silence or entry.silence)
+        verdict = qemu.run(command, directory, log, console, entry.timeout, silence or entry.silence,
+                           lab.sandbox, [artifacts.found[name] for name in entry.files])
     result = BootResult(entry.name, verdict.status, round(time.monotonic() - started, 1),
                         verdict.reason, str(log), entry.experimental, accel_name)
     (directory / "result.json").write_text(json.dumps(asdict(result), indent=1) + "\n")

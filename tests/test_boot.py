@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 from bot import config as configuration
+from bot import pipeline
 from checks import entry, runner
-from checks.runner import Lab
 
 pytestmark = pytest.mark.boot
 CORE = "bios,efi,pvh,xen-pv"
@@ -94,9 +94,7 @@ machine = "q35"
 qemu = ["-kernel", "{bzimage}", "-initrd", "{initrd}", "-append", "{cmdline}"]
 ''')
     added = entry.load(tmp_path / "entries.toml")["bios-q35"]
-    settings = configuration.load(config)
-    lab = Lab(qemu="qemu-system-x86_64", busybox=Path("/bin/busybox"), accel="tcg",
-              probe_seconds=5, jobs=1, state=settings.path("state", "dir"))
+    lab = pipeline.lab(configuration.load(config), accel="tcg")
     [result] = runner.boot([added], {"bzimage": kernel}, lab)
     assert result.status == "pass", result
 

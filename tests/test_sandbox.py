@@ -1,0 +1,97 @@
+"""Builds run confined and limited: a series' Makefile is code anyone on the list can post.
+
+A fake Linux tree (a Makefile with the targets bootbot calls) stands in for the kernel, so each
+hostile recipe runs in seconds through the same build function and sandbox as a real build."""
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+
+from bot import build as kbuild
+from bot import config as configuration
+from checks.sandbox import Limits, Sandbox
+
+UID = configuration.load().get("sandbox", "uid") + 1
+ROOMY = Limits(wall_seconds=120, cpu_seconds=60, memory_mb=1024, processes=64, file_mb=16, log_mb=4)
+
+
+def fake_linux(root: Path, recipe: str, files: dict[str, str]) -> Path:
+    """A tree whose `make bzImage` runs `recipe` (shell lines) and then makes a bzImage."""
+    tree = root / "linux"
+    (tree / "scripts/kconfig").mkdir(parents=True)
+    for name, text in files.items():
+        (tree / name).write_text(text)
+    lines = "".join(f"\t{line}\n" for line in recipe.splitlines())
+    (tree / "Makefile").write_text(
+        "tinyconfig olddefconfig:\n\t@echo '# fake' >> $(O)/.config\n"
+        f"bzImage:\n{lines}\t@mkdir -p $(O)/arch/x86/boot && echo image > $(O)/arch/x86/boot/bzImage\n")
+    merge = tree / "scripts/kconfig/merge_config.sh"
+    merge.write_text('#!/bin/sh\ncat "$5" >> "$4"\n')   # -m -O OUT CONFIG FRAGMENT
+    merge.chmod(0o755)
+    return tree
+
+
+def run_build(tmp_path: Path, recipe: str, limits: Limits = ROOMY, files: dict[str, str] = {}) -> kbuild.Build:
+    tree = fake_linux(tmp_path, recipe, files)
+    out = tmp_path / "build"
+    out.mkdir()
+    fragment = tmp_path / "kernel.config"
+    fragment.write_text("")
+    return kbuild.build(tree, out, fragment, 1, Sandbox(UID, limits))
+
+
+def tight(**limits) -> Limits:
+    return Limits(**{**ROOMY.__dict__, **limits})
+
+
+def test_a_harmless_build_passes_as_an_unprivileged_user(tmp_path):
+    built = run_build(tmp_path, "id -u > $(O)/uid")
+    assert built.ok, built.log.read_text()
+    assert built.bzimage.read_text() == "image\n"
+    expected = UID if os.geteuid() == 0 else os.getuid()
+    assert (built.out / "uid").read_text().strip() == str(expected)
+
+
+@pytest.mark.parametrize("recipe, limits, name, says", [
+    ("sleep 600", tight(wall_seconds=2), "wall-clock", "the wall-clock limit (2 s)"),
+    ("sh -c 'while :; do :; done'", tight(cpu_seconds=1), "cpu", "the CPU time limit (1 s per process)"),
+    ("python3 -c 'bytearray(600 << 20)'", tight(memory_mb=300), "memory", "the memory limit (300 MiB per process)"),
+    ("sh -c 'for i in $$(seq 100); do sleep 600 & done; wait'", tight(processes=20), "processes",
+     "the process limit (20)"),
+    ("head -c 5000000 /dev/zero > $(O)/big", tight(file_mb=1), "file", "the file size limit (1 MiB)"),
+    ("yes 'a flood of output'", tight(log_mb=1), "log", "the output limit (1 MiB of log)"),
+])
+def test_a_build_over_a_limit_is_stopped_and_the_limit_named(tmp_path, recipe, limits, name, says):
+    built = run_build(tmp_path, recipe, limits)
+    assert not built.ok and built.limit == name, built.log.read_text()[-2000:]
+    assert built.errors[0] == f"stopped: the build went over {says}"
+    assert built.log.stat().st_size <= ROOMY.log_mb << 20
+
+
+def test_the_build_sees_no_network_no_host_files_and_cannot_write_outside(tmp_path):
+    server = socket.create_server(("127.0.0.1", 0))
+    server.setblocking(False)
+    port = server.getsockname()[1]
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the operator's secret\n")
+    escape = f"/tmp/bootbot-escape-{uuid.uuid4().hex}"
+    probe = f"""
+try() {{ name=$1; shift; if "$@" 2>/dev/null; then echo "$name=yes"; else echo "$name=no"; fi; }}
+try network python3 -c "import socket; socket.create_connection(('127.0.0.1', {port}), 2)"
+try read-host-file cat {secret}
+try write-source touch evil
+try write-tmp touch {escape}
+try write-build touch "$1/made"
+"""
+    built = run_build(tmp_path, "sh probe.sh $(O) > $(O)/probe.txt", files={"probe.sh": probe})
+    assert built.ok, built.log.read_text()
+    seen = dict(line.split("=") for line in (built.out / "probe.txt").read_text().split())
+    assert seen == {"network": "no", "read-host-file": "no", "write-source": "no",
+                    "write-tmp": "yes", "write-build": "yes"}
+    with pytest.raises(BlockingIOError):
+        server.accept()   # nothing reached the host's loopback
+    assert not (tmp_path / "linux/evil").exists() and not Path(escape).exists()
