@@ -156,6 +156,19 @@ def test_a_series_that_breaks_the_build_names_the_patch_and_the_error(tree, chec
     assert any("misc.c:" in line and "error:" in line for line in run.json["detail"]), run.json["detail"]
 
 
+def test_a_build_that_floods_its_log_is_stopped_at_the_limit_and_says_so(tree, check, check_config, tmp_path):
+    config = tmp_path / "limits.toml"
+    config.write_text(check_config.read_text() + "[sandbox]\nlog_mb = 2\n")
+    run = check(series(tree, tmp_path, [
+        ("x86/boot: a Makefile that never stops talking",
+         {"arch/x86/boot/Makefile": lambda text: text + "$(shell yes 'bootbot flood' >&2)\n"}),
+    ]), config)
+    assert run.code == 1
+    assert run.json["verdict"] == "build-failed" and run.json["culprit"]["index"] == 1
+    assert run.json["detail"][0] == "stopped: the build went over the output limit (2 MiB of log)"
+    assert "the output limit" in run.stdout
+
+
 def test_a_series_off_the_boot_paths_is_skipped_at_once(tree, check, tmp_path):
     run = check(series(tree, tmp_path, [
         ("docs: a note", {"Documentation/admin-guide/README.rst": lambda text: ".. bootbot test\n\n" + text}),
