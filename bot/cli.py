@@ -14,7 +14,7 @@ from bot import daemon, pipeline, report, series as series_module, workspace
 from bot.build import ConfigError as KernelConfigError
 from bot.pipeline import APPLY_FAILED, BUILD_FAILED, REFUSED, REGRESSION, check
 from checks import entry as entries_module
-from checks import runner
+from checks import runner, sandbox
 from checks.console import ERROR
 from checks.runner import BootResult
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         run = {"boot": _boot, "check": _check, "poll": _bot, "serve": _bot}[args.command]
         return run(args, config)
     except (UsageError, configuration.ConfigError, series_module.SeriesError, workspace.TreeError,
-            KernelConfigError) as e:
+            KernelConfigError, sandbox.Unavailable) as e:
         print(f"bootbot: {e}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:

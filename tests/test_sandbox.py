@@ -5,6 +5,7 @@ hostile recipe runs in seconds through the same build function and sandbox as a 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import uuid
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 
 from bot import build as kbuild
 from bot import config as configuration
+from checks import entry, qemu
+from checks.console import Console, Patterns
 from checks.sandbox import Limits, Sandbox
 
 UID = configuration.load().get("sandbox", "uid") + 1
@@ -95,3 +98,28 @@ try write-build touch "$1/made"
     with pytest.raises(BlockingIOError):
         server.accept()   # nothing reached the host's loopback
     assert not (tmp_path / "linux/evil").exists() and not Path(escape).exists()
+
+
+def test_qemu_opens_only_the_files_it_boots(tmp_path):
+    """The kernel under test runs in QEMU: a QEMU it escapes into still sees no host file."""
+    image = tmp_path / "not-a-kernel"
+    image.write_text("the operator's secret\n")
+    run = tmp_path / "run"
+
+    def boot(readable: list[Path]):
+        run.mkdir()
+        command = ["qemu-system-x86_64", "-accel", "tcg", "-nodefaults", "-display", "none",
+                   "-serial", "stdio", "-kernel", str(image)]
+        verdict = qemu.run(command, run, run / "console.log", Console(re.compile("never"), Patterns.load()),
+                           30, 30, Sandbox(UID - 1), readable)
+        run.rename(tmp_path / f"run-{len(readable)}")
+        return verdict
+
+    assert "could not open kernel file" in boot([]).reason
+    assert boot([image]).reason == "QEMU refused the kernel image: qemu: invalid kernel header"
+
+
+def test_no_entry_gives_the_guest_a_network():
+    for e in entry.load().values():
+        args = e.qemu_args("tcg", "")
+        assert "-nodefaults" in args and not {"-net", "-nic", "-netdev"} & set(args), e.name
