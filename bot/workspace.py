@@ -44,6 +44,8 @@ class Workspace:
         if (Path(self.repo.git_dir) / "rebase-apply").exists():
             self.repo.git.am("--abort")
         self.repo.git.checkout("--detach", "--force", commit)
+        # A failed three-way `git am` can leave files the patch named; the next build must not see them.
+        self.repo.git.clean("-ffdxq")
 
     def apply(self, mbox: bytes) -> list[str]:
         """Applies an am-ready mbox on the checked-out commit; returns the new commits."""

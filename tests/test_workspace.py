@@ -42,3 +42,32 @@ def test_apply_names_the_patch_that_does_not_apply(repo, tmp_path):
         assert failed.value.index == 2
         assert git(ws.source, "rev-parse", "HEAD") == git(repo, "rev-parse", "master")   # am aborted
         ws.checkout("master")   # and the workspace is usable again
+
+
+def test_a_patch_writing_through_a_symlink_in_the_tree_writes_nothing_outside(repo, tmp_path):
+    """The guard cannot see the tree's links; `git am` refuses to write beyond one, and what its
+    failed merge leaves in the worktree is gone at the next checkout."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (repo / "arch/x86/boot/link").symlink_to(outside)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "a link out of the tree")
+    evil = """From: Mallory <m@example.org>
+Subject: [PATCH] x86/boot: a new file
+Date: Thu, 26 Nov 2026 10:00:00 +0000
+
+---
+diff --git a/arch/x86/boot/link/new.c b/arch/x86/boot/link/new.c
+new file mode 100644
+--- /dev/null
++++ b/arch/x86/boot/link/new.c
+@@ -0,0 +1 @@
++int pwned;
+"""
+    with workspace.acquire(repo, tmp_path / "ws", slots=1) as ws:
+        ws.checkout("master")
+        with pytest.raises(ApplyFailed):
+            ws.apply(evil.encode())
+        ws.checkout("master")
+        assert git(ws.source, "status", "--porcelain", "--ignored") == ""
+    assert list(outside.iterdir()) == []
