@@ -11,7 +11,7 @@ import b4
 
 from bot import commands
 from bot.series import Series, SeriesError, from_messages, parse_message
-from bot.store import Store, now
+from bot.store import Store, full, now
 
 log = logging.getLogger("bootbot.assembly")
 
@@ -33,7 +33,9 @@ def take_new_messages(store: Store, policy: Policy) -> None:
             db.execute("SAVEPOINT take")
             try:
                 _take(db, message, policy)
-            except Exception:   # anyone can post anything: one bad mail must not stall the queue
+            except Exception as e:   # anyone can post anything: one bad mail must not stall the queue
+                if full(e):   # but a full disk is no fault of the mail: it stays unhandled, filed next cycle
+                    raise
                 db.execute("ROLLBACK TO take")   # none of its half-filed rows stay
                 log.exception("message %s could not be filed; skipped", message["msgid"])
             db.execute("RELEASE take")

@@ -13,6 +13,7 @@ from bot import config as configuration
 from bot import daemon, pipeline, report, series as series_module, workspace
 from bot.build import ConfigError as KernelConfigError
 from bot.pipeline import APPLY_FAILED, BUILD_FAILED, REFUSED, REGRESSION, check
+from bot.store import StateFull
 from checks import entry as entries_module
 from checks import runner, sandbox
 from checks.console import ERROR
@@ -75,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
             KernelConfigError, sandbox.Unavailable) as e:
         print(f"bootbot: {e}", file=sys.stderr)
         return USAGE_ERROR
+    except StateFull as e:   # a full disk under state/: one line; the step it hit was rolled back
+        print(f"bootbot: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -16,7 +16,7 @@ from bot.archive import Archive, ArchiveUnreachable
 from bot.config import ConfigError
 from bot.pipeline import ERROR, Settings
 from bot.series import configure_b4, parse_message
-from bot.store import Store, now
+from bot.store import StateFull, Store, full, now
 
 log = logging.getLogger("bootbot.daemon")
 
@@ -35,6 +35,7 @@ class Bot:
     reply_on: set[str]
     retry_seconds: list[float]    # waits after each failed delivery; the last repeats forever
     lock: Path
+    max_attempts: int             # a job whose check raises or kills the bot is given up after these
 
 
 def make(config) -> Bot:
@@ -59,11 +60,13 @@ def make(config) -> Bot:
             password=config.get("mail", "password")),
         outbox_dir=state / "outbox", sender=sender, list_address=config.get("archive", "list"),
         extra_cc=config.get("mail", "cc"), reply_on=set(config.get("mail", "reply_on")),
-        retry_seconds=config.get("mail", "retry_seconds"), lock=state / "bootbot.lock")
+        retry_seconds=config.get("mail", "retry_seconds"), lock=state / "bootbot.lock",
+        max_attempts=config.get("poll", "max_attempts"))
 
 
 def cycle(bot: Bot) -> None:
-    """One full cycle, unless another bot process is in one (then nothing)."""
+    """One full cycle, unless another bot process is in one (then nothing). A full disk under
+    state/ stops it with StateFull; the step it hit was rolled back, so the next cycle carries on."""
     with bot.lock.open("w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -71,34 +74,75 @@ def cycle(bot: Bot) -> None:
             log.info("another bot process is in a cycle; this one is skipped")
             return
         try:
-            bot.archive.poll()
-        except ArchiveUnreachable as e:
-            log.warning("archive unreachable, cursor kept: %s", e)
-        assembly.take_new_messages(bot.store, bot.policy)
-        assembly.queue_complete_series(bot.store, bot.policy, lambda s: bool(pipeline.affected(s.files)))
-        run_jobs(bot)
-        deliver(bot)
+            _steps(bot)
+        except Exception as e:
+            if full(e):
+                raise StateFull(f"state/ is full: {e}") from e
+            raise
+
+
+def _steps(bot: Bot) -> None:
+    try:
+        bot.archive.poll()
+    except ArchiveUnreachable as e:
+        log.warning("archive unreachable, cursor kept: %s", e)
+    assembly.take_new_messages(bot.store, bot.policy)
+    assembly.queue_complete_series(bot.store, bot.policy, lambda s: bool(pipeline.affected(s.files)))
+    run_jobs(bot)
+    deliver(bot)
 
 
 def run_jobs(bot: Bot) -> None:
-    # Only one process runs cycles (the lock), so a job still "running" was cut short by a
-    # crash or a kill: it runs again, and its reply is recorded only when it completes.
-    with bot.store.transaction() as db:
-        db.execute("UPDATE job SET state = 'queued' WHERE state = 'running'")
+    _requeue_cut_short(bot)
     for job in bot.store.rows("SELECT * FROM job WHERE state = 'queued' ORDER BY id"):
         with bot.store.transaction() as db:
             db.execute("UPDATE job SET state = 'running', attempts = attempts + 1 WHERE id = ?", (job["id"],))
-        log.info("job %d: checking series %d (attempt %d)", job["id"], job["series_id"], job["attempts"] + 1)
-        series = assembly.load(bot.store, job["series_id"])
-        outcome = pipeline.check(series, bot.settings, only=job["entries"].split() or None)
-        reply = _reply(bot, job, outcome)
+        attempt = job["attempts"] + 1
+        log.info("job %d: checking series %d (attempt %d)", job["id"], job["series_id"], attempt)
+        try:
+            series = assembly.load(bot.store, job["series_id"])
+            outcome = pipeline.check(series, bot.settings, only=job["entries"].split() or None)
+            reply = _reply(bot, job, outcome)
+        except Exception as e:   # no verdict (a broken tree, an unreadable series): not the author's to hear
+            if full(e):   # nor the job's fault: the cycle stops, and the job runs again as if killed
+                raise
+            _failed(bot, job, attempt, e)
+            continue
         with bot.store.transaction() as db:
-            db.execute("UPDATE job SET state = 'done', verdict = ? WHERE id = ?", (outcome.verdict, job["id"]))
+            db.execute("UPDATE job SET state = 'done', verdict = ?, error = NULL WHERE id = ?",
+                       (outcome.verdict, job["id"]))
             db.execute("UPDATE series SET state = 'checked' WHERE id = ?", (job["series_id"],))
             if reply is not None:
                 db.execute("INSERT INTO outbox (job_id, message_id, raw, state, next_try) VALUES (?, ?, ?, 'pending', ?)",
                            (job["id"], reply["Message-ID"], bytes(reply), now()))
         log.info("job %d: %s", job["id"], outcome.verdict)
+
+
+def _requeue_cut_short(bot: Bot) -> None:
+    # Only one process runs cycles (the lock), so a job still "running" was cut short by a
+    # crash or a kill: it runs again, and its reply is recorded only when it completes; unless it
+    # had its max_attempts, as a check that kills the bot every time would, holding up the queue.
+    with bot.store.transaction() as db:
+        given_up = db.execute("UPDATE job SET state = 'failed', error = 'attempt ' || attempts || ' cut short "
+                              "(the bot was killed or crashed)' WHERE state = 'running' AND attempts >= ? "
+                              "RETURNING id, error", (bot.max_attempts,)).fetchall()
+        db.execute("UPDATE job SET state = 'queued' WHERE state = 'running'")
+    for job in given_up:
+        log.error("job %d: given up: %s", job["id"], job["error"])
+
+
+def _failed(bot: Bot, job, attempt: int, error: Exception) -> None:
+    """Records a check that raised instead of giving a verdict: queued again for the next cycle,
+    or given up after max_attempts. One line in the log, never a mail."""
+    text = " ".join(f"{type(error).__name__}: {error}".split())   # one line, whatever the message
+    state = "failed" if attempt >= bot.max_attempts else "queued"
+    with bot.store.transaction() as db:
+        db.execute("UPDATE job SET state = ?, error = ? WHERE id = ?", (state, text, job["id"]))
+    if state == "failed":
+        log.error("job %d: given up after %d attempts: %s", job["id"], attempt, text)
+    else:
+        log.warning("job %d: attempt %d of %d failed, tried again next cycle: %s",
+                    job["id"], attempt, bot.max_attempts, text)
 
 
 def _reply(bot: Bot, job, outcome):
@@ -124,17 +168,22 @@ def _reply(bot: Bot, job, outcome):
 def deliver(bot: Bot) -> None:
     """Sends every pending reply that is due; a failure waits longer each time, never drops it."""
     for row in bot.store.rows("SELECT * FROM outbox WHERE state = 'pending' AND next_try <= ? ORDER BY id", now()):
-        try:
-            _send(bot, row)
-        except mail.DeliveryError as e:
-            wait = bot.retry_seconds[min(row["attempts"], len(bot.retry_seconds) - 1)]
-            with bot.store.transaction() as db:
-                db.execute("UPDATE outbox SET attempts = attempts + 1, next_try = ?, last_error = ? WHERE id = ?",
-                           (now() + wait, str(e), row["id"]))
-            log.warning("reply %s not delivered (%s); next try in %d s", row["message_id"], e, wait)
-            continue
+        wait = bot.retry_seconds[min(row["attempts"], len(bot.retry_seconds) - 1)]
+        # A full state/ must stop the cycle before a reply goes out, not after (unmarked, it would go
+        # out again): the attempt is written first, needing room on the disk, and "sent" is marked
+        # before sending, in a transaction committed once it is out. Only a disk filling up
+        # between the two writes can still send a reply twice.
         with bot.store.transaction() as db:
-            db.execute("UPDATE outbox SET state = 'sent', attempts = attempts + 1 WHERE id = ?", (row["id"],))
+            db.execute("UPDATE outbox SET attempts = attempts + 1, next_try = ? WHERE id = ?",
+                       (now() + wait, row["id"]))
+        try:
+            with bot.store.transaction() as db:
+                db.execute("UPDATE outbox SET state = 'sent' WHERE id = ?", (row["id"],))
+                _send(bot, row)
+        except mail.DeliveryError as e:
+            with bot.store.transaction() as db:
+                db.execute("UPDATE outbox SET last_error = ? WHERE id = ?", (str(e), row["id"]))
+            log.warning("reply %s not delivered (%s); next try in %d s", row["message_id"], e, wait)
 
 
 def _send(bot: Bot, row) -> None:
@@ -150,7 +199,14 @@ def _send(bot: Bot, row) -> None:
 def serve(bot: Bot, interval: float) -> None:
     """Cycles every `interval` seconds, one at a time (a late cycle is merged, not stacked)."""
     scheduler = BlockingScheduler()
-    scheduler.add_job(cycle, "interval", args=[bot], seconds=interval, max_instances=1, coalesce=True,
-                      next_run_time=datetime.now())
+    scheduler.add_job(_scheduled_cycle, "interval", args=[bot], seconds=interval, max_instances=1,
+                      coalesce=True, next_run_time=datetime.now())
     signal.signal(signal.SIGTERM, lambda *_: scheduler.shutdown(wait=False))
     scheduler.start()
+
+
+def _scheduled_cycle(bot: Bot) -> None:
+    try:
+        cycle(bot)
+    except StateFull as e:   # one line, not the scheduler's traceback; the next cycle tries again
+        log.error("%s; the next cycle carries on", e)

@@ -3,6 +3,7 @@ jobs and the outbox. Each step of the bot changes it in one transaction, so a cr
 either the whole step or none of it: nothing is lost, nothing is done twice."""
 from __future__ import annotations
 
+import errno
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -45,10 +46,11 @@ CREATE TABLE IF NOT EXISTS job (
     series_id INTEGER NOT NULL REFERENCES series(id),
     command_msgid TEXT UNIQUE,     -- the retest mail it answers; NULL for a new series
     entries TEXT NOT NULL DEFAULT '',
-    state TEXT NOT NULL,           -- queued, running, done, cancelled
+    state TEXT NOT NULL,           -- queued, running, done, cancelled, failed (given up)
     attempts INTEGER NOT NULL DEFAULT 0,
     verdict TEXT,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    error TEXT                     -- why the last attempt ended without a verdict
 );
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY,
@@ -73,16 +75,20 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")   # a reply recorded is a reply kept
         self.db.executescript(SCHEMA)
+        # A database made before job.error: CREATE TABLE IF NOT EXISTS leaves its table as it was.
+        if "error" not in {column["name"] for column in self.rows("PRAGMA table_info(job)")}:
+            self.db.execute("ALTER TABLE job ADD COLUMN error TEXT")
 
     @contextmanager
     def transaction(self):
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
+            self.db.execute("COMMIT")   # on a full disk, often this is what fails (WAL pages are written here)
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:   # SQLite may have rolled back by itself (disk full, I/O error)
+                self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
 
     def rows(self, sql: str, *args) -> list[sqlite3.Row]:
         return self.db.execute(sql, args).fetchall()
@@ -92,6 +98,17 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+
+class StateFull(Exception):
+    """The disk under state/ is full: the step that hit it was rolled back, and the cycle stopped."""
+
+
+def full(error: BaseException) -> bool:
+    """Whether `error` says the disk is full, in SQLite's words or the system's."""
+    if isinstance(error, sqlite3.OperationalError):
+        return error.sqlite_errorcode == sqlite3.SQLITE_FULL
+    return isinstance(error, OSError) and error.errno == errno.ENOSPC
 
 
 def now() -> float:
