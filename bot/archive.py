@@ -30,10 +30,12 @@ class ArchiveUnreachable(Exception):
 
 
 class Archive:
-    def __init__(self, url: str, mirrors: Path, store: Store, timeout: float = 30):
+    def __init__(self, url: str, mirrors: Path, store: Store, timeout: float = 30,
+                 max_message_bytes: int | None = None):
         self.url = url.rstrip("/")
         self.mirrors = mirrors
         self.store = store
+        self.max_message_bytes = max_message_bytes
         self.timeout = timeout
         self.http = requests.Session()
 
@@ -75,7 +77,7 @@ class Archive:
             batch = commits[start:start + BATCH]
             with self.store.transaction() as db:
                 for commit in batch:
-                    raw = _message_of(mirror, commit)
+                    raw = self._message_of(mirror, commit)
                     if raw is not None:
                         _store(db, raw)
                 db.execute("INSERT INTO cursor (epoch, commit_id) VALUES (?, ?) ON CONFLICT (epoch) "
@@ -83,19 +85,23 @@ class Archive:
         log.info("epoch %d: %d new commits", epoch, len(commits))
         return len(commits)
 
+    def _message_of(self, mirror: git.Repo, commit: str) -> bytes | None:
+        try:
+            blob = mirror.commit(commit).tree["m"]
+        except KeyError:   # a commit removing a message ("d"): nothing to read
+            return None
+        if self.max_message_bytes is not None and blob.size > self.max_message_bytes:
+            # anyone can post: a huge mail is not read into memory, stored or parsed
+            log.warning("archive message of %d bytes (commit %s) skipped: over limits.max_message_bytes",
+                        blob.size, commit)
+            return None
+        return blob.data_stream.read()
+
     def _mirror(self, epoch: int) -> git.Repo:
         path = self.mirrors / f"{epoch}.git"
         if not path.exists():
             return git.Repo.init(path, bare=True)
         return git.Repo(path)
-
-
-def _message_of(mirror: git.Repo, commit: str) -> bytes | None:
-    tree = mirror.commit(commit).tree
-    try:
-        return tree["m"].data_stream.read()
-    except KeyError:   # a commit removing a message ("d"): nothing to read
-        return None
 
 
 def _store(db, raw: bytes) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import b4
 
-from bot import commands
+from bot import commands, timebox
 from bot.series import Series, SeriesError, from_messages, parse_message
 from bot.store import Store, full, now
 
@@ -23,6 +23,7 @@ class Policy:
     require_dkim: bool
     grace_seconds: float       # how long to wait for the rest of a series
     commands_per_thread: int
+    read_seconds: float        # reading one mail or series, at most: past it, the input is hostile
 
 
 def take_new_messages(store: Store, policy: Policy) -> None:
@@ -42,43 +43,61 @@ def take_new_messages(store: Store, policy: Policy) -> None:
             db.execute("UPDATE message SET handled = 1 WHERE msgid = ?", (message["msgid"],))
 
 
-def _take(db, row, policy: Policy) -> None:
-    parsed = parse_message(row["raw"])
+@dataclass(frozen=True)
+class Reading:
+    """What filing needs of one mail, read in a child process with a deadline (bot/timebox.py)."""
+    patch: bool
+    reply: bool
+    subject: str                # without tags, to match later revisions
+    revision: int
+    expected: int
+    counter: int
+    author: str
+    sender: str
+    wanted: tuple[commands.Command, ...]
+    refusal: str | None         # why its commands are not obeyed: automated or not authorized
+
+
+def read(raw: bytes, policy: Policy, commands_matter: bool) -> Reading:
+    parsed = parse_message(raw)
     subject = b4.LoreSubject(str(parsed.get("Subject", "")))
-    if subject.patch and not subject.reply:
-        _file_patch(db, row, parsed, subject)
-    elif subject.reply:
-        _file_command(db, row, parsed, policy)
+    sender = str(parsed.get("From", ""))
+    wanted = commands.parse(commands.plain_text(parsed)) if subject.reply and commands_matter else []
+    refusal = None
+    if wanted and commands.is_automated(parsed, policy.own_addresses):
+        refusal = "automated mail"
+    elif wanted:
+        allowed, why = commands.authorized(raw, policy.maintainers, policy.require_dkim)
+        refusal = None if allowed else why
+    return Reading(subject.patch, subject.reply, subject.subject, subject.revision, subject.expected,
+                   subject.counter, email.utils.parseaddr(sender)[1].lower(), sender, tuple(wanted), refusal)
 
 
-def _file_patch(db, row, parsed, subject) -> None:
-    author = email.utils.parseaddr(str(parsed.get("From", "")))[1].lower()
+def _take(db, row, policy: Policy) -> None:
+    series = db.execute("SELECT * FROM series WHERE thread = ? ORDER BY version DESC", (row["thread"],)).fetchone()
+    reading = timebox.call(read, row["raw"], policy, series is not None, seconds=policy.read_seconds)
+    if reading.patch and not reading.reply:
+        _file_patch(db, row, reading)
+    elif reading.wanted:
+        _file_command(db, row, series, reading, policy)
+
+
+def _file_patch(db, row, reading: Reading) -> None:
     db.execute("INSERT OR IGNORE INTO series (head, thread, subject, author, version, expected, state, first_seen) "
                "VALUES (?, ?, ?, ?, ?, ?, 'waiting', ?)",
-               (row["msgid"], row["thread"], subject.subject, author, subject.revision, subject.expected, now()))
+               (row["msgid"], row["thread"], reading.subject, reading.author, reading.revision, reading.expected, now()))
     series = db.execute("SELECT id, head FROM series WHERE thread = ? AND version = ? ORDER BY id",
-                        (row["thread"], subject.revision)).fetchone()
-    if subject.counter == 0 or row["msgid"] == row["thread"]:   # the cover, or the thread's first patch
-        db.execute("UPDATE series SET head = ?, subject = ? WHERE id = ?", (row["msgid"], subject.subject, series["id"]))
-    if subject.counter > 0:
+                        (row["thread"], reading.revision)).fetchone()
+    if reading.counter == 0 or row["msgid"] == row["thread"]:   # the cover, or the thread's first patch
+        db.execute("UPDATE series SET head = ?, subject = ? WHERE id = ?", (row["msgid"], reading.subject, series["id"]))
+    if reading.counter > 0:
         db.execute("INSERT OR IGNORE INTO patch (series_id, counter, msgid) VALUES (?, ?, ?)",
-                   (series["id"], subject.counter, row["msgid"]))
+                   (series["id"], reading.counter, row["msgid"]))
 
 
-def _file_command(db, row, parsed, policy: Policy) -> None:
-    series = db.execute("SELECT * FROM series WHERE thread = ? ORDER BY version DESC", (row["thread"],)).fetchone()
-    if series is None:
-        return
-    wanted = commands.parse(commands.plain_text(parsed))
-    if not wanted:
-        return
-    sender = str(parsed.get("From", ""))
-    if commands.is_automated(parsed, policy.own_addresses):
-        log.info("command from automated mail %s ignored", row["msgid"])
-        return
-    allowed, why = commands.authorized(row["raw"], policy.maintainers, policy.require_dkim)
-    if not allowed:
-        log.info("command from %s in %s ignored: %s", sender, row["msgid"], why)
+def _file_command(db, row, series, reading: Reading, policy: Policy) -> None:
+    if reading.refusal:
+        log.info("command from %s in %s ignored: %s", reading.sender, row["msgid"], reading.refusal)
         return
     asked = db.execute("SELECT COUNT(*) FROM job j JOIN series s ON j.series_id = s.id "
                        "WHERE s.thread = ? AND j.command_msgid IS NOT NULL", (row["thread"],)).fetchone()[0]
@@ -86,7 +105,7 @@ def _file_command(db, row, parsed, policy: Policy) -> None:
         log.info("command in %s ignored: thread already had %d", row["msgid"], asked)
         return
     newest = _newest_revision(db, series)
-    entries = sorted({name for command in wanted for name in command.entries})
+    entries = sorted({name for command in reading.wanted for name in command.entries})
     db.execute("INSERT OR IGNORE INTO job (series_id, command_msgid, entries, state, created) "
                "VALUES (?, ?, ?, 'queued', ?)", (newest["id"], row["msgid"], " ".join(entries), now()))
 
@@ -109,7 +128,7 @@ def queue_complete_series(store: Store, policy: Policy, touches_boot_path) -> No
                          series["head"], count, series["expected"])
             continue
         try:
-            state = "queued" if touches_boot_path(load(store, series["id"])) else "skipped"
+            state = "queued" if touches_boot_path(load(store, series["id"], policy.read_seconds)) else "skipped"
         except SeriesError as e:
             log.warning("series %s unreadable: %s", series["head"], e)
             state = "partial"
@@ -128,8 +147,15 @@ def _supersede(db, series) -> None:
         db.execute("UPDATE series SET state = 'superseded' WHERE id = ? AND state IN ('waiting', 'queued')", (row["id"],))
 
 
-def load(store: Store, series_id: int) -> Series:
+def load(store: Store, series_id: int, seconds: float) -> Series:
     """The series as b4 reads it from its thread's messages: patches, cover and replies (trailers)."""
     series = store.one("SELECT thread, version FROM series WHERE id = ?", series_id)
     raws = [r["raw"] for r in store.rows("SELECT raw FROM message WHERE thread = ? ORDER BY rowid", series["thread"])]
-    return from_messages(list(map(parse_message, raws)), f"<{series['thread']}>", series["version"])
+    try:
+        return timebox.call(_series_of, raws, f"<{series['thread']}>", series["version"], seconds=seconds)
+    except timebox.Overrun as e:
+        raise SeriesError(f"series {series['thread']}: {e}") from None
+
+
+def _series_of(raws: list[bytes], source: str, version: int) -> Series:
+    return from_messages(list(map(parse_message, raws)), source, version)

@@ -49,11 +49,13 @@ def make(config) -> Bot:
         raise ConfigError("tree.path is not set: the bot needs a Linux tree")
     return Bot(
         store=store,
-        archive=Archive(config.get("archive", "url"), state / "archive", store),
+        archive=Archive(config.get("archive", "url"), state / "archive", store,
+                        max_message_bytes=config.get("limits", "max_message_bytes")),
         policy=assembly.Policy(own_addresses=[sender], maintainers=config.get("commands", "maintainers"),
                                require_dkim=config.get("commands", "require_dkim"),
                                grace_seconds=config.get("poll", "grace_seconds"),
-                               commands_per_thread=config.get("commands", "per_thread")),
+                               commands_per_thread=config.get("commands", "per_thread"),
+                               read_seconds=config.get("limits", "read_seconds")),
         settings=pipeline.settings(config, config.path("tree", "path")),
         smtp=None if smtp_url == "outbox" else mail.Smtp(
             smtp_url, starttls=config.get("mail", "starttls"), username=config.get("mail", "username"),
@@ -100,7 +102,7 @@ def run_jobs(bot: Bot) -> None:
         attempt = job["attempts"] + 1
         log.info("job %d: checking series %d (attempt %d)", job["id"], job["series_id"], attempt)
         try:
-            series = assembly.load(bot.store, job["series_id"])
+            series = assembly.load(bot.store, job["series_id"], bot.policy.read_seconds)
             outcome = pipeline.check(series, bot.settings, only=job["entries"].split() or None)
             reply = _reply(bot, job, outcome)
         except Exception as e:   # no verdict (a broken tree, an unreadable series): not the author's to hear

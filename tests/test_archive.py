@@ -12,8 +12,9 @@ from bot.store import Store
 from inbox import PublicInbox
 from tiny_tree import patches
 
+MAX_MESSAGE = 1 << 20
 POLICY = assembly.Policy(own_addresses=["bootbot@example.org"], maintainers=[], require_dkim=True,
-                         grace_seconds=3600, commands_per_thread=5)
+                         grace_seconds=3600, commands_per_thread=5, read_seconds=20)
 
 
 class Watched:
@@ -24,7 +25,7 @@ class Watched:
         self.url = self.inbox.serve()
         configure_b4(self.url)
         self.store = Store(root / "state" / "bootbot.sqlite3")
-        self.archive = Archive(self.url, root / "state" / "archive", self.store)
+        self.archive = Archive(self.url, root / "state" / "archive", self.store, max_message_bytes=MAX_MESSAGE)
         self.requests = 0
         self.archive.http.hooks["response"].append(self._count)
 
@@ -90,6 +91,34 @@ def test_an_unreachable_archive_keeps_the_cursor_and_loses_nothing(watched, repo
     assert watched.store.one("SELECT commit_id FROM cursor")[0] == cursor
     assert watched.archive.poll() == 1
     assert watched.store.one("SELECT COUNT(*) FROM message")[0] == 2
+
+
+def test_a_huge_mail_is_skipped_unread_and_the_cursor_moves_past_it(watched, repo, tmp_path):
+    """public-inbox-mda itself drops mail over 500 KB, but an archive can hold larger (lore
+    takes mail by other means): the bot reads none over limits.max_message_bytes."""
+    watched.post(patches(repo, tmp_path / "p", 1, count=1, cover=False))
+    watched.inbox.start_epoch(1, b"From: Mallory <m@example.org>\nTo: xen-devel@lists.example.org\n"
+                                 b"Subject: [PATCH] x86/boot: big\nMessage-ID: <huge@example.org>\n"
+                                 b"Date: Thu, 26 Nov 2026 11:00:00 +0000\n\n" + b"a" * 79 + b"\n" * MAX_MESSAGE)
+    watched.assemble()
+    assert watched.store.one("SELECT COUNT(*) FROM message WHERE msgid = 'huge@example.org'")[0] == 0
+    assert watched.series() == [(1, 1, "queued")]
+    assert [r[0] for r in watched.store.rows("SELECT epoch FROM cursor ORDER BY epoch")] == [0, 1]
+    assert watched.archive.poll() == 0
+
+
+def test_mail_that_makes_the_parsers_crawl_is_given_up_at_the_deadline(watched, repo, tmp_path):
+    """b4's expressions are quadratic on a long run of blank lines (the diffstat) and of "["
+    (the subject): hours for these mails. Each is dropped after read_seconds; the rest goes on."""
+    [blank] = patches(repo, tmp_path / "b", 7, count=1, cover=False)
+    headers, body = blank.read_bytes().split(b"\n\n", 1)
+    blank.write_bytes(headers + b"\n\n" + b"\n" * 400_000 + body)
+    [brackets] = patches(repo, tmp_path / "s", 8, count=1, cover=False)
+    brackets.write_bytes(brackets.read_bytes().replace(b"Subject: [PATCH v8]", b"Subject: " + b"[" * 100_000, 1))
+    watched.post([blank, brackets, *patches(repo, tmp_path / "p", 1, count=1, cover=False)])
+    watched.assemble(assembly.Policy(**{**POLICY.__dict__, "read_seconds": 2}))
+    assert watched.series() == [(7, 1, "partial"), (1, 1, "queued")]
+    assert [tuple(r) for r in watched.store.rows("SELECT COUNT(*), SUM(handled) FROM message")] == [(3, 3)]
 
 
 def test_series_with_and_without_cover_and_single_patches_queue_when_complete(watched, repo, tmp_path):
