@@ -6,7 +6,7 @@
    its floor: `git checkout`, `git am -3`, an incremental `make` and the same QEMU boots (as many
    at once as bootbot runs), by hand, in a worktree and O= folder of their own.
 2. The floor's incremental rebuilds against one clean build of the same configuration.
-3. What naming the culprit costs: builds (counted by wrapping make) and wall time of a check of a
+3. What naming the culprit costs: builds (as bootbot records them) and wall time of a check of a
    three-patch series whose middle patch breaks pvh, against the same series without that patch.
 
 Both workspaces live in <linux tree>/../bench-workspaces and are kept, so only the first run on a
@@ -36,6 +36,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 import linux  # noqa: E402  tests/linux.py: the Linux tree, and series made with git plumbing
 from bot import build as kbuild, config as configuration, pipeline  # noqa: E402
 from checks import initramfs  # noqa: E402
+from checks.sandbox import Finished  # noqa: E402
 
 BOOTBOT = REPO / ".venv" / "bin" / "bootbot"
 NONCE = "0123456789abcdef"   # fixed: one initramfs serves every floor boot
@@ -46,16 +47,6 @@ RATIO_GOAL, SECONDS_GOAL, REBUILD_GOAL, EXTRA_BUILDS_GOAL = 1.5, 30.0, 0.10, 2
 COMMITTER = {"GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
 BASELINE_CHOICE = ("bootbot's base results kept warm (cached by a warm-up check), so the floor boots only "
                    "the series: the steady state of a bot checking many series on one base")
-# Logs each top-level make with its start and end, so the builds bootbot runs can be counted and
-# timed from outside; make's own sub-makes call /usr/bin/make directly and are not logged.
-MAKE_WRAPPER = """#!/bin/sh
-start=$(date +%s.%N)
-{make} "$@"
-status=$?
-echo "$start $(date +%s.%N) $*" >> "$BENCH_MAKE_LOG"
-exit $status
-"""
-
 
 class BenchError(Exception):
     """A step failed: timing failed work means nothing, so the benchmark stops."""
@@ -64,7 +55,7 @@ class BenchError(Exception):
 @dataclass
 class Bench:
     tree: Path
-    scratch: Path      # per run: the config, state, series, make wrapper, floor boot folders
+    scratch: Path      # per run: the config, state, series, floor boot folders
     root: Path         # kept: bootbot's workspace and the floor's
     config: configuration.Config
     jobs: int
@@ -97,6 +88,14 @@ def git(cwd: Path, *args) -> None:
 def make(src: Path, out: Path, jobs: int) -> None:
     """The build step of bot/build.py, by hand."""
     run([*kbuild.MAKE, f"O={out}", f"-j{jobs}", "bzImage"], src, f"make in {out}")
+
+
+def configure(src: Path, out: Path, fragment: Path) -> None:
+    """bot/build.py's configuration steps, by hand: with no sandbox, as one would at a desk."""
+    def bare(argv: list[str]) -> Finished:
+        run(argv, src, f"{argv[0]} {argv[-1]}")
+        return Finished(0, None)
+    kbuild.configure(out, fragment, bare)
 
 
 # --- series ---------------------------------------------------------------------------------
@@ -136,19 +135,17 @@ def pvh_series(bench: Bench, breaking: bool) -> Path:
 
 def bootbot_check(bench: Bench, mbox: Path, verdict: str) -> dict:
     """Wall seconds of one `bootbot check` process, and the bzImage builds it ran."""
-    make_log, outcome = mbox.with_suffix(".make.log"), mbox.with_suffix(".json")
-    env = {**os.environ, "PATH": f"{bench.scratch / 'bin'}:{os.environ['PATH']}", "BENCH_MAKE_LOG": str(make_log)}
+    outcome = mbox.with_suffix(".json")
     command = [BOOTBOT, "--config", bench.config_file, "check", mbox, "--tree", bench.tree, "--json", outcome]
     started = time.monotonic()
-    done = subprocess.run([str(c) for c in command], cwd=REPO, env=env, capture_output=True, text=True)
+    done = subprocess.run([str(c) for c in command], cwd=REPO, capture_output=True, text=True)
     seconds = time.monotonic() - started
     result = json.loads(outcome.read_text()) if outcome.exists() else {}
     if result.get("verdict") != verdict:
         raise BenchError(f"bootbot check {mbox.parent.name}: expected {verdict}, exited {done.returncode}:\n"
                          f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    builds = [line.split() for line in make_log.read_text().splitlines()] if make_log.exists() else []
-    builds = [float(end) - float(start) for start, end, *args in builds if "bzImage" in args]
-    return {"seconds": seconds, "builds": len(builds), "make": sum(builds), "result": result}
+    builds = result["builds"]   # bootbot's record of the kernels it built
+    return {"seconds": seconds, "builds": len(builds), "make": sum(b["seconds"] for b in builds), "result": result}
 
 
 def bootbot_accel(state: Path) -> str:
@@ -171,7 +168,7 @@ def floor_setup(bench: Bench) -> dict:
     git(bench.floor_src, "checkout", "--detach", "--force", "master")
     bench.floor_out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    kbuild.configure(bench.floor_src, bench.floor_out, bench.config.path("build", "fragment"))
+    configure(bench.floor_src, bench.floor_out, bench.config.path("build", "fragment"))
     make(bench.floor_src, bench.floor_out, bench.jobs)
     return {"cold": cold, "seconds": time.monotonic() - started}
 
@@ -248,7 +245,7 @@ def clean_build(bench: Bench) -> dict:
     out.mkdir()
     git(bench.floor_src, "checkout", "--detach", "master")
     started = time.monotonic()
-    kbuild.configure(bench.floor_src, out, bench.config.path("build", "fragment"))
+    configure(bench.floor_src, out, bench.config.path("build", "fragment"))
     configured = time.monotonic()
     make(bench.floor_src, out, bench.jobs)
     done = time.monotonic()
@@ -259,13 +256,9 @@ def clean_build(bench: Bench) -> dict:
 # --- the run --------------------------------------------------------------------------------
 
 def prepare(bench: Bench) -> None:
-    """The private --config file and the make wrapper in the scratch folder."""
+    """The private --config file in the scratch folder."""
     (bench.scratch / "state").mkdir()
     bench.config_file.write_text(f'[state]\ndir = "{bench.scratch / "state"}"\n[build]\ndir = "{bench.root}"\n')
-    wrapper = bench.scratch / "bin" / "make"
-    wrapper.parent.mkdir()
-    wrapper.write_text(MAKE_WRAPPER.format(make=shutil.which("make")))
-    wrapper.chmod(0o755)
 
 
 def warm_up(bench: Bench) -> dict:

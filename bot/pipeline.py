@@ -59,6 +59,7 @@ class Outcome:
     regressed: list[str] = field(default_factory=list)   # entries that boot on the base, not with the series
     detail: list[str] = field(default_factory=list)   # why it did not apply, build or run
     base: str | None = None
+    builds: list[dict] = field(default_factory=list)   # each kernel built: commit, ok, seconds, limit
 
 
 Progress = Callable[[str], None]
@@ -114,26 +115,45 @@ def check(series: Series, settings: Settings, progress: Progress = lambda messag
         return Outcome(SKIP, series, detail=["the series touches no boot path"])
     base = workspace.resolve_base(settings.tree, series.base_commit, settings.branch)
     with workspace.acquire(settings.tree, settings.workspaces, settings.slots) as ws:
-        return _check(series, entries, base, ws, settings, progress)
+        builder = Builder(ws, settings)
+        outcome = _check(series, entries, base, builder, settings, progress)
+        outcome.builds = builder.made
+        return outcome
 
 
-def _check(series, entries, base, ws, settings, progress) -> Outcome:
+@dataclass
+class Builder:
+    """Builds commits in one workspace, confined, and keeps a record of each build."""
+    ws: workspace.Workspace
+    settings: Settings
+    made: list[dict] = field(default_factory=list)
+
+    def at(self, commit: str) -> kbuild.Build:
+        self.ws.checkout(commit)
+        # A uid per workspace: the process limit counts per uid, so builds at once do not share it.
+        sandbox = Sandbox(self.settings.lab.sandbox.uid + 1 + self.ws.slot, self.settings.build_limits)
+        built = kbuild.build(self.ws.source, self.ws.build, self.settings.fragment, self.settings.make_jobs, sandbox)
+        self.made.append({"commit": commit, "ok": built.ok, "seconds": built.seconds, "limit": built.limit})
+        return built
+
+
+def _check(series, entries, base, builder, settings, progress) -> Outcome:
     progress(f"applying {len(series.patches)} patches on {base[:12]}")
-    ws.checkout(base)
+    builder.ws.checkout(base)
     try:
-        commits = ws.apply(series.am_mbox)
+        commits = builder.ws.apply(series.am_mbox)
     except workspace.ApplyFailed as e:
         return Outcome(APPLY_FAILED, series, culprit=series.patches[e.index - 1],
                        detail=e.message.splitlines(), base=base)
     try:
-        baseline = _baseline(ws, base, entries, settings, progress)
+        baseline = _baseline(builder, base, entries, settings, progress)
     except BaseBroken as e:
         return Outcome(ERROR, series, detail=[str(e), *e.errors], base=base)
     progress("building the series")
-    built = _build_at(ws, commits[-1], settings)
+    built = builder.at(commits[-1])
     if not built.ok:
         progress("finding the patch that broke the build")
-        culprit = _first_bad(len(commits), lambda k: not _build_at(ws, commits[k - 1], settings).ok)
+        culprit = _first_bad(len(commits), lambda k: not builder.at(commits[k - 1]).ok)
         return Outcome(BUILD_FAILED, series, culprit=series.patches[culprit - 1], detail=built.errors, base=base)
     results = _boot(built, entries, settings, progress)
     outcome = Outcome(PASS, series, base=base, entries={
@@ -147,7 +167,7 @@ def _check(series, entries, base, ws, settings, progress) -> Outcome:
     if regressed:
         progress(f"finding the patch that broke {', '.join(e.name for e in regressed)}")
         try:
-            culprit = _first_bad(len(commits), lambda k: _prefix_breaks(ws, commits[k - 1], regressed, settings, progress))
+            culprit = _first_bad(len(commits), lambda k: _prefix_breaks(builder, commits[k - 1], regressed, settings, progress))
         except LabFailed as e:
             outcome.verdict, outcome.detail = ERROR, [str(e)]
             return outcome
@@ -173,8 +193,9 @@ def _first_bad(count: int, breaks: Callable[[int], bool]) -> int:
     return bad
 
 
-def _prefix_breaks(ws, commit: str, entries: list[Entry], settings: Settings, progress: Progress) -> bool:
-    built = _build_at(ws, commit, settings)
+def _prefix_breaks(builder: Builder, commit: str, entries: list[Entry], settings: Settings,
+                   progress: Progress) -> bool:
+    built = builder.at(commit)
     if not built.ok:
         return True
     results = _boot(built, entries, settings, progress)
@@ -182,13 +203,6 @@ def _prefix_breaks(ws, commit: str, entries: list[Entry], settings: Settings, pr
     if failed:
         raise LabFailed(f"the lab failed while finding the culprit ({failed[0].entry}: {failed[0].reason})")
     return any(r.status != PASS for r in results)
-
-
-def _build_at(ws, commit: str, settings: Settings) -> kbuild.Build:
-    ws.checkout(commit)
-    # A uid per workspace: the process limit counts per uid, so builds at once do not share it.
-    sandbox = Sandbox(settings.lab.sandbox.uid + 1 + ws.slot, settings.build_limits)
-    return kbuild.build(ws.source, ws.build, settings.fragment, settings.make_jobs, sandbox)
 
 
 def _boot(built: kbuild.Build, entries: list[Entry], settings: Settings, progress: Progress) -> list[BootResult]:
@@ -205,7 +219,7 @@ def _lab_identity(settings: Settings) -> str:
     return repr((stats, settings.lab.accel))
 
 
-def _baseline(ws, base: str, entries: list[Entry], settings: Settings, progress: Progress) -> dict:
+def _baseline(builder: Builder, base: str, entries: list[Entry], settings: Settings, progress: Progress) -> dict:
     """The base's results for `entries`, booted once per base commit and declarations."""
     declarations = b"".join(p.read_bytes() for p in (settings.fragment, entry_module.ENTRIES_FILE, PATTERNS_FILE))
     key = hashlib.sha256(declarations + _lab_identity(settings).encode()).hexdigest()[:16]
@@ -214,7 +228,7 @@ def _baseline(ws, base: str, entries: list[Entry], settings: Settings, progress:
     missing = [e for e in entries if e.name not in known]
     if missing:
         progress(f"building the base {base[:12]}")
-        built = _build_at(ws, base, settings)
+        built = builder.at(base)
         if not built.ok:
             raise BaseBroken(built.errors)
         for result in _boot(built, missing, settings, progress):

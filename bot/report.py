@@ -23,6 +23,7 @@ def as_json(outcome: Outcome) -> dict:
         "culprit": outcome.culprit and {"index": outcome.culprit.index, "subject": outcome.culprit.subject,
                                         "msgid": outcome.culprit.msgid},
         "detail": outcome.detail,
+        "builds": outcome.builds,
     }
 
 

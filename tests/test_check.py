@@ -118,6 +118,8 @@ def test_the_middle_patch_that_breaks_pvh_is_the_culprit(tree, check, tmp_path):
     assert run.statuses()["pvh"] == ("fail", "pass")
     assert run.json["culprit"]["index"] == 2
     assert run.json["culprit"]["subject"] == "x86/pvh: trap at pvh_start_xen"
+    # the series, then prefixes 1 (boots) and 2 (breaks): two builds to name the culprit, no more
+    assert len([b for b in run.json["builds"] if b["commit"] != run.json["base"]]) == 3
 
 
 def test_breaking_startup_xen_breaks_xen_pv(tree, check, tmp_path):
