@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import selectors
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -18,10 +19,15 @@ def run(command: list[str], cwd: Path, log: Path, console: Console, timeout: flo
     """Runs QEMU with the serial console on its stdout, writes every console byte to `log`,
     and stops QEMU the moment `console` decides or a limit runs out. The kernel is the series'
     work: QEMU runs confined, seeing of the host only `readable` and its run folder `cwd`."""
+    binary = shutil.which(command[0])
+    if binary is None:
+        return Verdict(ERROR, f"cannot start {command[0]}: no such program")
     try:
         sandbox.probe()
         own([cwd], sandbox.uid)
-        confined = sandbox.command(command, cwd=cwd, readable=readable, writable=[cwd], devices=_devices(command))
+        # by its full path: the sandbox's PATH is the system's, and a QEMU elsewhere is bound in
+        confined = sandbox.command([binary, *command[1:]], cwd=cwd, readable=[binary, *readable],
+                                   writable=[cwd], devices=_devices(command))
     except Unavailable as e:
         return Verdict(ERROR, str(e))
     try:
