@@ -48,10 +48,10 @@ POLICY = _policy()
 def reply(parent: email.message.Message, body: str, sender: str, list_address: str,
           extra_cc: list[str], message_id: str, date: datetime | None = None) -> EmailMessage:
     """A reply to `parent` from `sender`; ValueError when the parent has no Message-ID or From."""
-    parent_ids = MESSAGE_ID.findall(str(parent.get("Message-ID", "")))
+    parent_ids = MESSAGE_ID.findall(_header(parent, "Message-ID", raw=True))
     if not parent_ids:
         raise ValueError("the mail replied to has no Message-ID")
-    to = _addresses([str(parent.get("From", ""))])
+    to = _addresses([_header(parent, "From")])
     if not to:
         raise ValueError("the mail replied to has no From address")
     message = EmailMessage(policy=POLICY)
@@ -60,7 +60,7 @@ def reply(parent: email.message.Message, body: str, sender: str, list_address: s
     cc = _cc(to, [list_address, *extra_cc])
     if cc:
         message["Cc"] = cc
-    subject = REPLY_PREFIX.sub("", _one_line(_decoded(str(parent.get("Subject", "")))))
+    subject = REPLY_PREFIX.sub("", _one_line(_decoded(_header(parent, "Subject"))))
     message["Subject"] = f"Re: {subject}".rstrip()
     message["Date"] = date or datetime.now(timezone.utc)
     message["Message-ID"] = message_id
@@ -84,8 +84,21 @@ def make_message_id(key: str, sender: str) -> str:
 
 def _references(parent: email.message.Message, parent_id: str) -> list[str]:
     # RFC 5322 3.6.4: without References, the parent's In-Reply-To stands in for them.
-    ancestors = MESSAGE_ID.findall(str(parent.get("References") or parent.get("In-Reply-To") or ""))
+    ancestors = MESSAGE_ID.findall(_header(parent, "References", raw=True) or _header(parent, "In-Reply-To", raw=True))
     return list(dict.fromkeys([*ancestors, parent_id]))
+
+
+def _header(message: email.message.Message, name: str, raw: bool = False) -> str:
+    """A header of the parent, "" when it has none: as its policy reads (decodes) it, else, or when
+    `raw`, as sent. The default policies parse a header when it is read, and Python's parsers
+    raise on odd values (3.11: IndexError on "From: ann@", "Message-ID: <@>") or cut a msg-id
+    they do not like ("<a,b@c>" reads "<a")."""
+    if not raw:
+        try:
+            return str(message.get(name) or "")
+        except Exception:
+            pass
+    return next((str(value) for key, value in message.raw_items() if key.lower() == name.lower()), "")
 
 
 def _cc(to: list[Address], candidates: list[str]) -> list[Address]:
@@ -110,13 +123,22 @@ def _addresses(values: list[str]) -> list[Address]:
 def _decoded(text: str) -> str:
     try:
         return str(make_header(decode_header(text)))
-    except (HeaderParseError, LookupError, ValueError):   # a broken encoded-word stays as sent
-        return text
+    except (HeaderParseError, LookupError, ValueError):
+        # A broken encoded-word is decoded leniently, bytes its charset cannot read as U+FFFD. Left
+        # as sent, the reply's own header parser would decode it into text that Python 3.11 cannot
+        # always fold back (UnicodeEncodeError when the reply is serialised).
+        return str(SMTP.header_factory("subject", text))
 
 
 def _one_line(text: str) -> str:
     """Folding collapsed to single spaces and control characters dropped, so no CR or LF can end
-    the header early and start one of the sender's choosing."""
+    the header early and start one of the sender's choosing; bytes Python could not decode
+    (surrogate escapes, as compat32 reads 8-bit headers) read as UTF-8, else as U+FFFD, since
+    Python 3.11 cannot fold them back beside other non-ASCII text."""
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:   # a surrogate that is no escaped byte
+        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
     return "".join(c for c in " ".join(text.split()) if unicodedata.category(c) != "Cc")
 
 

@@ -19,6 +19,11 @@ class SeriesError(Exception):
     """Input that is not a patch series bootbot can check."""
 
 
+# What Python's mail parser raises on odd mail, beyond its defects: the default policy parses some
+# headers while it reads a message (3.11: IndexError on "Content-Type: text/plain; a*").
+_UNREADABLE = (ValueError, LookupError, UnicodeError)
+
+
 @dataclass(frozen=True)
 class Patch:
     index: int          # 1 is the first patch
@@ -68,7 +73,11 @@ def read_mbox(path: Path) -> Series:
         raise SeriesError(f"{path} is empty")
     if b"\0" in data or not (data.startswith(b"From ") or b"\nSubject:" in data[:65536]):
         raise SeriesError(f"{path} is not an mbox of patches")
-    return from_messages(b4.get_msgs_from_mailbox_or_maildir(str(path)), str(path))
+    try:
+        messages = b4.get_msgs_from_mailbox_or_maildir(str(path))
+    except _UNREADABLE as e:
+        raise SeriesError(f"{path}: unreadable message: {e}") from None
+    return from_messages(messages, str(path))
 
 
 def fetch(msgid: str) -> Series:
@@ -82,28 +91,42 @@ def fetch(msgid: str) -> Series:
 
 
 def parse_message(raw: bytes) -> email.message.EmailMessage:
-    """A message as b4 reads it."""
-    return email.parser.BytesParser(policy=b4.emlpolicy, _class=email.message.EmailMessage).parsebytes(raw)
+    """A message as b4 reads it; SeriesError when Python's parser cannot read it."""
+    try:
+        return email.parser.BytesParser(policy=b4.emlpolicy, _class=email.message.EmailMessage).parsebytes(raw)
+    except _UNREADABLE as e:
+        raise SeriesError(f"unreadable message: {e}") from None
 
 
 def from_messages(messages: list, source: str, revision: int | None = None) -> Series:
     """The series in `messages` (a thread, an mbox): `revision`, or the newest one."""
     box = b4.LoreMailbox()
     for number, message in enumerate(messages):
-        if not message.get("Message-ID"):   # plain `git format-patch` output has none
-            digest = hashlib.sha256(message.as_bytes()).hexdigest()[:16]
-            message["Message-ID"] = f"<local-{number}-{digest}@bootbot>"
-        try:
+        try:   # reading a header can raise too: the default policy parses it when it is read
+            if not message.get("Message-ID"):   # plain `git format-patch` output has none
+                digest = hashlib.sha256(message.as_bytes()).hexdigest()[:16]
+                del message["Message-ID"]   # an empty one, which would make a second
+                message["Message-ID"] = f"<local-{number}-{digest}@bootbot>"
             box.add_message(message)
-        except (ValueError, LookupError, UnicodeError) as e:
+        except _UNREADABLE as e:
             raise SeriesError(f"{source}: unreadable message {number + 1}: {e}") from None
+    try:   # b4 reads the messages' headers and bodies again, and raises as the loop above does
+        return _series(box, source, revision)
+    except _UNREADABLE as e:
+        raise SeriesError(f"{source}: unreadable series: {e}") from None
+
+
+def _series(box, source: str, revision: int | None) -> Series:
     lseries = box.get_series(revision=revision, codereview_trailers=False)
     if lseries is None or not any(p is not None and p.has_diff for p in lseries.patches[1:]):
         raise SeriesError(f"{source} has no patch")
     missing = [n for n, p in enumerate(lseries.patches[1:], 1) if p is None]
     if missing:
         raise SeriesError(f"{source}: patch {missing[0]}/{lseries.expected} of v{lseries.revision} is missing")
-    am_ready = lseries.get_am_ready(addlink=False)
+    try:
+        am_ready = lseries.get_am_ready(addlink=False)
+    except SystemExit:   # b4's verdict on a patch with hidden Unicode controls: it logs why and exits
+        raise SeriesError(f"{source}: b4 refuses a patch that holds suspicious Unicode control characters") from None
     cover = lseries.patches[0]
     return Series(
         subject=(cover or lseries.patches[1]).subject,
