@@ -11,7 +11,7 @@ import json
 import logging
 import re
 from email.parser import BytesHeaderParser
-from email.policy import default as default_policy
+from email.policy import compat32
 from pathlib import Path
 
 import git
@@ -105,7 +105,9 @@ class Archive:
 
 
 def _store(db, raw: bytes) -> None:
-    headers = BytesHeaderParser(policy=default_policy).parsebytes(raw)
+    # compat32 reads header values as sent: the default policy parses them, and raises on some
+    # ("Message-ID: <@>") or cuts others ("<a,b@c>" reads "<a").
+    headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
     msgid = first_msgid(headers.get("Message-ID", ""))
     if not msgid:
         log.warning("archive message without a Message-ID skipped")

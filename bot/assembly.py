@@ -158,4 +158,12 @@ def load(store: Store, series_id: int, seconds: float) -> Series:
 
 
 def _series_of(raws: list[bytes], source: str, version: int) -> Series:
-    return from_messages(list(map(parse_message, raws)), source, version)
+    """The series of a thread's mails; one Python cannot read (a reply, say) is left out, lest
+    anyone could stop a series being checked by answering it with a broken mail."""
+    messages = []
+    for raw in raws:
+        try:
+            messages.append(parse_message(raw))
+        except SeriesError as e:
+            log.warning("a mail of %s left out: %s", source, e)
+    return from_messages(messages, source, version)

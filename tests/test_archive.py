@@ -1,6 +1,7 @@
 """Following a real public-inbox archive and assembling series from it (no kernel builds)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,31 @@ def test_a_huge_mail_is_skipped_unread_and_the_cursor_moves_past_it(watched, rep
     assert watched.series() == [(1, 1, "queued")]
     assert [r[0] for r in watched.store.rows("SELECT epoch FROM cursor ORDER BY epoch")] == [0, 1]
     assert watched.archive.poll() == 0
+
+
+@pytest.mark.parametrize("msgid, stored", [(b"<@>", "@"), (b"<a,b@example.org>", "a,b@example.org")])
+def test_a_message_id_python_cannot_parse_is_stored_as_sent(watched, repo, tmp_path, msgid, stored):
+    """Python 3.11's header parser raises on "<@>" and cuts "<a,b@c>": read as sent, neither can
+    stop the cursor (a raise would roll back its batch at every poll) or file a mail wrongly."""
+    watched.post(patches(repo, tmp_path / "p", 1, count=1, cover=False))
+    watched.inbox.start_epoch(1, b"From: Mallory <m@example.org>\nTo: xen-devel@lists.example.org\n"
+                                 b"Subject: odd\nMessage-ID: " + msgid + b"\n"
+                                 b"Date: Thu, 26 Nov 2026 11:00:00 +0000\n\nhello\n")
+    assert watched.archive.poll() == 2
+    assert watched.store.one("SELECT COUNT(*) FROM message WHERE msgid = ?", stored)[0] == 1
+
+
+def test_a_broken_reply_does_not_stop_its_series(watched, repo, tmp_path):
+    [patch] = patches(repo, tmp_path / "p", 1, count=1, cover=False)
+    msgid = re.search(rb"Message-ID: (<[^>]+>)", patch.read_bytes(), re.I).group(1)
+    reply = tmp_path / "reply.mbox"
+    reply.write_bytes(b"From x\nFrom: Mallory <m@example.org>\nSubject: Re: [PATCH] x86/boot: step 1\n"
+                      b"Message-ID: <broken-reply@example.org>\nIn-Reply-To: " + msgid + b"\nReferences: " + msgid +
+                      b"\nDate: Thu, 26 Nov 2026 11:00:00 +0000\nContent-Type: text/plain; a*\n\nnice\n")
+    watched.post([patch, reply])
+    watched.assemble()
+    assert watched.store.one("SELECT COUNT(*) FROM message")[0] == 2
+    assert watched.series() == [(1, 1, "queued")]
 
 
 def test_mail_that_makes_the_parsers_crawl_is_given_up_at_the_deadline(watched, repo, tmp_path):
