@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from checks.console import ERROR, Console, Verdict
-from checks.sandbox import Sandbox, Unavailable, own
+from checks.sandbox import Sandbox, Unavailable, stop
 
 _STDERR_KEEP = 8192   # QEMU's complaints are short; a flood of them is cut, not buffered
 
@@ -23,10 +23,8 @@ def run(command: list[str], cwd: Path, log: Path, console: Console, timeout: flo
     if binary is None:
         return Verdict(ERROR, f"cannot start {command[0]}: no such program")
     try:
-        sandbox.probe()
-        own([cwd], sandbox.uid)
         # by its full path: the sandbox's PATH is the system's, and a QEMU elsewhere is bound in
-        confined = sandbox.command([binary, *command[1:]], cwd=cwd, readable=[binary, *readable],
+        confined = sandbox.confine([binary, *command[1:]], cwd=cwd, readable=[binary, *readable],
                                    writable=[cwd], devices=_devices(command))
     except Unavailable as e:
         return Verdict(ERROR, str(e))
@@ -39,7 +37,7 @@ def run(command: list[str], cwd: Path, log: Path, console: Console, timeout: flo
         with log.open("wb") as out:
             return _watch(qemu, out, console, timeout, silence)
     finally:
-        _stop(qemu)
+        stop(qemu)
 
 
 def _watch(qemu: subprocess.Popen, out, console: Console, timeout: float, silence: float) -> Verdict:
@@ -81,11 +79,3 @@ def _devices(command: list[str]) -> list[str]:
 def _decide_tail(console: Console, pending: bytes) -> Verdict | None:
     # The decompressor's "-- System halted" ends without a newline: judge the unfinished line too.
     return console.feed(pending.decode("utf-8", "replace")) if pending else None
-
-
-def _stop(qemu: subprocess.Popen) -> None:
-    if qemu.poll() is None:
-        qemu.kill()   # the guest is disposable; nothing to flush
-    qemu.wait()
-    qemu.stdout.close()
-    qemu.stderr.close()

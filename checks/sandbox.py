@@ -76,19 +76,24 @@ class Sandbox:
         return ["bwrap", *_SYSTEM_MOUNTS, *_system_links(), *self._tmp(), *_binds(readable, writable, devices),
                 *_NAMESPACES, "--chdir", str(cwd), "--", *self._drop(devices), *self._limit(), *argv]
 
-    def run(self, argv: list[str], *, cwd: Path, log: Path, readable=(), writable=()) -> Finished:
-        """Runs `argv` confined and limited, appending its output to `log`; which limit it hit."""
+    def confine(self, argv: list[str], *, cwd: Path, readable=(), writable=(), devices=()) -> list[str]:
+        """The command to run `argv` with, once the sandbox is known to work here and the
+        writable paths belong to the run's uid; Unavailable when it does not work."""
         self.probe()
         own(writable, self.uid)
+        return self.command(argv, cwd=cwd, readable=readable, writable=writable, devices=devices)
+
+    def run(self, argv: list[str], *, cwd: Path, log: Path, readable=(), writable=()) -> Finished:
+        """Runs `argv` confined and limited, appending its output to `log`; which limit it hit."""
+        command = self.confine(argv, cwd=cwd, readable=readable, writable=writable)
         start = log.stat().st_size if log.exists() else 0
         with log.open("ab") as sink:
-            process = subprocess.Popen(self.command(argv, cwd=cwd, readable=readable, writable=writable),
-                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                        stderr=subprocess.STDOUT, env=ENV)
             try:
                 stopped = _watch(process, sink, self.limits)
             finally:
-                _stop(process)
+                stop(process)
         if stopped:
             return Finished(None, stopped)
         if process.returncode == 0:
@@ -195,11 +200,14 @@ def _watch(process: subprocess.Popen, sink, limits: Limits) -> str | None:
     return None
 
 
-def _stop(process: subprocess.Popen) -> None:
+def stop(process: subprocess.Popen) -> None:
+    """Ends a confined run at once and closes its pipes: whatever ran in it is disposable."""
     if process.poll() is None:
         process.kill()   # bwrap's death takes the whole pid namespace with it (--die-with-parent)
     process.wait()
-    process.stdout.close()
+    for pipe in (process.stdout, process.stderr):
+        if pipe:
+            pipe.close()
 
 
 @functools.cache
