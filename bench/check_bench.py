@@ -92,10 +92,10 @@ def make(src: Path, out: Path, jobs: int) -> None:
 
 def configure(src: Path, out: Path, fragment: Path) -> None:
     """bot/build.py's configuration steps, by hand: with no sandbox, as one would at a desk."""
-    def bare(argv: list[str]) -> Finished:
-        run(argv, src, f"{argv[0]} {argv[-1]}")
+    def bare(argv: list[str], cwd: Path = src) -> Finished:
+        run(argv, cwd, f"{argv[0]} {argv[-1]}")
         return Finished(0, None)
-    kbuild.configure(out, fragment, bare)
+    kbuild.configure(src, out, fragment, bare)
 
 
 # --- series ---------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ def fake_linux(root: Path, recipe: str, files: dict[str, str]) -> Path:
     """A tree whose `make bzImage` runs `recipe` (shell lines) and then makes a bzImage."""
     tree = root / "linux"
     (tree / "scripts/kconfig").mkdir(parents=True)
+    files = {"failing-step.sh": FAILING_STEP, **files}
     for name, text in files.items():
         (tree / name).write_text(text)
     lines = "".join(f"\t{line}\n" for line in recipe.splitlines())
@@ -33,7 +34,9 @@ def fake_linux(root: Path, recipe: str, files: dict[str, str]) -> Path:
         "tinyconfig olddefconfig:\n\t@echo '# fake' >> $(O)/.config\n"
         f"bzImage:\n{lines}\t@mkdir -p $(O)/arch/x86/boot && echo image > $(O)/arch/x86/boot/bzImage\n")
     merge = tree / "scripts/kconfig/merge_config.sh"
-    merge.write_text('#!/bin/sh\ncat "$5" >> "$4"\n')   # -m -O OUT CONFIG FRAGMENT
+    # -m -O OUT CONFIG FRAGMENT; like the real one, it makes its temporary file in the current directory
+    merge.write_text('#!/bin/sh\nset -e\nt=$(mktemp ./.tmp.config.XXXXXXXXXX)\n'
+                     'cat "$4" "$5" > "$t"\ncp "$t" "$4"\nrm "$t"\n')
     merge.chmod(0o755)
     return tree
 
@@ -43,8 +46,19 @@ def run_build(tmp_path: Path, recipe: str, limits: Limits = ROOMY, files: dict[s
     out = tmp_path / "build"
     out.mkdir()
     fragment = tmp_path / "kernel.config"
-    fragment.write_text("")
+    fragment.write_text("CONFIG_FAKE=y\n")
     return kbuild.build(tree, out, fragment, 1, Sandbox(UID, limits))
+
+
+# The end of a configure step that failed as the real one did on a new machine.
+FAILING_STEP = """echo "make[1]: Entering directory '$1'"
+echo '  GEN     Makefile'
+echo '#'
+echo '# configuration written to .config'
+echo "make[1]: Leaving directory '$1'"
+echo "mktemp: failed to create file via template './.tmp.config.XXXXXXXXXX': Read-only file system" >&2
+exit 1
+"""
 
 
 def tight(**limits) -> Limits:
@@ -55,8 +69,33 @@ def test_a_harmless_build_passes_as_an_unprivileged_user(tmp_path):
     built = run_build(tmp_path, "id -u > $(O)/uid")
     assert built.ok, built.log.read_text()
     assert built.bzimage.read_text() == "image\n"
+    assert (built.out / ".config").read_text() == "# fake\nCONFIG_FAKE=y\n# fake\n"   # configured in the sandbox
     expected = UID if os.geteuid() == 0 else os.getuid()
     assert (built.out / "uid").read_text().strip() == str(expected)
+
+
+def test_a_failed_step_is_explained_by_its_last_lines_without_make_chatter(tmp_path):
+    built = run_build(tmp_path, "sh failing-step.sh $(O)")
+    assert not built.ok and built.limit is None
+    assert built.errors[-2:] == ["mktemp: failed to create file via template './.tmp.config.XXXXXXXXXX': "
+                                 "Read-only file system", "make: *** [Makefile:4: bzImage] Error 1"]
+    assert not any("directory" in line for line in built.errors), built.errors
+    assert "configuration written to .config" in "\n".join(built.errors)
+
+
+@pytest.mark.parametrize("output, expected", [
+    (["make[2]: Entering directory '/b'", "  CC      arch/x86/boot/compressed/misc.o",
+      "misc.c:12:5: error: expected expression before ';' token", "   12 | int x = ;",
+      "make[3]: *** [scripts/Makefile.build:250: misc.o] Error 1", "make[2]: Leaving directory '/b'"],
+     ["misc.c:12:5: error: expected expression before ';' token"]),
+    (["make[1]: Entering directory '/b'", *[f"  CC  file{n}.o" for n in range(20)],
+      "make[2]: *** No rule to make target 'x.o', needed by 'built-in.a'.  Stop.",
+      *[f"  CC  more{n}.o" for n in range(20)], "make[1]: Leaving directory '/b'", "make: *** [Makefile:222: __sub-make] Error 2"],
+     ["make[2]: *** No rule to make target 'x.o', needed by 'built-in.a'.  Stop.",
+      *[f"  CC  more{n}.o" for n in range(13, 20)], "make: *** [Makefile:222: __sub-make] Error 2"]),
+])
+def test_what_explains_a_failed_step(output, expected):
+    assert kbuild.explain("\n".join(output)) == expected
 
 
 @pytest.mark.parametrize("recipe, limits, name, says", [
