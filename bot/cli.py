@@ -120,9 +120,8 @@ def _check(args, config) -> int:
     else:
         series = series_module.fetch(args.series)
     settings = pipeline.settings(config, tree, args.accel)
-    say = (lambda message: print(f"bootbot: {message}", file=sys.stderr, flush=True)) \
-        if sys.stderr.isatty() else (lambda message: None)
-    outcome = check(series, settings, progress=say)
+    # a line per stage on stderr, terminal or not: a cold first check is minutes of work
+    outcome = check(series, settings, progress=lambda message: print(f"bootbot: {message}", file=sys.stderr, flush=True))
     reproduce = f"bootbot check {shlex.quote(args.series)} --tree {shlex.quote(str(tree))}"
     print(report.text(outcome, reproduce, config.get("mail", "from")), end="")
     if args.json:

@@ -72,9 +72,10 @@ class LabFailed(Exception):
 class BaseBroken(Exception):
     """The base does not build: nothing can be said about the series."""
 
-    def __init__(self, errors: list[str]):
+    def __init__(self, built: kbuild.Build):
         super().__init__("the base tree does not build")
-        self.errors = errors
+        self.errors = built.errors
+        self.log = built.log
 
 
 def lab(config, accel: str | None = None) -> Lab:
@@ -115,7 +116,7 @@ def check(series: Series, settings: Settings, progress: Progress = lambda messag
         return Outcome(SKIP, series, detail=["the series touches no boot path"])
     base = workspace.resolve_base(settings.tree, series.base_commit, settings.branch)
     with workspace.acquire(settings.tree, settings.workspaces, settings.slots) as ws:
-        builder = Builder(ws, settings)
+        builder = Builder(ws, settings, progress)
         outcome = _check(series, entries, base, builder, settings, progress)
         outcome.builds = builder.made
         return outcome
@@ -126,14 +127,22 @@ class Builder:
     """Builds commits in one workspace, confined, and keeps a record of each build."""
     ws: workspace.Workspace
     settings: Settings
+    progress: Progress
     made: list[dict] = field(default_factory=list)
 
-    def at(self, commit: str) -> kbuild.Build:
+    def at(self, commit: str, what: str) -> kbuild.Build:
+        self.progress(f"building {what} ({commit[:12]})")
         self.ws.checkout(commit)
         # A uid per workspace: the process limit counts per uid, so builds at once do not share it.
         sandbox = Sandbox(self.settings.lab.sandbox.uid + 1 + self.ws.slot, self.settings.build_limits)
-        built = kbuild.build(self.ws.source, self.ws.build, self.settings.fragment, self.settings.make_jobs, sandbox)
+        built = kbuild.build(self.ws.source, self.ws.build, self.settings.fragment, self.settings.make_jobs,
+                             sandbox, self.progress)
         self.made.append({"commit": commit, "ok": built.ok, "seconds": built.seconds, "limit": built.limit})
+        if not built.ok:   # the workspace's log is rewritten by its next build: keep this one
+            kept = self.settings.state / "logs" / f"build-{commit[:12]}.log"
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(built.log, kept)
+            built.log = kept
         return built
 
 
@@ -148,14 +157,14 @@ def _check(series, entries, base, builder, settings, progress) -> Outcome:
     try:
         baseline = _baseline(builder, base, entries, settings, progress)
     except BaseBroken as e:
-        return Outcome(ERROR, series, detail=[str(e), *e.errors], base=base)
-    progress("building the series")
-    built = builder.at(commits[-1])
+        return Outcome(ERROR, series, detail=[str(e), *e.errors, f"full log: {e.log}"], base=base)
+    built = builder.at(commits[-1], "the series")
     if not built.ok:
         progress("finding the patch that broke the build")
-        culprit = _first_bad(len(commits), lambda k: not builder.at(commits[k - 1]).ok)
-        return Outcome(BUILD_FAILED, series, culprit=series.patches[culprit - 1], detail=built.errors, base=base)
-    results = _boot(built, entries, settings, progress)
+        culprit = _first_bad(len(commits), lambda k: not builder.at(commits[k - 1], f"patches 1-{k}").ok)
+        return Outcome(BUILD_FAILED, series, culprit=series.patches[culprit - 1],
+                       detail=[*built.errors, f"full log: {built.log}"], base=base)
+    results = _boot(built, entries, settings, progress, "with the series")
     outcome = Outcome(PASS, series, base=base, entries={
         r.entry: EntryOutcome(r.status, baseline[r.entry]["status"], r.seconds, r.reason, r.log, r.experimental)
         for r in results})
@@ -167,7 +176,7 @@ def _check(series, entries, base, builder, settings, progress) -> Outcome:
     if regressed:
         progress(f"finding the patch that broke {', '.join(e.name for e in regressed)}")
         try:
-            culprit = _first_bad(len(commits), lambda k: _prefix_breaks(builder, commits[k - 1], regressed, settings, progress))
+            culprit = _first_bad(len(commits), lambda k: _prefix_breaks(builder, commits, k, regressed, settings, progress))
         except LabFailed as e:
             outcome.verdict, outcome.detail = ERROR, [str(e)]
             return outcome
@@ -193,19 +202,22 @@ def _first_bad(count: int, breaks: Callable[[int], bool]) -> int:
     return bad
 
 
-def _prefix_breaks(builder: Builder, commit: str, entries: list[Entry], settings: Settings,
-                   progress: Progress) -> bool:
-    built = builder.at(commit)
+def _prefix_breaks(builder: Builder, commits: list[str], index: int, entries: list[Entry],
+                   settings: Settings, progress: Progress) -> bool:
+    commit = commits[index - 1]
+    built = builder.at(commit, f"patches 1-{index}")
     if not built.ok:
         return True
-    results = _boot(built, entries, settings, progress)
+    results = _boot(built, entries, settings, progress, f"with patches 1-{index}")
     failed = [r for r in results if r.status == ERROR]
     if failed:
         raise LabFailed(f"the lab failed while finding the culprit ({failed[0].entry}: {failed[0].reason})")
     return any(r.status != PASS for r in results)
 
 
-def _boot(built: kbuild.Build, entries: list[Entry], settings: Settings, progress: Progress) -> list[BootResult]:
+def _boot(built: kbuild.Build, entries: list[Entry], settings: Settings, progress: Progress,
+          which: str) -> list[BootResult]:
+    progress(f"booting {', '.join(e.name for e in entries)} {which}")
     given = {**settings.lab_files, "bzimage": built.bzimage, "vmlinux": built.vmlinux}
     return runner.boot(entries, given, settings.lab,
                        progress=lambda name, result: result and progress(result.progress_line()))
@@ -227,11 +239,10 @@ def _baseline(builder: Builder, base: str, entries: list[Entry], settings: Setti
     known = json.loads(cache.read_text()) if cache.exists() else {}
     missing = [e for e in entries if e.name not in known]
     if missing:
-        progress(f"building the base {base[:12]}")
-        built = builder.at(base)
+        built = builder.at(base, "the base")
         if not built.ok:
-            raise BaseBroken(built.errors)
-        for result in _boot(built, missing, settings, progress):
+            raise BaseBroken(built)
+        for result in _boot(built, missing, settings, progress, "on the base"):
             if result.status != ERROR:   # a lab failure says nothing about the base
                 known[result.entry] = asdict(result)
         cache.parent.mkdir(parents=True, exist_ok=True)
