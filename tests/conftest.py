@@ -3,11 +3,14 @@ when one is missing the test fails, saying what to install; it is never skipped.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+import linux
 
 pytest_plugins = ["tiny_tree"]   # its `repo` fixture: a tiny git tree for fast series tests
 
@@ -32,6 +35,22 @@ def kernel() -> Path:
 def state(tmp_path_factory) -> Path:
     """One state folder for the whole session, so the KVM probe runs once."""
     return tmp_path_factory.mktemp("state")
+
+
+def pytest_collection_modifyitems(items):
+    """The cold-path tests go first, so that they meet the session's workspaces still empty."""
+    items.sort(key=lambda item: item.get_closest_marker("cold") is None)   # a stable sort
+
+
+@pytest.fixture(scope="session")
+def workspaces(tmp_path_factory) -> Path:
+    """The session's worktrees and build folders, made empty for every run: the first check
+    configures and builds from nothing, as on a new machine; the checks after it build
+    incrementally. Removed at the end (a Linux worktree is over a gigabyte)."""
+    path = tmp_path_factory.mktemp("workspaces")
+    yield path
+    shutil.rmtree(path)
+    subprocess.run(["git", "-C", str(linux.tree()), "worktree", "prune"], check=True)
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import default
+
+from typing import Callable
 
 from aiosmtpd.controller import Controller
 
@@ -58,11 +61,18 @@ class SmtpSink:
             self._arrived.notify_all()
         return "250 OK"
 
-    def wait_for(self, count: int, timeout: float = 10) -> list[Received]:
-        """The mail received once there are at least `count`; AssertionError after `timeout`."""
+    def wait_for(self, count: int, timeout: float = 10,
+                 hopeless: Callable[[], str | None] = lambda: None) -> list[Received]:
+        """The mail received once there are at least `count`. AssertionError after `timeout`, or
+        within a second of `hopeless` saying why no more mail can come (the sender has died)."""
+        deadline = time.monotonic() + timeout
         with self._arrived:
-            if not self._arrived.wait_for(lambda: len(self.received) >= count, timeout):
-                raise AssertionError(f"{len(self.received)} mails arrived in {timeout} s, expected {count}")
+            while len(self.received) < count:
+                left = deadline - time.monotonic()
+                why = "timed out" if left <= 0 else hopeless()
+                if why:
+                    raise AssertionError(f"{len(self.received)} of {count} mails arrived: {why}")
+                self._arrived.wait(min(left, 1.0))
             return list(self.received)
 
     def __enter__(self) -> SmtpSink:

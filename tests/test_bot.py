@@ -30,7 +30,7 @@ PVH_C = "arch/x86/platform/pvh/enlighten.c"
 class Lab:
     """An archive, an SMTP sink and a bot configuration pointing at both."""
 
-    def __init__(self, root: Path, tree: Path, reply_on: list[str]):
+    def __init__(self, root: Path, tree: Path, reply_on: list[str], workspaces: Path):
         self.inbox = PublicInbox(root / "archive", address=LIST)
         self.sink = SmtpSink()
         self.sink.start()
@@ -45,7 +45,7 @@ list = "{LIST}"
 [tree]
 path = "{tree}"
 [build]
-dir = "{tree.parent / 'workspaces'}"
+dir = "{workspaces}"
 [mail]
 from = "bootbot <bootbot@example.org>"
 smtp = "{self.sink.url}"
@@ -59,14 +59,41 @@ interval_seconds = 1
 """.replace("'", '"'))
 
     def poll(self) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(self.config), "poll", "--once"],
-                              cwd=ROOT, capture_output=True, text=True, timeout=1800)
+        done = subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(self.config), "poll", "--once"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=1200)
+        self.log = done.stderr
+        return done
 
     def start(self, *command: str, log=subprocess.PIPE) -> subprocess.Popen:
         # A session of its own, so a kill takes make and QEMU too, as systemd does with a service.
         return subprocess.Popen([sys.executable, "-m", "bot.cli", "--config", str(self.config), *command],
                                 cwd=ROOT, stderr=log, stdout=subprocess.DEVNULL, text=True,
                                 start_new_session=True)
+
+    def replies(self, count: int, timeout: float = 10, bot: subprocess.Popen | None = None,
+                log: Path | None = None) -> list:
+        """The mail received once `count` replies are in. Fails at once when none can come (the
+        bot process `bot` exited, a job failed or ended in a lab error), with the bot's log:
+        `log`, else what the last poll said."""
+        try:
+            return self.sink.wait_for(count, timeout, lambda: self.why_no_reply(bot))
+        except AssertionError as e:
+            said = log.read_text() if log else getattr(self, "log", "(no poll yet)")
+            raise AssertionError(f"{e}\n--- the bot's log, last lines ---\n"
+                                 + "\n".join(said.splitlines()[-60:])) from None
+
+    def why_no_reply(self, bot: subprocess.Popen | None) -> str | None:
+        if bot is not None and bot.poll() is not None:
+            return f"the bot exited with {bot.returncode}"
+        if not (self.state / "bootbot.sqlite3").exists():
+            return None
+        with self.db() as db:
+            try:
+                stuck = db.execute("SELECT id, state, verdict, error FROM job WHERE state = 'failed' "
+                                   "OR error IS NOT NULL OR verdict = 'error'").fetchone()
+            except sqlite3.OperationalError:   # the bot has not made its tables yet
+                return None
+        return stuck and f"job {stuck[0]}: {stuck[1]}, verdict {stuck[2]}, error {stuck[3]}"
 
     def db(self) -> sqlite3.Connection:
         return sqlite3.connect(self.state / "bootbot.sqlite3")
@@ -77,8 +104,8 @@ interval_seconds = 1
 
 
 @pytest.fixture
-def lab(tmp_path):
-    made = Lab(tmp_path, linux.tree(), ["regression", "apply-failed", "build-failed", "pass"])
+def lab(tmp_path, workspaces):
+    made = Lab(tmp_path, linux.tree(), ["regression", "apply-failed", "build-failed", "pass"], workspaces)
     yield made
     made.close()
 
@@ -113,7 +140,7 @@ def test_a_regression_gets_one_reply_threaded_to_the_culprit(lab):
         lab.inbox.deliver(message)
     first = lab.poll()
     assert first.returncode == 0, first.stderr
-    [reply] = lab.sink.wait_for(1)
+    [reply] = lab.replies(1)
     culprit = email.message_from_bytes(messages[2], policy=default)   # cover, then patches 1, 2, 3
     assert reply.message["Subject"] == f"Re: {culprit['Subject']}"
     assert ids(reply.message["In-Reply-To"]) == ids(culprit["Message-ID"])
@@ -139,13 +166,13 @@ def test_retest_is_obeyed_from_a_maintainer_only(lab, tmp_path):
     for message in messages:
         lab.inbox.deliver(message)
     assert lab.poll().returncode == 0
-    lab.sink.wait_for(1)   # the all-passed reply this lab's policy asks for
+    lab.replies(1)   # the all-passed reply this lab's policy asks for
     cover = messages[0]
     lab.inbox.deliver(reply_to(cover, "Oscar Outsider <oscar@example.net>", "@bootbot retest\n", "outsider@example.net"))
     lab.inbox.deliver(reply_to(cover, MAINTAINER, "> @bootbot retest\nI agree.\n", "quoted@example.org"))
     lab.inbox.deliver(reply_to(cover, MAINTAINER, "Please:\n@bootbot retest pvh\n", "retest@example.org"))
     assert lab.poll().returncode == 0
-    replies = lab.sink.wait_for(2)
+    replies = lab.replies(2)
     assert len(replies) == 2
     assert replies[1].message["In-Reply-To"] == "<retest@example.org>"
     assert "pvh" in replies[1].message.get_content()
@@ -165,7 +192,7 @@ def test_a_job_killed_midway_runs_again_and_replies_once(lab, tmp_path):
     assert lab.db().execute("SELECT state FROM job").fetchall() == [("running",)]
     assert lab.sink.received == []
     assert lab.poll().returncode == 0
-    assert len(lab.sink.wait_for(1)) == 1
+    assert len(lab.replies(1)) == 1
     assert lab.poll().returncode == 0
     assert len(lab.sink.received) == 1
     assert lab.db().execute("SELECT state, attempts FROM job").fetchall() == [("done", 2)]
@@ -179,18 +206,19 @@ def test_a_reply_waits_out_an_smtp_outage_and_arrives_once(lab, tmp_path):
     assert lab.db().execute("SELECT state, attempts FROM outbox").fetchall() == [("pending", 1)]
     lab.sink.start()
     assert lab.poll().returncode == 0
-    assert len(lab.sink.wait_for(1)) == 1
+    assert len(lab.replies(1)) == 1
     assert lab.poll().returncode == 0
     assert len(lab.sink.received) == 1
     assert lab.db().execute("SELECT state FROM outbox").fetchall() == [("sent",)]
 
 
 def test_serve_checks_what_arrives_and_stops_on_sigterm(lab, tmp_path):
-    bot = lab.start("serve", log=(tmp_path / "serve.log").open("w"))
+    log = tmp_path / "serve.log"
+    bot = lab.start("serve", log=log.open("w"))
     try:
         for message in posted(harmless_pvh_series(tmp_path)):
             lab.inbox.deliver(message)
-        [reply] = lab.sink.wait_for(1, timeout=600)
+        [reply] = lab.replies(1, timeout=600, bot=bot, log=log)
         assert "PASS" in reply.message.get_content()
         bot.send_signal(signal.SIGTERM)
         assert bot.wait(timeout=60) == 0

@@ -1,7 +1,7 @@
 """`bootbot check` on real series against a real Linux tree: apply, build, boot, compare, bisect.
 
-The tree is made once from Debian's linux-source tarball (scripts/linux-tree) and its build
-folders are kept outside the checkout, so a warm machine rebuilds only what a series touches."""
+The tree is made once per machine from Debian's linux-source tarball (scripts/linux-tree); the
+session's first check builds from empty folders (tests/test_cold.py), the ones after it incrementally."""
 from __future__ import annotations
 
 import json
@@ -32,9 +32,8 @@ def tree() -> Path:
 
 
 @pytest.fixture(scope="session")
-def check_config(state, tmp_path_factory) -> Path:
-    """Fresh state (results, caches) each session; warm workspaces kept beside the tree."""
-    workspaces = Path(linux.tree()).parent / "workspaces"
+def check_config(state, workspaces, tmp_path_factory) -> Path:
+    """Fresh state (results, caches) and workspaces each session."""
     path = tmp_path_factory.mktemp("check") / "bootbot.toml"
     path.write_text(f'[state]\ndir = "{state}"\n[build]\ndir = "{workspaces}"\n')
     return path

@@ -30,7 +30,7 @@ class Faulty(Lab):
 
     def __init__(self, root: Path, max_attempts: int = MAX_ATTEMPTS):
         (root / "not-a-tree").mkdir(parents=True)
-        super().__init__(root, root / "not-a-tree", ["refused"])
+        super().__init__(root, root / "not-a-tree", ["refused"], root / "workspaces")
         text = self.config.read_text()
         assert "[poll]\n" in text and "[limits]" not in text
         self.config.write_text(text.replace("[poll]\n", f"[poll]\nmax_attempts = {max_attempts}\n")
