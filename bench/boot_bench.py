@@ -9,11 +9,9 @@
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -22,14 +20,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
-from bot import config as configuration  # noqa: E402  (needs the repo on sys.path first)
-from checks import entry as entry_module, initramfs, kernel_image  # noqa: E402
+import floor  # noqa: E402  (needs the repo on sys.path first)
+from bot import config as configuration, declarations  # noqa: E402
 
 BOOTBOT = REPO / ".venv" / "bin" / "bootbot"
-BUSYBOX = Path("/bin/busybox")
-NONCE = "0123456789abcdef"   # fixed: one initramfs serves every bare run
 RATIO_GOAL = 1.05            # bootbot at most 5 % above the bare floor
 PARALLEL_GOAL = 0.6          # all entries at once at most 60 % of booting them one by one
 
@@ -48,34 +44,17 @@ def newest_kernel() -> Path:
     return kernels[-1]
 
 
-def stage_bare(directory: Path, kernel: Path, config) -> None:
-    """Prepares once, under the names Entry.qemu_args refers to, every file the bare runs boot:
-    the work bootbot redoes (or re-checks) on each run is kept out of the floor."""
-    initramfs.build(directory / "initrd", BUSYBOX, NONCE)
-    (directory / "vmlinux").write_bytes(kernel_image.extract_vmlinux(kernel.read_bytes()))
-    (directory / "xen").write_bytes(gzip.decompress(config.path("lab", "xen").read_bytes()))
-    (directory / "bzimage").symlink_to(kernel.resolve())
-    (directory / "ovmf_code").symlink_to(config.path("lab", "ovmf_code").resolve())
-
-
-def bare_run(entry: entry_module.Entry, directory: Path, qemu: str, ovmf_vars: Path) -> float:
+def bare_run(entry, directory: Path, config) -> float:
     """Seconds from starting QEMU by hand until it exits by itself (the guest powers off)."""
-    if "ovmf_vars" in entry.writable:   # QEMU writes it: start each boot from a fresh copy
-        shutil.copyfile(ovmf_vars, directory / "ovmf_vars")
-    log = directory / f"{entry.name}.log"
-    command = [qemu, *entry.qemu_args("tcg", entry.cmdline)]
-    with log.open("wb") as out:
-        started = time.monotonic()
-        try:
-            subprocess.run(command, cwd=directory, stdin=subprocess.DEVNULL, stdout=out,
-                           stderr=subprocess.STDOUT, timeout=entry.timeout)
-        except subprocess.TimeoutExpired:
-            raise BenchError(f"bare {entry.name}: QEMU still running after {entry.timeout:g} s") from None
-        seconds = time.monotonic() - started
-    text = log.read_text(errors="replace")
-    if initramfs.marker(NONCE) not in text:
+    floor.fresh_writable(entry, directory, config)
+    try:
+        seconds = floor.until_exit(floor.command(entry, config), directory, entry.timeout)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"bare {entry.name}: QEMU still running after {entry.timeout:g} s") from None
+    text = (directory / "console.log").read_text(errors="replace")
+    if not entry.success_pattern(floor.NONCE).search(text):
         tail = "\n".join(text.splitlines()[-15:])
-        raise BenchError(f"bare {entry.name}: no userspace marker; console ends:\n{tail}")
+        raise BenchError(f"bare {entry.name}: no success line; console ends:\n{tail}")
     return seconds
 
 
@@ -94,13 +73,12 @@ def bootbot_run(kernel: Path, names: list[str]) -> float:
 def measure(args, entries, config, stage: Path) -> dict:
     """Runs the rounds. Bootbot and bare alternate, and which goes first swaps each round,
     so that a noisy stretch of the shared machine falls on both sides."""
-    qemu, ovmf_vars = config.get("lab", "qemu"), config.path("lab", "ovmf_vars")
     samples = {name: {"bootbot": [], "bare": []} for name in args.entries}
     parallel = []
     for round_ in range(args.rounds):
         for name in args.entries:
             runs = [("bootbot", lambda: bootbot_run(args.bzimage, [name])),
-                    ("bare", lambda: bare_run(entries[name], stage, qemu, ovmf_vars))]
+                    ("bare", lambda: bare_run(entries[name], stage / name, config))]
             for kind, run in runs if round_ % 2 == 0 else runs[::-1]:
                 samples[name][kind].append(run())
         parallel.append(bootbot_run(args.bzimage, args.entries))
@@ -154,18 +132,18 @@ def parse(argv: list[str] | None):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    entries = entry_module.load()
+    config = configuration.load()
+    entries = declarations.load(config.path("checks", "dir")).trees["linux"].entries
     unknown = [n for n in args.entries if n not in entries]
     if unknown:
         print(f"boot_bench: unknown entry {', '.join(unknown)}; known: {', '.join(entries)}", file=sys.stderr)
         return 2
-    config = configuration.load()
     try:
         args.bzimage = args.bzimage or newest_kernel()
         header = {"cores": os.cpu_count(), "qemu": qemu_version(config.get("lab", "qemu")),
                   "kernel": str(args.bzimage), "rounds": args.rounds}
         with tempfile.TemporaryDirectory(prefix="boot-bench-") as scratch:
-            stage_bare(Path(scratch), args.bzimage, config)
+            floor.stage([entries[n] for n in args.entries], {"bzimage": args.bzimage}, config, Path(scratch))
             samples = measure(args, entries, config, Path(scratch))
     except BenchError as e:
         print(f"boot_bench: aborted: {e}", file=sys.stderr)

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 import linux  # noqa: E402  (the tests' helpers: the Linux tree, series, archive, SMTP sink)
-from bot.archive import Archive  # noqa: E402
+from bot.sources.archive import Archive  # noqa: E402
 from bot.store import Store  # noqa: E402
 from inbox import PublicInbox  # noqa: E402
 from smtp_sink import SmtpSink  # noqa: E402
@@ -52,7 +52,7 @@ dir = "{root / 'state'}"
 [archive]
 url = "{inbox.serve()}"
 list = "{inbox.address}"
-[tree]
+[trees.linux]
 path = "{tree}"
 [build]
 dir = "{tree.parent / 'bench-workspaces'}"

@@ -15,31 +15,26 @@ machine builds from scratch; the state folder (results, baseline cache) is priva
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
+sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
+import floor  # noqa: E402  bench/floor.py: the same boots by hand
 import linux  # noqa: E402  tests/linux.py: the Linux tree, and series made with git plumbing
-from bot import build as kbuild, config as configuration, pipeline  # noqa: E402
-from checks import initramfs  # noqa: E402
-from checks.sandbox import Finished  # noqa: E402
+from bot import config as configuration, declarations  # noqa: E402
 
 BOOTBOT = REPO / ".venv" / "bin" / "bootbot"
-NONCE = "0123456789abcdef"   # fixed: one initramfs serves every floor boot
 MISC_C, MISC_ANCHOR = "arch/x86/boot/compressed/misc.c", '#include "misc.h"\n'
 PVH_C, PVH_ANCHOR = "arch/x86/platform/pvh/enlighten.c", "#include <xen/interface/hvm/start_info.h>\n"
 PVH_HEAD, PVH_START = "arch/x86/platform/pvh/head.S", "SYM_CODE_START_LOCAL(pvh_start_xen)\n\tUNWIND_HINT_EMPTY\n"
@@ -59,6 +54,7 @@ class Bench:
     root: Path         # kept: bootbot's workspace and the floor's
     config: configuration.Config
     jobs: int
+    declared: declarations.Declarations
     accel: str = "tcg"
 
     @property
@@ -85,17 +81,14 @@ def git(cwd: Path, *args) -> None:
     run(["git", *args], cwd, f"git {args[0]}", env={**os.environ, **COMMITTER})
 
 
-def make(src: Path, out: Path, jobs: int) -> None:
-    """The build step of bot/build.py, by hand."""
-    run([*kbuild.MAKE, f"O={out}", f"-j{jobs}", "bzImage"], src, f"make in {out}")
-
-
-def configure(src: Path, out: Path, fragment: Path) -> None:
-    """bot/build.py's configuration steps, by hand: with no sandbox, as one would at a desk."""
-    def bare(argv: list[str], cwd: Path = src) -> Finished:
-        run(argv, cwd, f"{argv[0]} {argv[-1]}")
-        return Finished(0, None)
-    kbuild.configure(src, out, fragment, bare)
+def steps(bench: Bench, which: str, src: Path, out: Path) -> None:
+    """The Linux declaration's configure or build steps, by hand: with no sandbox, as one would
+    at a desk."""
+    tree = bench.declared.trees["linux"]
+    values = {"source": str(src), "out": str(out), "jobs": str(bench.jobs), "fragment": str(tree.fragment)}
+    for step in getattr(tree, which):
+        argv = tree.argv(step, values)
+        run(argv, Path(step.cwd.format(**values)) if step.cwd else src, f"{argv[0]} {argv[-1]} in {out}")
 
 
 # --- series ---------------------------------------------------------------------------------
@@ -148,12 +141,9 @@ def bootbot_check(bench: Bench, mbox: Path, verdict: str) -> dict:
     return {"seconds": seconds, "builds": len(builds), "make": sum(b["seconds"] for b in builds), "result": result}
 
 
-def bootbot_accel(state: Path) -> str:
+def bootbot_accel(result: dict) -> str:
     """The accelerator bootbot chose (auto probes KVM), so that the floor boots the same way."""
-    results = sorted(state.glob("runs/*/*/result.json"))
-    if not results:
-        raise BenchError(f"no boot results under {state}/runs")
-    return json.loads(results[-1].read_text())["accel"]
+    return next(iter(result["entries"].values()))["accel"]
 
 
 # --- the floor ------------------------------------------------------------------------------
@@ -168,56 +158,24 @@ def floor_setup(bench: Bench) -> dict:
     git(bench.floor_src, "checkout", "--detach", "--force", "master")
     bench.floor_out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    configure(bench.floor_src, bench.floor_out, bench.config.path("build", "fragment"))
-    make(bench.floor_src, bench.floor_out, bench.jobs)
+    steps(bench, "configure", bench.floor_src, bench.floor_out)
+    steps(bench, "build", bench.floor_src, bench.floor_out)
     return {"cold": cold, "seconds": time.monotonic() - started}
 
 
 def stage_floor(bench: Bench, entries) -> None:
-    """Prepares once, per entry and under the names Entry.qemu_args uses, what the floor boots;
-    bzimage links to the O= folder's, so every boot takes the latest build."""
-    shared = bench.scratch / "floor-files"
-    shared.mkdir()
-    initramfs.build(shared / "initrd", bench.config.path("lab", "busybox"), NONCE)
-    (shared / "xen").write_bytes(gzip.decompress(bench.config.path("lab", "xen").read_bytes()))
-    sources = {"bzimage": bench.floor_out / "arch/x86/boot/bzImage", "initrd": shared / "initrd",
-               "xen": shared / "xen", "ovmf_code": bench.config.path("lab", "ovmf_code")}
-    for entry in entries:
-        directory = bench.scratch / "floor-boots" / entry.name
-        directory.mkdir(parents=True)
-        for name in entry.files:
-            if name in entry.writable:
-                continue   # copied fresh before each boot
-            if name not in sources:
-                raise BenchError(f"the floor cannot stage {name} for {entry.name}")
-            (directory / name).symlink_to(sources[name])
-
-
-def watch(command: list[str], cwd: Path, success: re.Pattern, timeout: float) -> bool:
-    """Runs QEMU until `success` shows on its console, then kills it, as one would by hand."""
-    with (cwd / "console.log").open("wb") as log, subprocess.Popen(
-            command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as qemu:
-        timer = threading.Timer(timeout, qemu.kill)
-        timer.start()
-        try:
-            for line in qemu.stdout:
-                log.write(line)
-                if success.search(line):
-                    return True
-            return False
-        finally:
-            timer.cancel()
-            qemu.kill()
+    """Prepares once what the floor boots; bzimage is the O= folder's, so every boot takes the
+    latest build."""
+    floor.stage(entries, {"bzimage": bench.floor_out / "arch/x86/boot/bzImage"}, bench.config,
+                bench.scratch / "floor-boots")
 
 
 def floor_boot(bench: Bench, entry) -> float:
     directory = bench.scratch / "floor-boots" / entry.name
-    if "ovmf_vars" in entry.writable:   # QEMU writes it: each boot starts from a fresh copy
-        shutil.copyfile(bench.config.path("lab", "ovmf_vars"), directory / "ovmf_vars")
-    success = re.compile((entry.milestone or re.escape(initramfs.marker(NONCE))).encode())
-    command = [bench.config.get("lab", "qemu"), *entry.qemu_args(bench.accel, entry.cmdline)]
+    floor.fresh_writable(entry, directory, bench.config)
     started = time.monotonic()
-    if not watch(command, directory, success, entry.timeout):
+    if not floor.watch(floor.command(entry, bench.config, bench.accel), directory,
+                       entry.success_pattern(floor.NONCE), entry.timeout):
         tail = "\n".join((directory / "console.log").read_text(errors="replace").splitlines()[-15:])
         raise BenchError(f"floor {entry.name}: no success line; console ends:\n{tail}")
     return time.monotonic() - started
@@ -229,7 +187,7 @@ def floor_check(bench: Bench, am_mbox: Path, entries) -> dict:
     git(bench.floor_src, "checkout", "--detach", "master")
     git(bench.floor_src, "am", "-3", am_mbox)
     applied = time.monotonic()
-    make(bench.floor_src, bench.floor_out, bench.jobs)
+    steps(bench, "build", bench.floor_src, bench.floor_out)
     built = time.monotonic()
     longest_first = sorted(entries, key=lambda e: -e.typical_seconds)   # bootbot's order too
     with ThreadPoolExecutor(max_workers=bench.jobs) as pool:
@@ -245,9 +203,9 @@ def clean_build(bench: Bench) -> dict:
     out.mkdir()
     git(bench.floor_src, "checkout", "--detach", "master")
     started = time.monotonic()
-    configure(bench.floor_src, out, bench.config.path("build", "fragment"))
+    steps(bench, "configure", bench.floor_src, out)
     configured = time.monotonic()
-    make(bench.floor_src, out, bench.jobs)
+    steps(bench, "build", bench.floor_src, out)
     done = time.monotonic()
     shutil.rmtree(out)
     return {"seconds": done - started, "configure": configured - started, "make": done - configured}
@@ -268,7 +226,7 @@ def warm_up(bench: Bench) -> dict:
     mbox, _ = series(bench, "warm-up", [("x86/boot: comment the decompressor", {MISC_C: comment(MISC_ANCHOR, "warm-up")}),
                                         ("x86/pvh: comment the entry", {PVH_C: comment(PVH_ANCHOR, "warm-up")})])
     result = bootbot_check(bench, mbox, "pass")
-    bench.accel = bootbot_accel(bench.scratch / "state")
+    bench.accel = bootbot_accel(result["result"])
     return {"cold": cold, "seconds": result["seconds"], "builds": result["builds"]}
 
 
@@ -366,15 +324,16 @@ def parse(argv: list[str] | None):
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     tree = linux.tree()
-    entries = pipeline.affected([MISC_C])
     config = configuration.load()
+    declared = declarations.load(config.path("checks", "dir"))
+    entries = declared.select([MISC_C]).entries
     qemu = subprocess.run([config.get("lab", "qemu"), "--version"], capture_output=True, text=True).stdout
     header = {"cores": os.cpu_count(), "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
               "qemu": qemu.splitlines()[0], "tree": f"{tree} (master)", "rounds": args.rounds,
               "entries": [e.name for e in entries]}
     try:
         with tempfile.TemporaryDirectory(prefix="check-bench-") as scratch:
-            bench = Bench(tree, Path(scratch), tree.parent / "bench-workspaces", config, os.cpu_count() or 1)
+            bench = Bench(tree, Path(scratch), tree.parent / "bench-workspaces", config, os.cpu_count() or 1, declared)
             prepare(bench)
             warm = warm_up(bench)
             header["accel"] = bench.accel

@@ -1,23 +1,15 @@
-"""The bootbot command line."""
+"""The bootbot command line. Each command imports what it needs when it runs: a boot should not
+wait for the list bot's libraries to load."""
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
-import shlex
 import sys
 from pathlib import Path
 
 from bot import config as configuration
-from bot import daemon, pipeline, report, series as series_module, workspace
-from bot.build import ConfigError as KernelConfigError
-from bot.pipeline import APPLY_FAILED, BUILD_FAILED, REFUSED, REGRESSION, check
-from bot.store import StateFull
-from checks import entry as entries_module
-from checks import runner, sandbox
-from checks.console import ERROR
-from checks.runner import BootResult
+from bot.verdicts.words import EXIT_STATUS, LabError, fails
 
 USAGE_ERROR = 2
 
@@ -40,24 +32,30 @@ def _readable_file(text: str) -> Path:
     return path
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="bootbot", description="Boot-test x86 kernel entries under QEMU.")
+def _parser(declared) -> argparse.ArgumentParser:
+    """The command line; `boot` takes each file the declared entries boot as --NAME."""
+    parser = _Parser(prog="bootbot", description="Boot-test x86 kernel and Xen entries under QEMU.")
     parser.add_argument("--config", type=_readable_file, help="a TOML file overriding config/bootbot.toml")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    boot = commands.add_parser("boot", help="boot a kernel through each entry and judge each console")
-    boot.add_argument("--bzimage", type=_readable_file, required=True)
-    boot.add_argument("--vmlinux", type=_readable_file, help="default: extracted from the bzImage")
-    boot.add_argument("--xen", type=_readable_file, help="Xen hypervisor (plain or gzipped); default from the configuration")
-    boot.add_argument("--entries", help="comma-separated entry names; default: all")
+    boot = commands.add_parser("boot", help="boot what was built through each entry and judge each console")
+    boot.add_argument("--tree", choices=list(declared.trees), default=next(iter(declared.trees)),
+                      help="whose entries to boot (default: %(default)s)")
+    for name in declared.file_names():
+        boot.add_argument(f"--{name.replace('_', '-')}", type=_readable_file, dest=f"file:{name}",
+                          metavar="PATH", help=f"the {name} to boot (else derived or the host's, when it can be)")
+    boot.add_argument("--entries", help="comma-separated entry names; default: all of the tree's")
     boot.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
     boot.add_argument("--append", default="", help="extra kernel command line for every entry")
     boot.add_argument("--accel", choices=["auto", "kvm", "tcg"], help="default from the configuration")
     boot.add_argument("--silence", type=float, metavar="SECONDS", help="declare a boot hung after this much console silence")
-    check_parser = commands.add_parser("check", help="apply a series, build, boot what it touches, compare with the base")
-    check_parser.add_argument("series", help="an mbox file, or a Message-ID or archive link to fetch")
-    check_parser.add_argument("--tree", type=Path, help="the Linux git tree; default: the current directory")
-    check_parser.add_argument("--json", type=Path, metavar="FILE", help="write the outcome as JSON")
-    check_parser.add_argument("--accel", choices=["auto", "kvm", "tcg"], help="default from the configuration")
+    check = commands.add_parser("check", help="apply a series, build, boot what it touches, compare with the base")
+    check.add_argument("series", help="an mbox file, or a Message-ID or archive link to fetch")
+    check.add_argument("--tree", type=Path, help="the git tree to apply to; default: the current directory, "
+                                                 "else the configured tree of the series' kind")
+    check.add_argument("--json", type=Path, metavar="FILE", help="write the outcome as JSON")
+    check.add_argument("--accel", choices=["auto", "kvm", "tcg"], help="default from the configuration")
+    report = commands.add_parser("report", help="print the report of a check from its result folder")
+    report.add_argument("folder", type=Path, help="a result folder (state/results/...)")
     poll = commands.add_parser("poll", help="the list bot: fetch the archive, check new series, reply")
     poll.add_argument("--once", action="store_true", help="one full cycle, then exit (else: as serve)")
     commands.add_parser("serve", help="the list bot, forever: one cycle every poll.interval_seconds")
@@ -65,97 +63,138 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        args = _parser().parse_args(argv)
-        config = configuration.load(args.config)
+        config = configuration.load(_config_file(argv))
+        from bot import declarations
+        declared = declarations.load(config.path("checks", "dir"))
+        args = _parser(declared).parse_args(argv)
         if getattr(args, "json", None) and not args.json.parent.resolve().is_dir():
             raise UsageError(f"--json {args.json}: no such directory {args.json.parent}")
-        run = {"boot": _boot, "check": _check, "poll": _bot, "serve": _bot}[args.command]
-        return run(args, config)
-    except (UsageError, configuration.ConfigError, series_module.SeriesError, workspace.TreeError,
-            KernelConfigError, sandbox.Unavailable) as e:
+        run = {"boot": _boot, "check": _check, "report": _report, "poll": _bot, "serve": _bot}[args.command]
+        return run(args, config, declared)
+    except (UsageError, configuration.ConfigError, LabError) as e:
         print(f"bootbot: {e}", file=sys.stderr)
         return USAGE_ERROR
-    except StateFull as e:   # a full disk under state/: one line; the step it hit was rolled back
-        print(f"bootbot: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
 
 
-def _select(names: str | None) -> list[entries_module.Entry]:
-    known = entries_module.load()
+def _config_file(argv: list[str]) -> Path | None:
+    """--config, read before the rest: the declarations it names shape the command line."""
+    early = _Parser(add_help=False)
+    early.add_argument("--config", type=_readable_file)
+    return early.parse_known_args(argv)[0].config
+
+
+def _boot(args, config, declared) -> int:
+    from bot import settings
+    from bot.boots import runner
+    from bot.boots.files import Files
+    from bot.reports import result
+    from bot.sandbox import Sandbox
+
+    tree = declared.trees[args.tree]
+    entries = _select(tree, args.entries)
+    given = {name[5:]: path for name, path in vars(args).items() if name.startswith("file:") and path}
+    lab = settings.lab(config, args.accel)
+    missing = declared.missing_files(entries, given, lab.host)
+    if missing:
+        name, users = next(iter(missing.items()))
+        raise UsageError(f"give --{name.replace('_', '-')}: {', '.join(users)} boot{'s' * (len(users) == 1)} it")
+    files = Files(given, declared.derivations, lab.host, lab.cache, Sandbox(lab.sandbox.uid, settings.sandbox_limits(config)))
+    folder = result.new_folder(config.path("state", "dir") / "runs")
+    progress = _show_progress if sys.stderr.isatty() else (lambda entry, booted: None)
+    results = runner.boot(entries, files, lab, folder, patterns=declared.patterns, probe=tree.probe,
+                          append=args.append, silence=args.silence, progress=progress)
+    print(_table(results, folder))
+    if args.json:
+        args.json.write_text(json.dumps({"accel": results[0].accel, "entries": {r.entry: {
+            "status": r.status, "seconds": r.seconds, "reason": r.reason, "log": str(folder / r.log),
+            "experimental": r.experimental} for r in results}}, indent=2) + "\n")
+    strict = config.get("boot", "strict_experimental")
+    return 1 if any(fails(r.status, r.experimental, strict) for r in results) else 0
+
+
+def _check(args, config, declared) -> int:
+    import shlex
+    from bot import settings
+    from bot.changes import series as series_module
+    from bot.verdicts import check
+
+    series_module.configure_b4(config.get("archive", "url"))
+    source = Path(args.series)
+    try:
+        if source.exists() or not ("@" in args.series or args.series.startswith(("http://", "https://"))):
+            series = series_module.read_mbox(source)
+        else:
+            series = series_module.fetch(args.series)
+    except series_module.SeriesError as e:
+        raise UsageError(str(e)) from None
+    tree = args.tree or (Path.cwd() if (Path.cwd() / ".git").exists() else None)
+    # a line per stage on stderr, terminal or not: a cold first check is minutes of work
+    folder = check.check(series, settings.load(config, args.accel, declared),
+                         progress=lambda message: print(f"bootbot: {message}", file=sys.stderr, flush=True),
+                         tree_path=tree, source=shlex.quote(args.series))
+    return _print_report(folder, config, args.json)
+
+
+def _report(args, config, declared) -> int:
+    return _print_report(args.folder, config, None)
+
+
+def _print_report(folder: Path, config, json_file: Path | None) -> int:
+    from bot.reports import result, text
+
+    try:
+        outcome = result.read(folder)
+    except (OSError, ValueError, TypeError) as e:
+        raise UsageError(f"{folder} holds no readable check result: {e}") from None
+    print(text.text(outcome, folder, config.get("mail", "from")), end="")
+    if json_file:
+        data = json.loads((folder / result.OUTCOME).read_text())
+        json_file.write_text(json.dumps({**data, "folder": str(folder.resolve())}, indent=2) + "\n")
+    return EXIT_STATUS[outcome.verdict]
+
+
+def _bot(args, config, declared) -> int:
+    import logging
+    from bot import daemon
+    from bot.store import StateFull
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)   # not a line per cycle
+    bot = daemon.make(config)
+    try:
+        if args.command == "poll" and args.once:
+            daemon.cycle(bot)
+        else:
+            daemon.serve(bot, config.get("poll", "interval_seconds"))
+    except StateFull as e:   # a full disk under state/: one line; the step it hit was rolled back
+        print(f"bootbot: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _select(tree, names: str | None) -> list:
+    known = tree.entries
     if not names:
         return list(known.values())
     chosen = [n.strip() for n in names.split(",") if n.strip()]
     unknown = [n for n in chosen if n not in known]
     if unknown or not chosen:
-        raise UsageError(f"unknown entry {', '.join(unknown) or '(none)'}; known: {', '.join(known)}")
+        raise UsageError(f"unknown entry {', '.join(unknown) or '(none)'}; {tree.name} has: {', '.join(known)}")
     return [known[n] for n in chosen]
 
 
-def _boot(args, config) -> int:
-    entries = _select(args.entries)
-    given = {**pipeline.lab_files(config), "bzimage": args.bzimage, "vmlinux": args.vmlinux}
-    if args.xen:
-        given["xen"] = args.xen
-    progress = _show_progress if sys.stderr.isatty() else (lambda entry, result: None)
-    results = runner.boot(entries, given, pipeline.lab(config, args.accel), append=args.append,
-                          silence=args.silence, progress=progress)
-    print(_table(results))
-    if args.json:
-        args.json.write_text(json.dumps({"accel": results[0].accel, "entries": {r.entry: {
-            "status": r.status, "seconds": r.seconds, "reason": r.reason, "log": r.log,
-            "experimental": r.experimental} for r in results}}, indent=2) + "\n")
-    strict = config.get("boot", "strict_experimental")
-    return 1 if any(runner.counts_as_failure(r, strict) for r in results) else 0
-
-
-def _check(args, config) -> int:
-    tree = args.tree or _default_tree(config)
-    source = Path(args.series)
-    series_module.configure_b4(config.get("archive", "url"))
-    if source.exists() or not ("@" in args.series or args.series.startswith(("http://", "https://"))):
-        series = series_module.read_mbox(source)
-    else:
-        series = series_module.fetch(args.series)
-    settings = pipeline.settings(config, tree, args.accel)
-    # a line per stage on stderr, terminal or not: a cold first check is minutes of work
-    outcome = check(series, settings, progress=lambda message: print(f"bootbot: {message}", file=sys.stderr, flush=True))
-    reproduce = f"bootbot check {shlex.quote(args.series)} --tree {shlex.quote(str(tree))}"
-    print(report.text(outcome, reproduce, config.get("mail", "from")), end="")
-    if args.json:
-        args.json.write_text(json.dumps(report.as_json(outcome), indent=2) + "\n")
-    return {REGRESSION: 1, APPLY_FAILED: 1, BUILD_FAILED: 1, REFUSED: 1, ERROR: USAGE_ERROR}.get(outcome.verdict, 0)
-
-
-def _bot(args, config) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)   # not a line per cycle
-    bot = daemon.make(config)
-    if args.command == "poll" and args.once:
-        daemon.cycle(bot)
-    else:
-        daemon.serve(bot, config.get("poll", "interval_seconds"))
-    return 0
-
-
-def _default_tree(config) -> Path:
-    if (Path.cwd() / ".git").exists():
-        return Path.cwd()
-    if config.get("tree", "path"):
-        return config.path("tree", "path")
-    raise UsageError("no Linux tree: give --tree, run inside one, or set tree.path")
-
-
-def _show_progress(entry: str, result: BootResult | None) -> None:
+def _show_progress(entry: str, result) -> None:
     if result is None:
         print(f"  {entry}: booting", file=sys.stderr, flush=True)
     else:
         print(result.progress_line(), file=sys.stderr, flush=True)
 
 
-def _table(results: list[BootResult]) -> str:
+def _table(results, folder: Path) -> str:
     width = max(len(r.entry) for r in results) + 1
     rows = [f"{'entry':<{width}} {'status':<8} {'seconds':>7}  decided by"]
     for r in results:
@@ -163,7 +202,7 @@ def _table(results: list[BootResult]) -> str:
         rows.append(f"{name:<{width}} {r.status:<8} {r.seconds:>7.1f}  {r.reason}")
     if any(r.experimental for r in results):
         rows.append("* experimental: shown, but does not fail the verdict unless configured to")
-    rows.append(f"console logs: {Path(results[0].log).parent.parent}")
+    rows.append(f"console logs: {folder}")
     return "\n".join(rows)
 
 

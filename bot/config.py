@@ -6,6 +6,9 @@ import tomllib
 from pathlib import Path
 
 DEFAULT = Path(__file__).resolve().parents[1] / "config" / "bootbot.toml"
+# Keys an older bootbot read, and what to write instead.
+MOVED = {("tree", "path"): "[trees.linux] path", ("tree", "branch"): "[trees.linux] branch",
+         ("build", "fragment"): "the tree's declaration (checks/trees/linux.toml: fragment)"}
 
 
 class ConfigError(Exception):
@@ -18,10 +21,17 @@ class Config:
         self.sources = sources   # which file set each key, so relative paths resolve against it
 
     def get(self, table: str, key: str):
+        """`table` may name a sub-table: "trees.linux"."""
         try:
-            return self.tables[table][key]
-        except KeyError:
+            values = self.tables
+            for part in table.split("."):
+                values = values[part]
+            return values[key]
+        except (KeyError, TypeError):
             raise ConfigError(f"configuration has no {table}.{key}") from None
+
+    def table(self, table: str) -> dict:
+        return dict(self.tables.get(table, {}))
 
     def path(self, table: str, key: str) -> Path:
         value = Path(os.path.expanduser(self.get(table, key)))
@@ -41,6 +51,20 @@ def load(override: Path | None = None) -> Config:
         for table, values in data.items():
             if not isinstance(values, dict):
                 raise ConfigError(f"configuration {path}: {table} must be a table")
-            tables.setdefault(table, {}).update(values)
+            moved = [f"{table}.{key} is now {MOVED[table, key]}" for key in values if (table, key) in MOVED]
+            if moved:
+                raise ConfigError(f"configuration {path}: {moved[0]}")
+            _merge(tables.setdefault(table, {}), values)
             sources.update({(table, key): path for key in values})
+            sources.update({(f"{table}.{sub}", key): path for sub, inner in values.items()
+                            if isinstance(inner, dict) for key in inner})
     return Config(tables, sources)
+
+
+def _merge(into: dict, values: dict) -> None:
+    """Key by key, into sub-tables too ([trees.linux] overrides only what it names)."""
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value

@@ -3,6 +3,7 @@ replies through the outbox; `serve` runs cycles on a schedule, never two at once
 from __future__ import annotations
 
 import fcntl
+import shlex
 import logging
 import signal
 from dataclasses import dataclass
@@ -11,12 +12,17 @@ from pathlib import Path
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from bot import assembly, mail, pipeline, report
-from bot.archive import Archive, ArchiveUnreachable
+from bot import settings as settings_module
+from bot.changes import assembly
+from bot.changes.series import configure_b4, parse_message
 from bot.config import ConfigError
-from bot.pipeline import ERROR, Settings
-from bot.series import configure_b4, parse_message
+from bot.mail import reply as mail
+from bot.reports import result, text
+from bot.settings import Settings
+from bot.sources.archive import Archive, ArchiveUnreachable
 from bot.store import StateFull, Store, full, now
+from bot.verdicts import check
+from bot.verdicts.words import ERROR
 
 log = logging.getLogger("bootbot.daemon")
 
@@ -44,9 +50,9 @@ def make(config) -> Bot:
     configure_b4(config.get("archive", "url"))
     sender = config.get("mail", "from")
     smtp_url = config.get("mail", "smtp")
-    tree = config.get("tree", "path")
-    if not tree:
-        raise ConfigError("tree.path is not set: the bot needs a Linux tree")
+    settings = settings_module.load(config)
+    if not any(settings.sites.values()):
+        raise ConfigError(f"no tree is configured: the bot needs one ([trees.{next(iter(settings.sites))}] path)")
     return Bot(
         store=store,
         archive=Archive(config.get("archive", "url"), state / "archive", store,
@@ -56,7 +62,7 @@ def make(config) -> Bot:
                                grace_seconds=config.get("poll", "grace_seconds"),
                                commands_per_thread=config.get("commands", "per_thread"),
                                read_seconds=config.get("limits", "read_seconds")),
-        settings=pipeline.settings(config, config.path("tree", "path")),
+        settings=settings,
         smtp=None if smtp_url == "outbox" else mail.Smtp(
             smtp_url, starttls=config.get("mail", "starttls"), username=config.get("mail", "username"),
             password=config.get("mail", "password")),
@@ -89,7 +95,8 @@ def _steps(bot: Bot) -> None:
     except ArchiveUnreachable as e:
         log.warning("archive unreachable, cursor kept: %s", e)
     assembly.take_new_messages(bot.store, bot.policy)
-    assembly.queue_complete_series(bot.store, bot.policy, lambda s: bool(pipeline.affected(s.files)))
+    assembly.queue_complete_series(bot.store, bot.policy,
+                                   lambda s: bool(bot.settings.declarations.select(s.files).entries))
     run_jobs(bot)
     deliver(bot)
 
@@ -103,16 +110,18 @@ def run_jobs(bot: Bot) -> None:
         log.info("job %d: checking series %d (attempt %d)", job["id"], job["series_id"], attempt)
         try:
             series = assembly.load(bot.store, job["series_id"], bot.policy.read_seconds)
-            outcome = pipeline.check(series, bot.settings, only=job["entries"].split() or None)
-            reply = _reply(bot, job, outcome)
+            head = bot.store.one("SELECT head FROM series WHERE id = ?", job["series_id"])["head"]
+            folder = check.check(series, bot.settings, only=job["entries"].split() or None, source=shlex.quote(head))
+            outcome = result.read(folder)
+            reply = _reply(bot, job, outcome, folder)
         except Exception as e:   # no verdict (a broken tree, an unreadable series): not the author's to hear
             if full(e):   # nor the job's fault: the cycle stops, and the job runs again as if killed
                 raise
             _failed(bot, job, attempt, e)
             continue
         with bot.store.transaction() as db:
-            db.execute("UPDATE job SET state = 'done', verdict = ?, error = NULL WHERE id = ?",
-                       (outcome.verdict, job["id"]))
+            db.execute("UPDATE job SET state = 'done', verdict = ?, result = ?, error = NULL WHERE id = ?",
+                       (outcome.verdict, folder.name, job["id"]))
             db.execute("UPDATE series SET state = 'checked' WHERE id = ?", (job["series_id"],))
             if reply is not None:
                 db.execute("INSERT INTO outbox (job_id, message_id, raw, state, next_try) VALUES (?, ?, ?, 'pending', ?)",
@@ -147,18 +156,18 @@ def _failed(bot: Bot, job, attempt: int, error: Exception) -> None:
                     job["id"], attempt, bot.max_attempts, text)
 
 
-def _reply(bot: Bot, job, outcome):
+def _reply(bot: Bot, job, outcome: result.Outcome, folder: Path):
     """The reply a job's outcome calls for, or None: commands are always answered, new series
     by policy; a lab error is never mailed, since it says nothing about the author's work."""
     if outcome.verdict == ERROR or not (job["command_msgid"] or outcome.verdict in bot.reply_on):
         return None
     series = bot.store.one("SELECT head FROM series WHERE id = ?", job["series_id"])
-    parent_id = job["command_msgid"] or (outcome.culprit.msgid if outcome.culprit else series["head"])
+    parent_id = job["command_msgid"] or (outcome.culprit["msgid"] if outcome.culprit else series["head"])
     parent = bot.store.one("SELECT raw FROM message WHERE msgid = ?", parent_id)
     if parent is None:
         log.warning("job %d: parent %s is not in the archive; no reply", job["id"], parent_id)
         return None
-    body = report.text(outcome, f"bootbot check '{series['head']}' --tree ~/linux", bot.sender)
+    body = text.text(outcome, folder, bot.sender)
     try:
         return mail.reply(parse_message(parent["raw"]), body, bot.sender, bot.list_address, bot.extra_cc,
                           mail.make_message_id(f"job-{job['id']}", bot.sender))

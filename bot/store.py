@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS job (
     attempts INTEGER NOT NULL DEFAULT 0,
     verdict TEXT,
     created REAL NOT NULL,
-    error TEXT                     -- why the last attempt ended without a verdict
+    error TEXT,                    -- why the last attempt ended without a verdict
+    result TEXT                    -- its result folder, under state/results/
 );
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY,
@@ -75,9 +76,12 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")   # a reply recorded is a reply kept
         self.db.executescript(SCHEMA)
-        # A database made before job.error: CREATE TABLE IF NOT EXISTS leaves its table as it was.
-        if "error" not in {column["name"] for column in self.rows("PRAGMA table_info(job)")}:
-            self.db.execute("ALTER TABLE job ADD COLUMN error TEXT")
+        # A database made before job.error or job.result: CREATE TABLE IF NOT EXISTS leaves its
+        # table as it was.
+        columns = {column["name"] for column in self.rows("PRAGMA table_info(job)")}
+        for column in ("error", "result"):
+            if column not in columns:
+                self.db.execute(f"ALTER TABLE job ADD COLUMN {column} TEXT")
 
     @contextmanager
     def transaction(self):

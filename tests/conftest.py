@@ -11,6 +11,17 @@ from pathlib import Path
 import pytest
 
 import linux
+from bot import declarations
+
+DECLARED = declarations.load()   # the real declarations under checks/
+ENTRIES = DECLARED.entries()
+PATTERNS = DECLARED.patterns
+LINUX = DECLARED.trees["linux"]
+
+
+def marker(nonce: str) -> str:
+    """What the initramfs's /init prints in a run with `nonce`: the entries' success line."""
+    return ENTRIES["bios"].success.replace("{nonce}", nonce)
 
 pytest_plugins = ["tiny_tree"]   # its `repo` fixture: a tiny git tree for fast series tests
 

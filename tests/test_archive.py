@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from bot import assembly, pipeline
-from bot.archive import Archive, ArchiveUnreachable
-from bot.series import configure_b4
+from bot.changes import assembly
+from conftest import DECLARED
+from bot.sources.archive import Archive, ArchiveUnreachable
+from bot.changes.series import configure_b4
 from bot.store import Store
 from inbox import PublicInbox
 from tiny_tree import patches
@@ -40,7 +41,7 @@ class Watched:
     def assemble(self, policy: assembly.Policy = POLICY) -> None:
         self.archive.poll()
         assembly.take_new_messages(self.store, policy)
-        assembly.queue_complete_series(self.store, policy, lambda s: bool(pipeline.affected(s.files)))
+        assembly.queue_complete_series(self.store, policy, lambda s: bool(DECLARED.select(s.files).entries))
 
     def series(self) -> list[tuple]:
         return [tuple(r) for r in self.store.rows("SELECT version, expected, state FROM series ORDER BY id")]

@@ -3,9 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from bot import config as configuration
-from bot import pipeline
-from checks import entry, runner
+from bot import config as configuration, settings
+from bot.boots import entry, runner
+from bot.boots.files import Files
+from conftest import DECLARED, LINUX
 
 pytestmark = pytest.mark.boot
 CORE = "bios,efi,pvh,xen-pv"
@@ -19,7 +20,7 @@ def test_stock_kernel_passes_every_core_entry(bootbot, kernel):
         assert result["status"] == "pass", result
         assert result["reason"].startswith("bootbot: userspace reached, nonce ")
         assert result["reason"] in Path(result["log"]).read_text(errors="replace")
-        assert (Path(result["log"]).parent / "command").read_text().startswith("cd ")
+        assert (Path(result["log"]).parent / "command").read_text().startswith("qemu-system-x86_64 -accel ")
     assert run.json["accel"] in ("kvm", "tcg")
     assert "pass" in run.stdout and "console logs:" in run.stdout
 
@@ -87,23 +88,25 @@ def test_xen_pvh_reaches_its_milestone(bootbot, kernel):
 
 
 def test_an_entry_declared_in_data_boots_without_code(kernel, config, tmp_path):
-    (tmp_path / "entries.toml").write_text(entry.ENTRIES_FILE.read_text() + '''
+    (tmp_path / "linux.toml").write_text((DECLARED.folder / "entries" / "linux.toml").read_text() + '''
 [entries.bios-q35]
 description = "bzImage through SeaBIOS on a q35 machine"
 machine = "q35"
 qemu = ["-kernel", "{bzimage}", "-initrd", "{initrd}", "-append", "{cmdline}"]
 ''')
-    added = entry.load(tmp_path / "entries.toml")["bios-q35"]
-    lab = pipeline.lab(configuration.load(config), accel="tcg")
-    [result] = runner.boot([added], {"bzimage": kernel}, lab)
+    added = entry.load(tmp_path / "linux.toml")["bios-q35"]
+    lab = settings.lab(configuration.load(config), accel="tcg")
+    files = Files({"bzimage": kernel}, DECLARED.derivations, lab.host, lab.cache, lab.sandbox)
+    [result] = runner.boot([added], files, lab, tmp_path / "run", patterns=DECLARED.patterns, probe=LINUX.probe)
     assert result.status == "pass", result
+    assert result.log == "bios-q35/console.log" and result.accel == "tcg"
 
 
 @pytest.mark.parametrize("args, says", [
     (["boot", "--bzimage", "/nonexistent/bzImage"], "/nonexistent/bzImage: no such file"),
     (["boot", "--bzimage", "KERNEL", "--entries", "bios,floppy"], "unknown entry floppy"),
     (["boot", "--bzimage", "KERNEL", "--json", "/nonexistent/dir/r.json"], "no such directory"),
-    (["boot"], "--bzimage"),
+    (["boot"], "give --bzimage: bios, efi, xen-pv, xen-pvh boot it"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_usage_errors_are_one_line_and_exit_2(bootbot, kernel, args, says):

@@ -42,7 +42,7 @@ dir = "{self.state}"
 [archive]
 url = "{self.inbox.serve()}"
 list = "{LIST}"
-[tree]
+[trees.linux]
 path = "{tree}"
 [build]
 dir = "{workspaces}"

@@ -18,7 +18,7 @@ import linux
 pytestmark = [pytest.mark.boot, pytest.mark.cold]
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "pvh-regression.mbox"
-STAGES = ["applying 3 patches", "building the base", "configuring the kernel", "booting", "on the base",
+STAGES = ["applying 3 patches", "building the base", "configuring Linux", "booting", "on the base",
           "building the series", "with the series", "finding the patch that broke pvh"]
 
 

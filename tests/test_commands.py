@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from bot.commands import Command, authorized, is_automated, parse, plain_text
+from bot.mail.commands import Command, authorized, is_automated, parse, plain_text
 
 MAIL = Path(__file__).with_name("data") / "mail"
 RETEST = Command("retest", ())

@@ -3,53 +3,53 @@ import re
 
 import pytest
 
-from checks import initramfs
-from checks.console import ERROR, FAIL, PASS, TIMEOUT, Console, Patterns
-from conftest import DATA
+from bot.boots.console import Console
+from bot.verdicts.words import ERROR, FAIL, PASS, TIMEOUT
+from conftest import DATA, ENTRIES, PATTERNS, marker
 
 NONCE = "0123456789abcdef"   # the nonce the captured logs were normalised to
 
 
 def judge(log: str, nonce: str = NONCE, success: re.Pattern | None = None):
     """Feeds a captured log line by line, as the runner does; None when nothing decided."""
-    console = Console(success or initramfs.marker_pattern(nonce), Patterns.load())
+    console = Console(success or ENTRIES["bios"].success_pattern(nonce), PATTERNS)
     for line in (DATA / log).read_text(errors="replace").splitlines():
-        verdict = console.feed(line)
-        if verdict:
-            return verdict, console
+        decision = console.feed(line)
+        if decision:
+            return decision, console
     return None, console
 
 
 @pytest.mark.parametrize("log", ["bios-pass.log", "efi-pass.log", "xen-pv-pass.log"])
 def test_real_boots_to_userspace_pass_on_their_marker(log):
-    verdict, _ = judge(log)
-    assert verdict.status == PASS
-    assert verdict.reason == initramfs.marker(NONCE)
+    decision, _ = judge(log)
+    assert decision.status == PASS
+    assert decision.reason == marker(NONCE)
 
 
 def test_a_stale_log_with_another_runs_nonce_does_not_pass():
-    verdict, console = judge("bios-pass.log", nonce="fedcba9876543210")
-    assert verdict is None
+    decision, console = judge("bios-pass.log", nonce="fedcba9876543210")
+    assert decision is None
     assert console.exited(0, "").status == FAIL
 
 
 def test_kernel_panic_fails_on_the_panic_line():
-    verdict, _ = judge("bios-panic.log")
-    assert verdict.status == FAIL
-    assert "Kernel panic - not syncing: VFS: Unable to mount root fs" in verdict.reason
+    decision, _ = judge("bios-panic.log")
+    assert decision.status == FAIL
+    assert "Kernel panic - not syncing: VFS: Unable to mount root fs" in decision.reason
 
 
 def test_xen_panic_fails():
-    verdict, _ = judge("xen-pv-truncated.log")
-    assert verdict.status == FAIL
-    assert verdict.reason.startswith("(XEN) Panic on CPU")
+    decision, _ = judge("xen-pv-truncated.log")
+    assert decision.status == FAIL
+    assert decision.reason.startswith("(XEN) Panic on CPU")
 
 
 def test_hypervisor_warning_is_not_a_kernel_warning():
     # Xen prints "(XEN) WARNING: PVH is an experimental mode"; the xen-pvh milestone follows.
-    verdict, _ = judge("xen-pvh-stall.log", success=re.compile("Booting kernel on Xen PVH"))
-    assert verdict.status == PASS
-    assert "Booting kernel on Xen PVH" in verdict.reason
+    decision, _ = judge("xen-pvh-stall.log", success=re.compile("Booting kernel on Xen PVH"))
+    assert decision.status == PASS
+    assert "Booting kernel on Xen PVH" in decision.reason
 
 
 @pytest.mark.parametrize("line", [
@@ -63,7 +63,7 @@ def test_hypervisor_warning_is_not_a_kernel_warning():
     "XZ-compressed data is corrupt -- System halted",
 ])
 def test_failure_lines(line):
-    console = Console(initramfs.marker_pattern(NONCE), Patterns.load())
+    console = Console(ENTRIES["bios"].success_pattern(NONCE), PATTERNS)
     assert console.feed(line).status == FAIL
 
 
@@ -74,17 +74,17 @@ def test_failure_lines(line):
     "[    0.000000] Command line: console=ttyS0 panic=-1",
 ])
 def test_harmless_lines(line):
-    console = Console(initramfs.marker_pattern(NONCE), Patterns.load())
+    console = Console(ENTRIES["bios"].success_pattern(NONCE), PATTERNS)
     assert console.feed(line) is None
 
 
 def test_failure_before_the_marker_wins_and_escapes_are_cleaned():
-    console = Console(initramfs.marker_pattern(NONCE), Patterns.load())
+    console = Console(ENTRIES["bios"].success_pattern(NONCE), PATTERNS)
     assert console.feed("\x1b[0m[    1.0] Oops: 0000 [#1] SMP\r").reason == "[    1.0] Oops: 0000 [#1] SMP"
 
 
 def test_qemu_exits():
-    console = Console(initramfs.marker_pattern(NONCE), Patterns.load())
+    console = Console(ENTRIES["bios"].success_pattern(NONCE), PATTERNS)
     console.feed("[    0.1] Linux version 6.1")
     refused = console.exited(1, "qemu-system-x86_64: Error loading uncompressed kernel without PVH ELF Note\n")
     assert refused.status == FAIL and "PVH ELF Note" in refused.reason
@@ -95,7 +95,7 @@ def test_qemu_exits():
 
 
 def test_limits_name_the_last_line():
-    console = Console(initramfs.marker_pattern(NONCE), Patterns.load())
+    console = Console(ENTRIES["bios"].success_pattern(NONCE), PATTERNS)
     console.feed("Decompressing Linux... ")
     assert console.silent(5).status == TIMEOUT
     assert "5 s" in console.silent(5).reason and "Decompressing Linux" in console.silent(5).reason

@@ -1,63 +1,85 @@
 """Entry declarations: complete, mapped to the right sources, and extended by data alone."""
-from checks import entry
-from checks.artifacts import Artifacts
+import pytest
 
-KNOWN_FILES = {"bzimage", "vmlinux", "xen", "initrd", "ovmf_code", "ovmf_vars"}
+from bot import declarations
+from bot.boots import entry
+from bot.boots.files import Files
+from bot.sandbox import Sandbox
+from bot.verdicts.words import LabError
+from conftest import DECLARED, ENTRIES, LINUX
+
+RUN = {"accel": "tcg", "nonce": "abc123", "append": ""}
 
 
-def test_the_five_entries_and_what_they_boot():
-    entries = entry.load()
-    assert list(entries) == ["bios", "efi", "pvh", "xen-pv", "xen-pvh"]
-    assert set(entries["bios"].files) == {"bzimage", "initrd"}
-    assert set(entries["efi"].files) == {"ovmf_code", "ovmf_vars", "bzimage", "initrd"}
-    assert set(entries["pvh"].files) == {"vmlinux", "initrd"}
-    assert set(entries["xen-pv"].files) == {"xen", "bzimage", "initrd"}
-    assert [e.name for e in entries.values() if e.experimental] == ["xen-pvh"]
-    for e in entries.values():
-        assert set(e.files) <= KNOWN_FILES
+def test_the_five_linux_entries_and_what_they_boot():
+    assert list(LINUX.entries) == ["bios", "efi", "pvh", "xen-pv", "xen-pvh"]
+    assert set(ENTRIES["bios"].files) == {"bzimage", "initrd"}
+    assert set(ENTRIES["efi"].files) == {"ovmf_code", "ovmf_vars", "bzimage", "initrd"}
+    assert set(ENTRIES["pvh"].files) == {"vmlinux", "initrd"}
+    assert set(ENTRIES["xen-pv"].files) == {"hypervisor", "bzimage", "initrd"}
+    assert [e.name for e in ENTRIES.values() if e.experimental] == ["xen-pvh"]
+    for e in ENTRIES.values():
         assert set(e.writable) <= set(e.files)
+    assert DECLARED.host_files(LINUX) == ["busybox", "ovmf_code", "ovmf_vars", "xen"]
 
 
 def test_xen_gets_the_kernel_and_initramfs_as_multiboot_modules():
-    xen_pv = entry.load()["xen-pv"]
-    args = xen_pv.qemu_args("tcg", "console=hvc0 earlycon=uart,io,0x3f8")
-    assert args[args.index("-kernel") + 1] == "xen"
+    args = ENTRIES["xen-pv"].qemu_args({**RUN, "append": "earlycon=uart,io,0x3f8"})
+    assert args[args.index("-kernel") + 1] == "hypervisor"
     # QEMU splits modules on commas; the command line's own commas are doubled.
-    assert args[args.index("-initrd") + 1] == "bzimage console=hvc0 earlycon=uart,,io,,0x3f8,initrd"
+    assert args[args.index("-initrd") + 1] == \
+        "bzimage console=hvc0 panic=-1 bootbot_nonce=abc123 earlycon=uart,,io,,0x3f8,initrd"
     assert args[args.index("-cpu") + 1] == "qemu64,+svm"
+    assert args[:2] == ["-accel", "tcg"]
 
 
 def test_source_paths_map_to_entries():
-    entries = entry.load()
-
     def touched_by(path):
-        return sorted(name for name, e in entries.items() if e.covers(path))
+        return sorted(e.name for e in DECLARED.select([path]).entries)
 
-    assert touched_by("arch/x86/kernel/head_64.S") == sorted(entries)
+    assert touched_by("arch/x86/kernel/head_64.S") == sorted(ENTRIES)
     assert touched_by("arch/x86/boot/compressed/head_64.S") == ["bios", "efi", "xen-pv", "xen-pvh"]
     assert touched_by("drivers/firmware/efi/libstub/x86-stub.c") == ["efi"]
     assert touched_by("arch/x86/platform/pvh/head.S") == ["pvh", "xen-pvh"]
     assert touched_by("arch/x86/xen/enlighten_pv.c") == ["xen-pv", "xen-pvh"]
-    assert touched_by("Documentation/index.rst") == []
+    assert DECLARED.select(["Documentation/index.rst"]).reason == "the series touches no boot path"
+    assert "fits no single tree" in DECLARED.select(["xen/arch/x86/boot/head.S"]).reason
+    assert [e.name for e in DECLARED.select(["arch/x86/boot/main.c"], only=["bios"]).entries] == ["bios"]
 
 
 def test_a_new_entry_is_one_declaration(tmp_path):
-    declarations = entry.ENTRIES_FILE.read_text() + '''
+    (tmp_path / "linux.toml").write_text((DECLARED.folder / "entries" / "linux.toml").read_text() + '''
 [entries.bios-q35]
 description = "bzImage through SeaBIOS on a q35 machine"
 machine = "q35"
 qemu = ["-kernel", "{bzimage}", "-initrd", "{initrd}", "-append", "{cmdline}"]
-'''
-    (tmp_path / "entries.toml").write_text(declarations)
-    added = entry.load(tmp_path / "entries.toml")["bios-q35"]
-    args = added.qemu_args("tcg", added.cmdline)
+''')
+    added = entry.load(tmp_path / "linux.toml")["bios-q35"]
+    args = added.qemu_args(RUN)
     assert args[args.index("-machine") + 1] == "q35"
+    assert args[args.index("-append") + 1] == "console=ttyS0 panic=-1 bootbot_nonce=abc123"
     assert added.covers("arch/x86/kernel/head64.c")   # the common paths come with it
 
 
-def test_missing_files_are_kept_per_name(tmp_path):
-    artifacts = Artifacts({"bzimage": tmp_path / "absent", "ovmf_code": None}, tmp_path)
-    artifacts.resolve(["bzimage", "ovmf_code", "vmlinux"])
-    assert "no such file" in str(artifacts.found["bzimage"])
-    assert "no ovmf_code given" in str(artifacts.found["ovmf_code"])
-    assert "no such file" in str(artifacts.found["vmlinux"])   # derived from the missing bzImage
+def test_a_missing_file_fails_each_entry_that_needs_it_and_says_which(tmp_path):
+    files = Files({"bzimage": tmp_path / "absent"}, DECLARED.derivations, {}, tmp_path, Sandbox(64000))
+    for name, says in [("bzimage", "absent: no such file"), ("vmlinux", "absent: no such file"),
+                       ("ovmf_code", "no ovmf_code: neither given, derived nor the host's")]:
+        folder = tmp_path / name
+        folder.mkdir()
+        with pytest.raises(LabError, match=says):
+            files.stage([name], (), {}, folder)
+    assert DECLARED.missing_files([ENTRIES["efi"]], {}, {"ovmf_code": 1, "ovmf_vars": 1, "busybox": 1}) == \
+        {"bzimage": ["efi"]}
+
+
+def test_a_broken_declaration_is_one_lab_error_naming_its_file(tmp_path):
+    import shutil
+    copy = tmp_path / "checks"
+    shutil.copytree(DECLARED.folder, copy)
+    (copy / "files.toml").write_text('[vmlinux]\nfrom = ["bzimage"]\nstep = "no-such-step"\n')
+    with pytest.raises(LabError, match="no step 'no-such-step'"):
+        declarations.load(copy)
+    (copy / "files.toml").write_text("[vmlinux\n")
+    with pytest.raises(LabError, match="files.toml"):
+        declarations.load(copy)

@@ -25,7 +25,7 @@ MAX_ATTEMPTS = 2
 
 class Faulty(Lab):
     """test_bot's lab, on a tree that is no git tree, refusing series of more than two patches:
-    a one-patch series gets as far as the tree and fails there with TreeError, which is no
+    a one-patch series gets as far as the tree and fails there with LabError, which is no
     verdict; a three-patch series is refused (a real verdict, mailed) before the tree is touched."""
 
     def __init__(self, root: Path, max_attempts: int = MAX_ATTEMPTS):
@@ -72,7 +72,7 @@ def test_a_check_that_raises_is_retried_then_given_up_and_holds_up_nothing(fault
     assert first.returncode == 0, first.stderr
     assert "Traceback" not in first.stderr
     [said] = [line for line in first.stderr.splitlines() if "job 1:" in line and "failed" in line]
-    assert "attempt 1 of 2" in said and "TreeError" in said and "is not a git tree" in said
+    assert "attempt 1 of 2" in said and "LabError" in said and "is not a git tree" in said
     [reply] = faulty.sink.wait_for(1)   # the job behind it ran, and its reply went out
     assert "REFUSED" in reply.message.get_content()
     [(_, state, attempts, _, error), done] = faulty.jobs()
@@ -96,13 +96,14 @@ def test_a_check_that_raises_is_retried_then_given_up_and_holds_up_nothing(fault
 # The bot, with a check that kills it (SIGKILL, as the OOM killer would) for one-patch series.
 KILLER = """
 import os, signal, sys
-from bot import cli, pipeline
-real = pipeline.check
+from bot import cli
+from bot.verdicts import check as check_module
+real = check_module.check
 def check(series, *args, **kwargs):
     if len(series.patches) == 1:
         os.kill(os.getpid(), signal.SIGKILL)
     return real(series, *args, **kwargs)
-pipeline.check = check
+check_module.check = check
 sys.exit(cli.main(sys.argv[1:]))
 """
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from bot import guard, series as series_module
+from bot.changes import guard, series as series_module
 from tiny_tree import git, patches
 
-LIMITS = guard.Limits(max_patches=100, max_series_bytes=5 << 20, max_binary_bytes=1 << 20)
+LIMITS = guard.SeriesLimits(max_patches=100, max_series_bytes=5 << 20, max_binary_bytes=1 << 20)
 
 
 @pytest.fixture(autouse=True)
@@ -62,8 +62,8 @@ def test_an_oversized_binary_blob_is_refused(repo, tmp_path):
 
 def test_series_size_and_patch_count_limits(repo, tmp_path):
     series = read(tmp_path / "s.mbox", patches(repo, tmp_path / "p", 1, count=3))
-    assert "3 patches, more than the 2" in guard.refusal(series, guard.Limits(2, 5 << 20, 1 << 20))
-    assert "more than the 100 allowed" in guard.refusal(series, guard.Limits(100, 100, 1 << 20))
+    assert "3 patches, more than the 2" in guard.refusal(series, guard.SeriesLimits(2, 5 << 20, 1 << 20))
+    assert "more than the 100 allowed" in guard.refusal(series, guard.SeriesLimits(100, 100, 1 << 20))
 
 
 def test_check_refuses_and_writes_nothing(repo, tmp_path, bootbot, state):

@@ -7,7 +7,7 @@ import struct
 import pytest
 import zstandard
 
-from checks.kernel_image import BadImage, extract_vmlinux
+from bot.boots.kernel_image import BadImage, extract_vmlinux
 
 ELF = b"\x7fELF" + bytes(60)
 

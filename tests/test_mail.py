@@ -10,7 +10,7 @@ from email.policy import default
 
 import pytest
 
-from bot.mail import DeliveryError, Smtp, make_message_id, reply
+from bot.mail.reply import DeliveryError, Smtp, make_message_id, reply
 from smtp_sink import SmtpSink
 
 SENDER = "bootbot <bootbot@example.org>"

@@ -17,12 +17,13 @@ import b4
 import pytest
 from hypothesis import assume, example, given, settings, strategies as st
 
-from bot import series as series_module
-from bot.commands import Command, authorized, is_automated, parse, plain_text
-from bot.mail import MESSAGE_ID, REPLY_PREFIX, make_message_id, reply
-from bot.series import SeriesError, from_messages, parse_message, read_mbox
-from checks import initramfs
-from checks.console import FAIL, PASS, Console, Patterns, clean
+from bot.changes import series as series_module
+from bot.mail.commands import Command, authorized, is_automated, parse, plain_text
+from bot.mail.reply import MESSAGE_ID, REPLY_PREFIX, make_message_id, reply
+from bot.changes.series import SeriesError, from_messages, parse_message, read_mbox
+from bot.boots.console import Console, clean
+from bot.verdicts.words import FAIL, PASS
+from conftest import ENTRIES, PATTERNS, marker
 from test_commands import BOT, MAIL, MAINTAINERS
 from test_mail import LIST, PATCH, REPORT_ID, SENDER
 from tiny_tree import git, patches
@@ -373,7 +374,7 @@ def test_a_command_only_at_the_start_of_a_line(prefix, parts):
 # 3. Console
 
 NONCE = "0123456789abcdef"
-MARKER = initramfs.marker(NONCE)
+MARKER = marker(NONCE)
 PANICS = ["Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)",
           "Oops: 0002 [#1] PREEMPT SMP NOPTI", "BUG: unable to handle page fault for address: ffff",
           "general protection fault, probably for non-canonical address 0xdead: 0000 [#1]",
@@ -395,10 +396,7 @@ CONSOLE_LINE = st.one_of(
 
 
 def console() -> Console:
-    return Console(initramfs.marker_pattern(NONCE), Patterns.load())
-
-
-PATTERNS = Patterns.load()
+    return Console(ENTRIES["bios"].success_pattern(NONCE), PATTERNS)
 
 
 def harmless(line: str) -> bool:
@@ -409,13 +407,13 @@ def harmless(line: str) -> bool:
 @given(lines=st.lists(CONSOLE_LINE, max_size=20))
 def test_any_console_line_is_classified_without_raising(lines):
     """Any line (text, undecodable bytes, very long) is classified without raising or hanging: no
-    verdict, or pass/fail with the cleaned line, free of CR, as the reason."""
+    decision, or pass/fail with the cleaned line, free of CR, as the reason."""
     reader = console()
     with no_hang(2):
         for line in lines:
-            verdict = reader.feed(line)
-            assert verdict is None or (verdict.status in (PASS, FAIL) and verdict.reason == clean(line)
-                                       and verdict.reason and "\r" not in verdict.reason)
+            decision = reader.feed(line)
+            assert decision is None or (decision.status in (PASS, FAIL) and decision.reason == clean(line)
+                                        and decision.reason and "\r" not in decision.reason)
 
 
 @SOME
@@ -431,8 +429,8 @@ def test_the_marker_passes_after_harmless_noise(noise, escape, timestamp, before
         assert [reader.feed(line) for line in noise] == [None] * len(noise)
         line = f"{escape}{timestamp}{before}{MARKER}{after}{end}"
         assume(not PATTERNS.failure.search(clean(line)))
-        verdict = reader.feed(line)
-    assert verdict.status == PASS and MARKER in verdict.reason and "\r" not in verdict.reason
+        decision = reader.feed(line)
+    assert decision.status == PASS and MARKER in decision.reason and "\r" not in decision.reason
 
 
 @SOME
@@ -448,8 +446,8 @@ def test_a_failure_after_any_noise_fails_even_with_the_marker_later(noise, escap
     for failure in (f"{escape}{timestamp}{panic}{end}", f"{escape}{text.replace(chr(27), '')}{anywhere}{end}"):
         reader = console()
         with no_hang(2):
-            verdicts = [reader.feed(line) for line in [*noise, failure, *rest, MARKER]]
-        first = next(v for v in verdicts if v)
+            decisions = [reader.feed(line) for line in [*noise, failure, *rest, MARKER]]
+        first = next(v for v in decisions if v)
         assert first.status == FAIL
 
 

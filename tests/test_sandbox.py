@@ -1,9 +1,11 @@
 """Builds run confined and limited: a series' Makefile is code anyone on the list can post.
 
-A fake Linux tree (a Makefile with the targets bootbot calls) stands in for the kernel, so each
-hostile recipe runs in seconds through the same build function and sandbox as a real build."""
+A fake Linux tree (a Makefile with the targets the Linux declaration calls) stands in for the
+kernel, so each hostile recipe runs in seconds through the same build function, declaration and
+sandbox as a real build."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import socket
@@ -12,14 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from bot import build as kbuild
 from bot import config as configuration
-from checks import entry, qemu
-from checks.console import Console, Patterns
-from checks.sandbox import Limits, Sandbox
+from bot.boots import qemu
+from bot.boots.console import Console
+from bot.sandbox import Sandbox, SandboxLimits
+from bot.trees import build as build_module
+from conftest import ENTRIES, LINUX, PATTERNS
 
 UID = configuration.load().get("sandbox", "uid") + 1
-ROOMY = Limits(wall_seconds=120, cpu_seconds=60, memory_mb=1024, processes=64, file_mb=16, log_mb=4)
+ROOMY = SandboxLimits(wall_seconds=120, cpu_seconds=60, memory_mb=1024, processes=64, file_mb=16, log_mb=4)
 
 
 def fake_linux(root: Path, recipe: str, files: dict[str, str]) -> Path:
@@ -41,13 +44,16 @@ def fake_linux(root: Path, recipe: str, files: dict[str, str]) -> Path:
     return tree
 
 
-def run_build(tmp_path: Path, recipe: str, limits: Limits = ROOMY, files: dict[str, str] = {}) -> kbuild.Build:
-    tree = fake_linux(tmp_path, recipe, files)
+def run_build(tmp_path: Path, recipe: str, limits: SandboxLimits = ROOMY,
+              files: dict[str, str] = {}) -> build_module.Build:
+    source = fake_linux(tmp_path, recipe, files)
     out = tmp_path / "build"
     out.mkdir()
     fragment = tmp_path / "kernel.config"
     fragment.write_text("CONFIG_FAKE=y\n")
-    return kbuild.build(tree, out, fragment, 1, Sandbox(UID, limits))
+    # the Linux declaration, but for the fragment: the fake .config holds only what it appends
+    tree = dataclasses.replace(LINUX, fragment=fragment, artifacts={"bzimage": "arch/x86/boot/bzImage"})
+    return build_module.build(tree, source, out, 1, Sandbox(UID, limits))
 
 
 # The end of a configure step that failed as the real one did on a new machine.
@@ -61,17 +67,18 @@ exit 1
 """
 
 
-def tight(**limits) -> Limits:
-    return Limits(**{**ROOMY.__dict__, **limits})
+def tight(**limits) -> SandboxLimits:
+    return SandboxLimits(**{**ROOMY.__dict__, **limits})
 
 
 def test_a_harmless_build_passes_as_an_unprivileged_user(tmp_path):
     built = run_build(tmp_path, "id -u > $(O)/uid")
     assert built.ok, built.log.read_text()
-    assert built.bzimage.read_text() == "image\n"
-    assert (built.out / ".config").read_text() == "# fake\nCONFIG_FAKE=y\n# fake\n"   # configured in the sandbox
+    assert built.artifacts["bzimage"].read_text() == "image\n"
+    out = built.log.parent
+    assert (out / ".config").read_text() == "# fake\nCONFIG_FAKE=y\n# fake\n"   # configured in the sandbox
     expected = UID if os.geteuid() == 0 else os.getuid()
-    assert (built.out / "uid").read_text().strip() == str(expected)
+    assert (out / "uid").read_text().strip() == str(expected)
 
 
 def test_a_failed_step_is_explained_by_its_last_lines_without_make_chatter(tmp_path):
@@ -95,7 +102,7 @@ def test_a_failed_step_is_explained_by_its_last_lines_without_make_chatter(tmp_p
       *[f"  CC  more{n}.o" for n in range(13, 20)], "make: *** [Makefile:222: __sub-make] Error 2"]),
 ])
 def test_what_explains_a_failed_step(output, expected):
-    assert kbuild.explain("\n".join(output)) == expected
+    assert build_module.explain("\n".join(output)) == expected
 
 
 @pytest.mark.parametrize("recipe, limits, name, says", [
@@ -131,7 +138,7 @@ try write-build touch "$1/made"
 """
     built = run_build(tmp_path, "sh probe.sh $(O) > $(O)/probe.txt", files={"probe.sh": probe})
     assert built.ok, built.log.read_text()
-    seen = dict(line.split("=") for line in (built.out / "probe.txt").read_text().split())
+    seen = dict(line.split("=") for line in (built.log.parent / "probe.txt").read_text().split())
     assert seen == {"network": "no", "read-host-file": "no", "write-source": "no",
                     "write-tmp": "yes", "write-build": "yes"}
     with pytest.raises(BlockingIOError):
@@ -149,16 +156,25 @@ def test_qemu_opens_only_the_files_it_boots(tmp_path):
         run.mkdir()
         command = ["qemu-system-x86_64", "-accel", "tcg", "-nodefaults", "-display", "none",
                    "-serial", "stdio", "-kernel", str(image)]
-        verdict = qemu.run(command, run, run / "console.log", Console(re.compile("never"), Patterns.load()),
-                           30, 30, Sandbox(UID - 1), readable)
+        decision = qemu.run(command, run, run / "console.log", Console(re.compile("never"), PATTERNS),
+                            30, 30, Sandbox(UID - 1), readable)
         run.rename(tmp_path / f"run-{len(readable)}")
-        return verdict
+        return decision
 
     assert "could not open kernel file" in boot([]).reason
     assert boot([image]).reason == "QEMU refused the kernel image: qemu: invalid kernel header"
 
 
 def test_no_entry_gives_the_guest_a_network():
-    for e in entry.load().values():
-        args = e.qemu_args("tcg", "")
+    for e in ENTRIES.values():
+        args = e.qemu_args({"accel": "tcg", "nonce": "0", "append": ""})
         assert "-nodefaults" in args and not {"-net", "-nic", "-netdev"} & set(args), e.name
+
+
+def test_a_build_that_skips_an_artifact_fails_naming_it(tmp_path):
+    """As Xen's build does without a PE linker: make succeeds, and there is no xen.efi."""
+    assert run_build(tmp_path, "true").ok
+    tree = dataclasses.replace(LINUX, fragment=tmp_path / "kernel.config",
+                               artifacts={"bzimage": "arch/x86/boot/bzImage", "efi": "xen.efi"})
+    built = build_module.build(tree, tmp_path / "linux", tmp_path / "build", 1, Sandbox(UID, ROOMY))
+    assert not built.ok and built.errors == ["the build made no xen.efi"]

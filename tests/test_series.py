@@ -7,8 +7,8 @@ import pytest
 
 from inbox import PublicInbox
 from tiny_tree import git, mbox, patches
-from bot import series as series_module
-from bot.series import SeriesError
+from bot.changes import series as series_module
+from bot.changes.series import SeriesError
 
 @pytest.fixture(autouse=True)
 def b4_settings():

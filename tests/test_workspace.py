@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from bot import workspace
-from bot.workspace import ApplyFailed, TreeError
+from bot.trees import workspace
+from bot.trees.workspace import ApplyFailed
+from bot.verdicts.words import LabError
 from tiny_tree import git, patches
 
 
@@ -16,9 +17,9 @@ def test_base_commit_when_the_tree_has_it_else_the_branch(repo):
     assert workspace.resolve_base(repo, first, "master") == first
     assert workspace.resolve_base(repo, "0" * 40, "master") == head
     assert workspace.resolve_base(repo, None, "master") == head
-    with pytest.raises(TreeError, match="neither base-commit"):
+    with pytest.raises(LabError, match="neither base-commit"):
         workspace.resolve_base(repo, "0" * 40, "no-such-branch")
-    with pytest.raises(TreeError, match="not a git tree"):
+    with pytest.raises(LabError, match="not a git tree"):
         workspace.resolve_base(repo / "arch", None, "master")
 
 

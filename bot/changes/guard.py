@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from bot.series import Series
+if TYPE_CHECKING:   # not imported at run time: b4 comes with it, and `bootbot boot` needs none of it
+    from bot.changes.series import Series
 
 # Every path a git diff can write to, or claim to come from.
 _PATHS = re.compile(rb"^(?:diff --git a/(\S+) b/(\S+)|(?:---|\+\+\+) (?:[ab]/)?(\S+)|"
@@ -15,13 +17,13 @@ _BINARY = re.compile(rb"^(?:literal|delta) (\d+)$", re.M)
 
 
 @dataclass(frozen=True)
-class Limits:
+class SeriesLimits:
     max_patches: int
     max_series_bytes: int
     max_binary_bytes: int
 
 
-def refusal(series: Series, limits: Limits) -> str | None:
+def refusal(series: Series, limits: SeriesLimits) -> str | None:
     """Why the series must not be applied, or None."""
     if len(series.patches) > limits.max_patches:
         return f"{len(series.patches)} patches, more than the {limits.max_patches} allowed"
@@ -35,7 +37,7 @@ def refusal(series: Series, limits: Limits) -> str | None:
     return None
 
 
-def _patch_refusal(message: bytes, limits: Limits) -> str | None:
+def _patch_refusal(message: bytes, limits: SeriesLimits) -> str | None:
     for match in _PATHS.finditer(message):
         for path in filter(None, match.groups()):
             reason = _path_refusal(path.decode("utf-8", "replace").strip())

@@ -8,39 +8,40 @@ import subprocess
 import time
 from pathlib import Path
 
-from checks.console import ERROR, Console, Verdict
-from checks.sandbox import Sandbox, Unavailable, stop
+from bot.boots.console import Console, Decision
+from bot.sandbox import Sandbox, stop
+from bot.verdicts.words import ERROR, LabError
 
 _STDERR_KEEP = 8192   # QEMU's complaints are short; a flood of them is cut, not buffered
 
 
 def run(command: list[str], cwd: Path, log: Path, console: Console, timeout: float, silence: float,
-        sandbox: Sandbox, readable: list[Path]) -> Verdict:
+        sandbox: Sandbox, readable: list[Path]) -> Decision:
     """Runs QEMU with the serial console on its stdout, writes every console byte to `log`,
     and stops QEMU the moment `console` decides or a limit runs out. The kernel is the series'
     work: QEMU runs confined, seeing of the host only `readable` and its run folder `cwd`."""
     binary = shutil.which(command[0])
     if binary is None:
-        return Verdict(ERROR, f"cannot start {command[0]}: no such program")
+        return Decision(ERROR, f"cannot start {command[0]}: no such program")
     try:
         # by its full path: the sandbox's PATH is the system's, and a QEMU elsewhere is bound in
         confined = sandbox.confine([binary, *command[1:]], cwd=cwd, readable=[binary, *readable],
                                    writable=[cwd], devices=_devices(command))
-    except Unavailable as e:
-        return Verdict(ERROR, str(e))
+    except LabError as e:
+        return Decision(ERROR, str(e))
     try:
         qemu = subprocess.Popen(confined, cwd=cwd, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except OSError as e:
-        return Verdict(ERROR, f"cannot start {command[0]}: {e.strerror}")
+        return Decision(ERROR, f"cannot start {command[0]}: {e.strerror}")
     try:
         with log.open("wb") as out:
-            return _watch(qemu, out, console, timeout, silence)
+            return _read_console(qemu, out, console, timeout, silence)
     finally:
         stop(qemu)
 
 
-def _watch(qemu: subprocess.Popen, out, console: Console, timeout: float, silence: float) -> Verdict:
+def _read_console(qemu: subprocess.Popen, out, console: Console, timeout: float, silence: float) -> Decision:
     started = last_output = time.monotonic()
     pending, stderr = b"", b""
     with selectors.DefaultSelector() as selector:
@@ -76,6 +77,6 @@ def _devices(command: list[str]) -> list[str]:
     return ["/dev/kvm"] if accel == "kvm" else []
 
 
-def _decide_tail(console: Console, pending: bytes) -> Verdict | None:
+def _decide_tail(console: Console, pending: bytes) -> Decision | None:
     # The decompressor's "-- System halted" ends without a newline: judge the unfinished line too.
     return console.feed(pending.decode("utf-8", "replace")) if pending else None

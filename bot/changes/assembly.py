@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 import b4
 
-from bot import commands, timebox
-from bot.series import Series, SeriesError, from_messages, parse_message
+from bot import timebox
+from bot.changes.series import Series, SeriesError, from_messages, parse_message
+from bot.mail import commands
 from bot.store import Store, full, now
 
 log = logging.getLogger("bootbot.assembly")

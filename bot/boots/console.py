@@ -6,9 +6,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-PATTERNS_FILE = Path(__file__).with_name("console.toml")
-
-PASS, FAIL, TIMEOUT, ERROR, SKIP = "pass", "fail", "timeout", "error", "skip"
+from bot.verdicts.words import ERROR, FAIL, PASS, TIMEOUT
 
 # Terminal control sequences firmware paints the screen with; they are noise in a verdict.
 _ESCAPES = re.compile(r"\x1b(\[[0-9;=?]*[A-Za-z]|[()][0-9A-Za-z]|[A-Za-z])")
@@ -16,8 +14,8 @@ _PRINTK_TIME = r"^(?:\[\s*\d+\.\d+\]\s*)?"
 
 
 @dataclass(frozen=True)
-class Verdict:
-    status: str   # pass, fail, timeout, error or skip
+class Decision:
+    status: str   # pass, fail, timeout or error
     reason: str   # the console line (or the fact) that decided it
 
 
@@ -27,7 +25,7 @@ class Patterns:
     image_refused: re.Pattern
 
     @classmethod
-    def load(cls, path: Path = PATTERNS_FILE) -> Patterns:
+    def load(cls, path: Path) -> Patterns:
         data = tomllib.loads(path.read_text())
         kernel = "|".join(f"(?:{p})" for p in data["kernel"])
         anywhere = "|".join(f"(?:{p})" for p in data["anywhere"])
@@ -52,30 +50,30 @@ class Console:
         self.patterns = patterns
         self.last_line = ""
 
-    def feed(self, raw: str) -> Verdict | None:
+    def feed(self, raw: str) -> Decision | None:
         line = clean(raw)
         if not line:
             return None
         self.last_line = line
         if self.patterns.failure.search(line):
-            return Verdict(FAIL, line)
+            return Decision(FAIL, line)
         if self.success.search(line):
-            return Verdict(PASS, line)
+            return Decision(PASS, line)
         return None
 
-    def exited(self, returncode: int, stderr: str) -> Verdict:
+    def exited(self, returncode: int, stderr: str) -> Decision:
         """QEMU ended before the console decided anything."""
         complaint = clean(stderr.strip().splitlines()[-1]) if stderr.strip() else ""
         if self.patterns.image_refused.search(stderr):
-            return Verdict(FAIL, f"QEMU refused the kernel image: {complaint}")
+            return Decision(FAIL, f"QEMU refused the kernel image: {complaint}")
         if returncode != 0:
-            return Verdict(ERROR, f"QEMU failed (exit {returncode}): {complaint or 'no message'}")
-        return Verdict(FAIL, "the machine reset or powered off before success "
+            return Decision(ERROR, f"QEMU failed (exit {returncode}): {complaint or 'no message'}")
+        return Decision(FAIL, "the machine reset or powered off before success "
                              f"(triple fault?); last line: {self.last_line or '(none)'}")
 
-    def silent(self, seconds: float) -> Verdict:
-        return Verdict(TIMEOUT, f"no console output for {seconds:g} s; "
+    def silent(self, seconds: float) -> Decision:
+        return Decision(TIMEOUT, f"no console output for {seconds:g} s; "
                                 f"last line: {self.last_line or '(none)'}")
 
-    def overran(self, seconds: float) -> Verdict:
-        return Verdict(TIMEOUT, f"not done after {seconds:g} s; last line: {self.last_line or '(none)'}")
+    def overran(self, seconds: float) -> Decision:
+        return Decision(TIMEOUT, f"not done after {seconds:g} s; last line: {self.last_line or '(none)'}")

@@ -1,33 +1,15 @@
 """The initramfs every boot runs: busybox and an /init that proves userspace was reached.
 
-The marker carries a nonce made for each run, so that neither a stale log nor a kernel
-string (the command line is echoed on the console) can pass for a boot that got there."""
+/init prints a marker carrying the run's nonce, which it reads from its environment (the kernel
+command line's bootbot_nonce=), so that neither a stale log nor a kernel string can pass for a
+boot that got there: the command line echoed on the console holds the nonce, not the marker."""
 from __future__ import annotations
 
-import re
-import secrets
 import stat
 from pathlib import Path
 
-INIT = """#!/bin/busybox sh
-/bin/busybox echo "{marker}"
-/bin/busybox poweroff -f
-"""
 
-
-def new_nonce() -> str:
-    return secrets.token_hex(8)
-
-
-def marker(nonce: str) -> str:
-    return f"bootbot: userspace reached, nonce {nonce}"
-
-
-def marker_pattern(nonce: str) -> re.Pattern:
-    return re.compile(re.escape(marker(nonce)))
-
-
-def build(path: Path, busybox: Path, nonce: str) -> None:
+def build(path: Path, busybox: Path, init: str) -> None:
     """Writes an uncompressed newc cpio (every kernel can read it) with /init, busybox and
     /dev/console, the last so init has a console even when the kernel has no devtmpfs."""
     archive = _Cpio()
@@ -35,7 +17,7 @@ def build(path: Path, busybox: Path, nonce: str) -> None:
         archive.add(directory, stat.S_IFDIR | 0o755)
     archive.add("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1))
     archive.add("bin/busybox", stat.S_IFREG | 0o755, busybox.read_bytes())
-    archive.add("init", stat.S_IFREG | 0o755, INIT.format(marker=marker(nonce)).encode())
+    archive.add("init", stat.S_IFREG | 0o755, init.encode())
     path.write_bytes(archive.finish())
 
 

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.verdicts.words import LabError
+
 SYSTEM = ("/usr", "/etc")
 _SYSTEM_MOUNTS = ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc",
                   "--dev", "/dev", "--proc", "/proc"]
@@ -34,12 +36,8 @@ _SIGNS = {
 }
 
 
-class Unavailable(Exception):
-    """The sandbox cannot be made on this host: a lab problem, never the series'."""
-
-
 @dataclass(frozen=True)
-class Limits:
+class SandboxLimits:
     wall_seconds: float  # wall clock of one run
     cpu_seconds: int    # CPU time of any one process
     memory_mb: int      # address space of any one process
@@ -69,7 +67,7 @@ class Finished:
 @dataclass(frozen=True)
 class Sandbox:
     uid: int                      # the uid a run drops to when bootbot is root
-    limits: Limits | None = None  # None: confinement only (QEMU: its guest's size is its own limit)
+    limits: SandboxLimits | None = None  # None: confinement only (QEMU: its guest's size is its own limit)
 
     def command(self, argv: list[str], *, cwd: Path, readable=(), writable=(), devices=()) -> list[str]:
         """`argv` wrapped: bwrap, then the uid drop and the resource limits, then argv itself."""
@@ -78,7 +76,7 @@ class Sandbox:
 
     def confine(self, argv: list[str], *, cwd: Path, readable=(), writable=(), devices=()) -> list[str]:
         """The command to run `argv` with, once the sandbox is known to work here and the
-        writable paths belong to the run's uid; Unavailable when it does not work."""
+        writable paths belong to the run's uid; LabError when it does not work."""
         self.probe()
         own(writable, self.uid)
         return self.command(argv, cwd=cwd, readable=readable, writable=writable, devices=devices)
@@ -91,7 +89,7 @@ class Sandbox:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                        stderr=subprocess.STDOUT, env=ENV)
             try:
-                stopped = _watch(process, sink, self.limits)
+                stopped = _copy_output(process, sink, self.limits)
             finally:
                 stop(process)
         if stopped:
@@ -104,11 +102,11 @@ class Sandbox:
         return Finished(process.returncode, next((n for n, s in _SIGNS.items() if s.search(output)), None))
 
     def probe(self) -> None:
-        """Raises Unavailable when bwrap (or the uid drop) cannot run here, so that a host
+        """Raises LabError when bwrap (or the uid drop) cannot run here, so that a host
         without namespaces is a lab error, never a build failure blamed on a patch."""
         failure = _probe(tuple(Sandbox(self.uid).command(["true"], cwd=Path("/"))))
         if failure:
-            raise Unavailable(failure)
+            raise LabError(failure)
 
     def _tmp(self) -> list[str]:
         """A private /tmp for everyone (the run's uid is not root), as large as a file may be:
@@ -174,7 +172,7 @@ def own(paths, uid: int) -> None:
                 os.lchown(name, uid, uid)
 
 
-def _watch(process: subprocess.Popen, sink, limits: Limits) -> str | None:
+def _copy_output(process: subprocess.Popen, sink, limits: SandboxLimits) -> str | None:
     """Copies the output to `sink` until the process ends; the limit it overran, if any."""
     deadline = time.monotonic() + limits.wall_seconds
     room = limits.log_mb << 20

@@ -1,47 +1,31 @@
-"""The report of a check: a short plain-text mail body, and the same facts as JSON."""
+"""The report of a check, read from its result folder alone: a short plain-text mail body."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from bot.pipeline import APPLY_FAILED, BUILD_FAILED, REFUSED, REGRESSION, SKIP, Outcome
-from checks.console import PASS, clean
+from bot.boots.console import clean
+from bot.boots.runner import COMMAND
+from bot.reports.result import Outcome
+from bot.verdicts.words import APPLY_FAILED, BUILD_FAILED, PASS, REFUSED, REGRESSION, SKIP, fails
 
 CONSOLE_LINES = 20
 
 
-def as_json(outcome: Outcome) -> dict:
-    series = outcome.series
-    return {
-        "verdict": outcome.verdict,
-        "base": outcome.base,
-        "series": {"subject": series.subject, "version": series.version, "patches": [
-            {"index": p.index, "subject": p.subject, "msgid": p.msgid} for p in series.patches]},
-        "entries": {name: {"status": e.status, "baseline": e.baseline, "seconds": e.seconds,
-                           "reason": e.reason, "log": e.log, "experimental": e.experimental}
-                    for name, e in outcome.entries.items()},
-        "regressed": outcome.regressed,
-        "culprit": outcome.culprit and {"index": outcome.culprit.index, "subject": outcome.culprit.subject,
-                                        "msgid": outcome.culprit.msgid},
-        "detail": outcome.detail,
-        "builds": outcome.builds,
-    }
-
-
-def text(outcome: Outcome, reproduce: str, bot_address: str) -> str:
+def text(outcome: Outcome, folder: Path, bot_address: str) -> str:
     parts = [_summary(outcome)]
     if outcome.entries:
         parts.append(_table(outcome))
     if outcome.culprit:
         p = outcome.culprit
-        parts.append(f"First bad patch: [{p.index}/{len(outcome.series.patches)}] {p.subject}\n"
-                     f"  Message-ID: <{p.msgid}>")
+        parts.append(f"First bad patch: [{p['index']}/{len(outcome.series['patches'])}] {p['subject']}\n"
+                     f"  Message-ID: <{p['msgid']}>")
     if outcome.detail and outcome.verdict not in (PASS, SKIP):
         parts.append("\n".join(f"  {line}" for line in outcome.detail))
     failed = _first_failed(outcome)
     if failed:
-        parts.append(_console(failed, outcome.entries[failed].log, outcome.entries[failed].reason))
+        parts.append(_console(failed, folder / outcome.entries[failed].log, outcome.entries[failed].reason))
     if outcome.verdict != SKIP:
-        parts.append(_reproduce(outcome, failed, reproduce))
+        parts.append(_reproduce(outcome, folder, failed))
     trailer = {PASS: "Tested-by", REGRESSION: "Reported-by", BUILD_FAILED: "Reported-by"}.get(outcome.verdict)
     if trailer:
         parts.append(f"If this helps, you may add:\n  {trailer}: {bot_address}")
@@ -50,23 +34,23 @@ def text(outcome: Outcome, reproduce: str, bot_address: str) -> str:
 
 def _summary(outcome: Outcome) -> str:
     s = outcome.series
-    version = f" v{s.version}" if s.version > 1 else ""
-    count = f" 0/{len(s.patches)}" if len(s.patches) > 1 else ""
-    title = f"[PATCH{version}{count}] {s.subject}"
+    version = f" v{s['version']}" if s["version"] > 1 else ""
+    count = f" 0/{len(s['patches'])}" if len(s["patches"]) > 1 else ""
+    title = f"[PATCH{version}{count}] {s['subject']}"
     if outcome.verdict == PASS:
         booted = ", ".join(outcome.entries)
         return f"bootbot: PASS for {title}\nEvery boot entry the series touches boots as on the base: {booted}."
     if outcome.verdict == SKIP:
-        return f"bootbot: SKIP for {title}\nThe series touches no boot path: nothing was built or booted."
+        return f"bootbot: SKIP for {title}\nNothing was built or booted: {outcome.detail[0]}."
     if outcome.verdict == REGRESSION:
         return (f"bootbot: REGRESSION in {title}\n"
                 f"No longer boots with the series, but does on the base: {', '.join(outcome.regressed)}.")
     if outcome.verdict == APPLY_FAILED:
-        return f"bootbot: APPLY FAILED for {title}\nPatch {outcome.culprit.index} does not apply on {outcome.base[:12]}."
+        return f"bootbot: APPLY FAILED for {title}\nPatch {outcome.culprit['index']} does not apply on {outcome.base[:12]}."
     if outcome.verdict == REFUSED:
         return f"bootbot: REFUSED {title}\nThe series was refused before anything was applied or built:"
     if outcome.verdict == BUILD_FAILED:
-        return f"bootbot: BUILD FAILED for {title}\nThe kernel builds on the base but not with the series."
+        return f"bootbot: BUILD FAILED for {title}\nIt builds on the base but not with the series."
     return f"bootbot: ERROR while checking {title}\nThe lab failed, not the series: nothing is blamed on it."
 
 
@@ -82,13 +66,13 @@ def _table(outcome: Outcome) -> str:
 
 
 def _first_failed(outcome: Outcome) -> str | None:
-    failing = [n for n, e in outcome.entries.items() if e.status != PASS and not e.experimental]
+    failing = [n for n, e in outcome.entries.items() if fails(e.status, e.experimental, outcome.strict_experimental)]
     return (outcome.regressed or failing or [None])[0]
 
 
-def _console(name: str, log: str, reason: str) -> str:
+def _console(name: str, log: Path, reason: str) -> str:
     try:
-        lines = [clean(line) for line in Path(log).read_text(errors="replace").splitlines()]
+        lines = [clean(line) for line in log.read_text(errors="replace").splitlines()]
     except OSError:
         return f"Console of {name}: (no log)"
     lines = [line for line in lines if line]
@@ -97,10 +81,10 @@ def _console(name: str, log: str, reason: str) -> str:
     return f"Console of {name}, up to the line that decided it:\n" + "\n".join(f"  {line}" for line in excerpt)
 
 
-def _reproduce(outcome: Outcome, failed: str | None, reproduce: str) -> str:
-    lines = ["Reproduce:", f"  {reproduce}"]
+def _reproduce(outcome: Outcome, folder: Path, failed: str | None) -> str:
+    lines = ["Reproduce:", f"  {outcome.reproduce}"]
     if failed:
-        command = Path(outcome.entries[failed].log).with_name("command")
-        if command.exists():
-            lines += [f"  QEMU ({failed}):", f"    {command.read_text().strip()}"]
+        boot = (folder / outcome.entries[failed].log).parent
+        if (boot / COMMAND).exists():
+            lines += [f"  QEMU ({failed}), from {boot}:", f"    {(boot / COMMAND).read_text().strip()}"]
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""Workspaces: a git worktree of the Linux tree and its kernel build folder, kept across checks.
+"""Workspaces: a git worktree of a tree and its build folder, kept across checks.
 
 Builds stay incremental because a workspace is reused: checking out another commit rewrites
 only the files that differ, so make rebuilds only what they feed. Each check holds one
@@ -16,6 +16,8 @@ from pathlib import Path
 
 import git
 
+from bot.verdicts.words import LabError
+
 _IDENTITY = {"GIT_COMMITTER_NAME": "bootbot", "GIT_COMMITTER_EMAIL": "bootbot@localhost"}
 
 
@@ -24,10 +26,6 @@ class ApplyFailed(Exception):
         super().__init__(message)
         self.index = index   # the patch (1 is the first) that did not apply
         self.message = message
-
-
-class TreeError(Exception):
-    """The tree itself is unusable: not a git repository, no such branch."""
 
 
 @dataclass
@@ -74,13 +72,13 @@ def resolve_base(tree: Path, wanted: str | None, branch: str) -> str:
     try:
         repo = git.Repo(tree)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        raise TreeError(f"{tree} is not a git tree") from None
+        raise LabError(f"{tree} is not a git tree") from None
     for candidate in filter(None, [wanted, branch]):
         try:   # repo.commit() takes any 40 hex digits on trust; rev-parse checks the commit exists
             return repo.git.rev_parse("--verify", "--quiet", f"{candidate}^{{commit}}")
         except git.GitCommandError:
             continue
-    raise TreeError(f"{tree} has neither base-commit {wanted} nor branch {branch}")
+    raise LabError(f"{tree} has neither base-commit {wanted} nor branch {branch}")
 
 
 @contextmanager

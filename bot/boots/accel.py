@@ -1,0 +1,68 @@
+"""Choosing the accelerator: KVM only when a probe boot shows that it works.
+
+On some hosts /dev/kvm opens and even runs a real-mode guest, yet a kernel hangs right after
+its 16-bit setup; so the probe boots what the tree built (its [probe] declaration) until it
+prints its banner."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.boots import qemu
+from bot.boots.console import Console, Patterns
+from bot.boots.entry import QemuArgs, placeholders
+from bot.boots.files import Files
+from bot.boots.kernel_image import BadImage
+from bot.sandbox import Sandbox
+from bot.verdicts.words import PASS, LabError
+
+KVM_DEVICE = Path("/dev/kvm")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A short boot under KVM of what a tree builds, that prints `banner` when KVM works."""
+    tree: str
+    qemu: tuple[str, ...]   # QEMU's arguments; {name} stands for a file, as in the entries
+    banner: str
+
+
+def choose(setting: str, probe: Probe | None, files: Files, qemu_binary: str, cache: Path,
+           seconds: float, sandbox: Sandbox, patterns: Patterns) -> str:
+    """"kvm" or "tcg" for setting "kvm", "tcg" or "auto"; "auto" probes once per host boot."""
+    if setting != "auto":
+        return setting
+    if probe is None or not os.access(KVM_DEVICE, os.R_OK | os.W_OK):
+        return "tcg"
+    record = cache / f"kvm-probe-{probe.tree}.json"
+    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    try:
+        known = json.loads(record.read_text())
+        if known["boot_id"] == boot_id:
+            return known["accel"]
+    except (OSError, ValueError, KeyError):
+        pass
+    accel = "kvm" if kvm_boots(probe, files, qemu_binary, seconds, sandbox, patterns) else "tcg"
+    cache.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"boot_id": boot_id, "accel": accel}))
+    return accel
+
+
+def kvm_boots(probe: Probe, files: Files, qemu_binary: str, seconds: float, sandbox: Sandbox,
+              patterns: Patterns) -> bool:
+    """Whether the probe boot under KVM prints its banner within `seconds`."""
+    names = placeholders(probe.qemu)
+    with tempfile.TemporaryDirectory(prefix="bootbot-kvm-") as scratch:
+        folder = Path(scratch)
+        try:
+            readable = files.stage(names, (), {}, folder)
+        except (LabError, BadImage):   # nothing to probe with: no reason to trust KVM
+            return False
+        command = [qemu_binary, *(QemuArgs().format(arg, **{n: n for n in names}) for arg in probe.qemu)]
+        decision = qemu.run(command, folder, folder / "console.log", Console(re.compile(probe.banner), patterns),
+                            seconds, seconds, sandbox, readable)
+    return decision.status == PASS

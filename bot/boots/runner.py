@@ -1,0 +1,96 @@
+"""Booting through a set of entries, in parallel, each judged on its own, each leaving a folder:
+console.log, command (the QEMU command line, runnable from that folder), result.json."""
+from __future__ import annotations
+
+import json
+import secrets
+import shlex
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+from bot.boots import accel, qemu
+from bot.boots.accel import Probe
+from bot.boots.console import Console, Decision, Patterns
+from bot.boots.entry import Entry
+from bot.boots.files import Files
+from bot.boots.kernel_image import BadImage
+from bot.sandbox import Sandbox
+from bot.verdicts.words import ERROR, FAIL, LabError
+
+CONSOLE, COMMAND, RESULT = "console.log", "command", "result.json"   # in each entry's folder
+
+
+@dataclass(frozen=True)
+class Lab:
+    """The host's side of booting: QEMU and the host's files, the accelerator, how many boots
+    at once, where derived files are kept, and QEMU's sandbox."""
+    qemu: str
+    host: Mapping[str, Path]   # files by name ([lab] in the configuration)
+    accel: str                 # auto, kvm or tcg
+    probe_seconds: float
+    jobs: int
+    cache: Path
+    sandbox: Sandbox
+
+
+@dataclass(frozen=True)
+class BootResult:
+    entry: str
+    status: str
+    seconds: float
+    reason: str
+    log: str            # the console, relative to the folder the caller reads results from
+    experimental: bool
+    accel: str          # the accelerator it ran with
+
+    def progress_line(self) -> str:
+        return f"  {self.entry}: {self.status} after {self.seconds:g} s"
+
+
+Progress = Callable[[str, BootResult | None], None]   # (entry, None) on start, result when done
+
+
+def boot(entries: list[Entry], files: Files, lab: Lab, folder: Path, *, patterns: Patterns,
+         probe: Probe | None, root: Path | None = None, append: str = "", silence: float | None = None,
+         progress: Progress = lambda entry, result: None) -> list[BootResult]:
+    """Boots through every entry, each in `folder`/<entry>; results name logs relative to `root`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    chosen = accel.choose(lab.accel, probe, files, lab.qemu, lab.cache, lab.probe_seconds, lab.sandbox, patterns)
+    files.prepare([name for entry in entries for name in entry.files], {v for entry in entries for v in entry.values})
+    run = {"accel": chosen, "nonce": secrets.token_hex(8), "append": append}
+
+    def one(entry: Entry) -> BootResult:
+        progress(entry.name, None)
+        result = _boot_entry(entry, files, lab, run, folder / entry.name, root or folder, patterns, silence)
+        progress(entry.name, result)
+        return result
+
+    longest_first = sorted(entries, key=lambda e: -e.typical_seconds)
+    with ThreadPoolExecutor(max_workers=lab.jobs) as pool:
+        done = {result.entry: result for result in pool.map(one, longest_first)}
+    return [done[e.name] for e in entries]
+
+
+def _boot_entry(entry: Entry, files: Files, lab: Lab, run: dict[str, str], directory: Path, root: Path,
+                patterns: Patterns, silence: float | None) -> BootResult:
+    directory.mkdir()
+    log = directory / CONSOLE
+    started = time.monotonic()
+    try:
+        readable = files.stage(entry.files, entry.writable, entry.strings(run), directory)
+    except LabError as e:
+        decision = Decision(ERROR, str(e))
+    except BadImage as e:
+        decision = Decision(FAIL, str(e))
+    else:
+        command = [lab.qemu, *entry.qemu_args(run)]
+        (directory / COMMAND).write_text(shlex.join(command) + "\n")
+        decision = qemu.run(command, directory, log, Console(entry.success_pattern(run["nonce"]), patterns),
+                            entry.timeout, silence or entry.silence, lab.sandbox, readable)
+    result = BootResult(entry.name, decision.status, round(time.monotonic() - started, 1), decision.reason,
+                        str(log.relative_to(root)), entry.experimental, run["accel"])
+    (directory / RESULT).write_text(json.dumps(asdict(result), indent=1) + "\n")
+    return result

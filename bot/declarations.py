@@ -1,0 +1,120 @@
+"""Everything declared under checks/: the tree kinds and their entries, derived files and console
+patterns. The code reads what to build, boot and look for from here; none of it names a tree or
+an entry."""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from bot.boots import files as files_module
+from bot.boots.console import Patterns
+from bot.boots.entry import Entry
+from bot.boots.files import Derivation
+from bot.trees import tree as tree_module
+from bot.trees.tree import Tree
+from bot.verdicts.words import LabError
+
+CHECKS = Path(__file__).resolve().parents[1] / "checks"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a change calls for: its tree, and the entries it can break (none: `reason` says why)."""
+    tree: Tree | None
+    entries: list[Entry] = field(default_factory=list)
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Declarations:
+    folder: Path
+    trees: Mapping[str, Tree]
+    derivations: Mapping[str, Derivation]
+    patterns: Patterns
+    digest: str   # of every declaration: what was cached under it is redone when one changes
+
+    def select(self, files: list[str], only: list[str] | None = None) -> Selection:
+        """The tree that owns every file touched, and the entries the change can break (of those
+        in `only`, when given). The one place that decides whether a change touches a boot path."""
+        owners = [t for t in self.trees.values() if all(t.owns(f) for f in files)]
+        if len(owners) != 1:
+            kinds = ", ".join(t.name for t in owners) or "none"
+            return Selection(None, reason=f"the series fits no single tree bootbot knows (fits: {kinds})")
+        tree = owners[0]
+        entries = [e for e in tree.affected(files) if not only or e.name in only]
+        return Selection(tree, entries, "" if entries else "the series touches no boot path")
+
+    def entries(self) -> dict[str, Entry]:
+        """Every tree's entries, by name (names are unique across trees)."""
+        return {name: e for tree in self.trees.values() for name, e in tree.entries.items()}
+
+    def file_names(self) -> list[str]:
+        """Every file an entry boots, directly or through derivations, by name."""
+        values = {value for e in self.entries().values() for value in e.values}
+        names = [n for e in self.entries().values() for n in e.files]
+        for name in names:   # grows as it goes: a derivation's inputs are files too
+            inputs = self.derivations[name].inputs if name in self.derivations else ()
+            names += [i for i in inputs if i not in values and i not in names]
+        return list(dict.fromkeys(names))
+
+    def missing_files(self, entries: list[Entry], given: Mapping, host: Mapping) -> dict[str, list[str]]:
+        """The files `entries` boot that can be had neither as given, nor derived, nor from the
+        host: by name, with the entries that boot each."""
+        def available(name: str, values) -> bool:
+            if name in given or name in host or name in values:
+                return True
+            derivation = self.derivations.get(name)
+            return derivation is not None and all(available(i, values) for i in derivation.inputs)
+        missing: dict[str, list[str]] = {}
+        for e in entries:
+            for name in e.files:
+                if not available(name, e.values):
+                    missing.setdefault(name, []).append(e.name)
+        return missing
+
+    def host_files(self, tree: Tree) -> list[str]:
+        """The files `tree`'s entries boot, directly or through derivations, that its build does
+        not yield nor a derivation make: the host's."""
+        values = {value for e in tree.entries.values() for value in e.values}
+        pending, seen, host = [n for e in tree.entries.values() for n in e.files], set(), set()
+        while pending:
+            name = pending.pop()
+            if name in seen or name in tree.artifacts or name in values:
+                continue
+            seen.add(name)
+            if name in self.derivations:
+                pending += self.derivations[name].inputs
+            else:
+                host.add(name)
+        return sorted(host)
+
+
+def load(folder: Path = CHECKS) -> Declarations:
+    """The declarations in `folder`; LabError, naming the file, when one does not hold."""
+    current = folder
+    try:
+        trees = {}
+        for current in sorted((folder / "trees").glob("*.toml")):
+            trees[current.stem] = tree_module.load(current, folder / "entries" / current.name)
+        names = [name for tree in trees.values() for name in tree.entries]
+        if len(names) != len(set(names)):
+            raise LabError(f"{folder}: an entry name is declared by two trees: {sorted(names)}")
+        current = folder / "files.toml"
+        derivations = files_module.load(current)
+        current = folder / "console.toml"
+        patterns = Patterns.load(current)
+    except (OSError, KeyError, TypeError, ValueError, re.error) as e:   # TOMLDecodeError is a ValueError
+        raise LabError(f"declarations {current}: {type(e).__name__}: {e}") from None
+    if not trees:
+        raise LabError(f"declarations {folder}: no tree in {folder / 'trees'}")
+    return Declarations(folder, trees, derivations, patterns, _digest(folder))
+
+
+def _digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]

@@ -1,0 +1,76 @@
+"""A check's result folder: every fact of one check in plain files, with the paths inside it
+relative, so that any reader (the CLI, the mail, a results page, a remote worker) needs only the
+folder. Its layout:
+
+    outcome.json                    the verdict and its facts (Outcome)
+    boots/<phase>/<entry>/          console.log, command, result.json of each boot; the phase is
+                                    base, series, or patches-1-<k> in the culprit search
+    builds/<n>-<phase>/build.log    the log of each build that failed
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+OUTCOME = "outcome.json"
+
+
+@dataclass
+class EntryOutcome:
+    status: str          # with the change
+    baseline: str        # on the base
+    seconds: float
+    reason: str          # the line (or fact) that decided the status
+    log: str             # the console with the change
+    base_log: str        # the console on the base
+    experimental: bool
+    accel: str
+
+
+@dataclass
+class BuildRecord:
+    commit: str
+    phase: str           # base, series, patches-1-<k>
+    ok: bool
+    seconds: float
+    limit: str | None    # the sandbox limit that stopped it, if one did
+    log: str | None      # kept when it failed
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    verdict: str
+    series: dict                     # subject, version, patches: [{index, subject, msgid}]
+    tree: str | None = None          # the tree kind it was checked against
+    base: str | None = None
+    entries: dict[str, EntryOutcome] = field(default_factory=dict)
+    culprit: dict | None = None      # the first bad patch: index, subject, msgid
+    regressed: list[str] = field(default_factory=list)   # entries that boot on the base, not with the change
+    detail: list[str] = field(default_factory=list)      # why it did not apply, build or run
+    builds: list[BuildRecord] = field(default_factory=list)
+    strict_experimental: bool = False
+    reproduce: str = ""              # the command that checks the same again
+
+
+def new_folder(results: Path) -> Path:
+    folder = results / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def write(folder: Path, outcome: Outcome) -> None:
+    partial = folder / f"{OUTCOME}.partial"
+    partial.write_text(json.dumps(asdict(outcome), indent=2) + "\n")
+    partial.rename(folder / OUTCOME)   # a reader finds the whole outcome or none
+
+
+def read(folder: Path) -> Outcome:
+    """The outcome in `folder`; OSError or ValueError when it holds none."""
+    data = json.loads((folder / OUTCOME).read_text())
+    data["entries"] = {name: EntryOutcome(**e) for name, e in data["entries"].items()}
+    data["builds"] = [BuildRecord(**b) for b in data["builds"]]
+    return Outcome(**data)

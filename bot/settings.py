@@ -1,0 +1,73 @@
+"""What the configuration says a check works with, made once from it: the declarations, where
+each tree is, the boot lab, the limits."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from bot import declarations
+from bot.boots.runner import Lab
+from bot.changes.guard import SeriesLimits
+from bot.config import Config, ConfigError
+from bot.declarations import Declarations
+from bot.sandbox import Sandbox, SandboxLimits
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where a tree kind's git tree is, and the branch series without a known base apply to."""
+    path: Path
+    branch: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    declarations: Declarations
+    sites: Mapping[str, Site | None]   # by tree kind; None: not configured
+    state: Path
+    workspaces: Path
+    slots: int
+    make_jobs: int
+    lab: Lab
+    series_limits: SeriesLimits
+    sandbox_limits: SandboxLimits
+    strict_experimental: bool
+
+    def site(self, tree: str, path: Path | None = None) -> Site:
+        """Where the `tree` kind is: `path` when given (`check --tree`), else as configured."""
+        configured = self.sites.get(tree)
+        if path is not None:
+            return Site(path.resolve(), configured.branch if configured else "master")
+        if configured is None:
+            raise ConfigError(f"no {tree} tree: give --tree, or set [trees.{tree}] path")
+        return configured
+
+
+def lab(config: Config, accel: str | None = None) -> Lab:
+    host = {name: config.path("lab", name) for name in config.table("lab") if name != "qemu"}
+    return Lab(qemu=config.get("lab", "qemu"), host=host, accel=accel or config.get("boot", "accel"),
+               probe_seconds=config.get("boot", "kvm_probe_seconds"),
+               jobs=config.get("boot", "jobs") or os.cpu_count() or 1,
+               cache=config.path("state", "dir") / "cache", sandbox=Sandbox(config.get("sandbox", "uid")))
+
+
+def sandbox_limits(config: Config) -> SandboxLimits:
+    return SandboxLimits(**{key: config.get("sandbox", key) for key in SandboxLimits.__dataclass_fields__})
+
+
+def load(config: Config, accel: str | None = None, declared: Declarations | None = None) -> Settings:
+    declared = declared or declarations.load(config.path("checks", "dir"))
+    sites = {}
+    for name in declared.trees:
+        path = config.get(f"trees.{name}", "path") if name in config.table("trees") else ""
+        sites[name] = Site(config.path(f"trees.{name}", "path"), config.get(f"trees.{name}", "branch")) \
+            if path else None
+    return Settings(
+        declarations=declared, sites=sites, state=config.path("state", "dir"),
+        workspaces=config.path("build", "dir"), slots=config.get("build", "workspaces"),
+        make_jobs=config.get("build", "jobs") or os.cpu_count() or 1, lab=lab(config, accel),
+        series_limits=SeriesLimits(**{key: config.get("limits", key) for key in SeriesLimits.__dataclass_fields__}),
+        sandbox_limits=sandbox_limits(config),
+        strict_experimental=config.get("boot", "strict_experimental"))

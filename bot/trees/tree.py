@@ -1,0 +1,62 @@
+"""Tree kinds, read from checks/trees/<name>.toml: which series belong to one, how to configure
+and build it, what the build yields, and the entries (checks/entries/<name>.toml) that boot it."""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Mapping
+
+from bot.boots import entry as entry_module
+from bot.boots.accel import Probe
+from bot.boots.entry import Entry, path_matches
+
+
+@dataclass(frozen=True)
+class Step:
+    run: tuple[str, ...]    # an argument list; see checks/trees/linux.toml for its placeholders
+    cwd: str | None         # where it runs; None: the worktree
+
+
+@dataclass(frozen=True)
+class Tree:
+    name: str
+    description: str
+    paths: tuple[str, ...]            # a series belongs to it when all it touches is under these
+    make: tuple[str, ...]
+    configure: tuple[Step, ...]
+    build: tuple[Step, ...]
+    fragment: Path | None
+    config: str | None                # what configuring leaves in the build folder
+    artifacts: Mapping[str, str]      # file name: where the build leaves it, in the build folder
+    probe: Probe | None
+    entries: Mapping[str, Entry]
+
+    def owns(self, path: str) -> bool:
+        return any(path_matches(pattern, path) for pattern in self.paths)
+
+    def affected(self, files: list[str]) -> list[Entry]:
+        """The entries a change to `files` can break."""
+        return [e for e in self.entries.values() if any(e.covers(f) for f in files)]
+
+    def argv(self, step: Step, values: Mapping[str, str]) -> list[str]:
+        """A step's arguments with the values filled in, "{make}" spliced."""
+        argv = []
+        for arg in step.run:
+            argv += [a.format(**values) for a in self.make] if arg == "{make}" else [arg.format(**values)]
+        return argv
+
+
+def load(path: Path, entries_path: Path) -> Tree:
+    data = tomllib.loads(path.read_text())
+    probe = data.get("probe")
+    return Tree(
+        name=path.stem, description=data.get("description", path.stem), paths=tuple(data["paths"]),
+        make=tuple(data.get("make", ())),
+        configure=tuple(Step(tuple(s["run"]), s.get("cwd")) for s in data.get("configure", ())),
+        build=tuple(Step(tuple(s["run"]), s.get("cwd")) for s in data["build"]),
+        fragment=path.with_name(data["fragment"]) if data.get("fragment") else None, config=data.get("config"),
+        artifacts=MappingProxyType(dict(data["artifacts"])),
+        probe=probe and Probe(path.stem, tuple(probe["qemu"]), probe["banner"]),
+        entries=MappingProxyType(entry_module.load(entries_path) if entries_path.exists() else {}))

@@ -1,0 +1,27 @@
+"""The words bootbot judges with, and the one rule that says which boot results fail a verdict."""
+from __future__ import annotations
+
+# How one boot ended (a boot's status), and, but for FAIL and TIMEOUT, how a check ended too.
+PASS, FAIL, TIMEOUT, ERROR, SKIP = "pass", "fail", "timeout", "error", "skip"
+
+# How a check ended, beside PASS, SKIP and ERROR (the lab failed: never the change's fault).
+REGRESSION, APPLY_FAILED, BUILD_FAILED, REFUSED = "regression", "apply-failed", "build-failed", "refused"
+
+# The exit status of `bootbot check` and `bootbot report` for each verdict.
+EXIT_STATUS = {PASS: 0, SKIP: 0, REGRESSION: 1, APPLY_FAILED: 1, BUILD_FAILED: 1, REFUSED: 1, ERROR: 2}
+
+
+def fails(status: str, experimental: bool, strict_experimental: bool) -> bool:
+    """Whether a boot that ended in `status` fails the verdict: an experimental entry only when
+    the configuration says so (boot.strict_experimental)."""
+    return status != PASS and (strict_experimental or not experimental)
+
+
+def regressed(status: str, baseline: str, experimental: bool, strict_experimental: bool) -> bool:
+    """Whether an entry that ended in `status` with the change, `baseline` on the base, broke."""
+    return baseline == PASS and fails(status, experimental, strict_experimental)
+
+
+class LabError(Exception):
+    """The lab failed, not the change (a host file or program missing, the sandbox not starting,
+    the declarations not holding): the verdict is ERROR and nothing is blamed on the change."""

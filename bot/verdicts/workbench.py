@@ -1,0 +1,73 @@
+"""The real parts of a check (check.Parts): a workspace of the tree to apply and build in, the
+boot lab, and the result folder they both write into."""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from bot.boots import runner
+from bot.boots.entry import Entry
+from bot.boots.files import Files
+from bot.boots.runner import BootResult
+from bot.sandbox import Sandbox
+from bot.settings import Settings
+from bot.trees import build as build_module
+from bot.trees.build import Build
+from bot.trees.tree import Tree
+from bot.trees.workspace import Workspace
+
+
+def in_words(phase: str) -> str:
+    """A phase (base, series, patches-1-<k>) as the progress lines say it."""
+    return {"base": "the base", "series": "the series"}.get(phase, phase.replace("-", " ", 1))
+
+
+@dataclass
+class Workbench:
+    tree: Tree
+    ws: Workspace
+    settings: Settings
+    folder: Path
+    progress: Callable[[str], None]
+
+    @property
+    def identity(self) -> str:
+        """What else the base's results depend on: QEMU and the host's files this tree's entries
+        boot, known by size and mtime (an upgrade of one boots the base again), and the
+        accelerator setting."""
+        lab = self.settings.lab
+        used = self.settings.declarations.host_files(self.tree)
+        files = [shutil.which(lab.qemu) or lab.qemu, *(str(lab.host[name]) for name in used if name in lab.host)]
+        stats = [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) if os.path.exists(f) else (f,) for f in files]
+        return repr((stats, lab.accel))
+
+    def apply(self, base: str, mbox: bytes) -> list[str]:
+        self.ws.checkout(base)
+        return self.ws.apply(mbox)
+
+    def build(self, commit: str, phase: str) -> Build:
+        self.progress(f"building {in_words(phase)} ({commit[:12]})")
+        self.ws.checkout(commit)
+        # A uid per workspace: the process limit counts per uid, so builds at once do not share it.
+        sandbox = Sandbox(self.settings.lab.sandbox.uid + 1 + self.ws.slot, self.settings.sandbox_limits)
+        built = build_module.build(self.tree, self.ws.source, self.ws.build, self.settings.make_jobs, sandbox,
+                                   self.progress)
+        if not built.ok:   # the workspace's log is rewritten by its next build: keep this one
+            kept = self.folder / "builds" / f"{len(list(self.folder.glob('builds/*'))) + 1}-{phase}" / "build.log"
+            kept.parent.mkdir(parents=True)
+            shutil.copyfile(built.log, kept)
+            built.log = kept.relative_to(self.folder)
+        return built
+
+    def boot(self, built: Build, entries: list[Entry], phase: str) -> list[BootResult]:
+        self.progress(f"booting {', '.join(e.name for e in entries)} {'on' if phase == 'base' else 'with'} "
+                      f"{in_words(phase)}")
+        settings = self.settings
+        files = Files(built.artifacts, settings.declarations.derivations, settings.lab.host,
+                      settings.lab.cache, Sandbox(settings.lab.sandbox.uid, settings.sandbox_limits))
+        return runner.boot(entries, files, settings.lab, self.folder / "boots" / phase, root=self.folder,
+                           patterns=settings.declarations.patterns, probe=self.tree.probe,
+                           progress=lambda name, result: result and self.progress(result.progress_line()))

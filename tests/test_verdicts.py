@@ -1,0 +1,214 @@
+"""The rules of a check on recorded results, in milliseconds: parts that play back what a workspace
+and a lab did (check.Parts), so that every verdict path is covered beside the real builds and
+boots of test_check.py."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from bot import config as configuration, settings as settings_module
+from bot.boots.runner import BootResult
+from bot.changes.series import Patch, Series
+from bot.reports import result, text
+from bot.trees.build import Build
+from bot.trees.workspace import ApplyFailed
+from bot.verdicts import check
+from bot.verdicts.words import (APPLY_FAILED, BUILD_FAILED, ERROR, FAIL, PASS, REFUSED, REGRESSION, SKIP,
+                                TIMEOUT)
+from conftest import ENTRIES
+
+BASE = "b" * 40
+
+
+def series(count: int, files: tuple[str, ...] = ("arch/x86/platform/pvh/head.S",)) -> Series:
+    patches = tuple(Patch(k, f"x86: step {k}", f"patch-{k}@example.org", "Ann <ann@example.org>", files)
+                    for k in range(1, count + 1))
+    return Series("x86: steps", 1, patches, None, None, tuple(b"" for _ in patches))
+
+
+class Recorded:
+    """Plays back a workspace and a lab: commits c1..cN, builds that fail where told, boots whose
+    status is what `statuses` holds for (commit, entry), else pass; writes what the real parts
+    write into the result folder (a console and result.json per boot)."""
+    identity = "recorded"
+
+    def __init__(self, folder: Path, count: int, statuses: dict | None = None, broken_builds=(),
+                 apply_fails_at: int | None = None):
+        self.folder, self.commits = folder, [f"c{k}" for k in range(1, count + 1)]
+        self.statuses, self.broken_builds, self.apply_fails_at = statuses or {}, set(broken_builds), apply_fails_at
+        self.built: list[str] = []
+        self.booted: list[tuple[str, str]] = []
+
+    def apply(self, base: str, mbox: bytes) -> list[str]:
+        if self.apply_fails_at:
+            raise ApplyFailed(self.apply_fails_at, f"error: patch failed: file.c:1\nPatch failed at {self.apply_fails_at}")
+        return self.commits
+
+    def build(self, commit: str, phase: str) -> Build:
+        self.built.append(commit)
+        if commit in self.broken_builds:
+            return Build(False, 1.0, Path(f"builds/{len(self.built)}-{phase}/build.log"),
+                         errors=[f"{commit}.c:1:1: error: expected ';'"])
+        return Build(True, 1.0, Path("unused"), {"image": Path(commit)})
+
+    def boot(self, built: Build, entries, phase: str) -> list[BootResult]:
+        commit = built.artifacts["image"].name
+        results = []
+        for e in entries:
+            self.booted.append((commit, e.name))
+            status = self.statuses.get((commit, e.name), PASS)
+            folder = self.folder / "boots" / phase / e.name
+            folder.mkdir(parents=True)
+            (folder / "console.log").write_text(f"booting {commit}\n{status}: the deciding line\n")
+            booted = BootResult(e.name, status, 1.0, f"{status}: the deciding line",
+                                f"boots/{phase}/{e.name}/console.log", e.experimental, "tcg")
+            (folder / "result.json").write_text(json.dumps(booted.__dict__))
+            results.append(booted)
+        return results
+
+
+def breaks(entry: str, at: int, count: int, status: str = FAIL) -> dict:
+    """Statuses of an entry that patch `at` breaks: it fails from c<at> on."""
+    return {(f"c{k}", entry): status for k in range(at, count + 1)}
+
+
+def decide(tmp_path: Path, parts: Recorded, count: int, entries=("pvh",), strict=False) -> result.Outcome:
+    return check.decide(series(count), [ENTRIES[n] for n in entries], BASE, parts, tmp_path / "cache",
+                        parts.folder, strict)
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    made = tmp_path / "result"
+    made.mkdir()
+    return made
+
+
+def test_a_series_that_breaks_nothing_passes_with_two_builds(tmp_path, folder):
+    parts = Recorded(folder, 3)
+    outcome = decide(tmp_path, parts, 3, entries=("bios", "pvh"))
+    assert outcome.verdict == PASS and outcome.culprit is None and outcome.regressed == []
+    assert {n: (e.status, e.baseline) for n, e in outcome.entries.items()} == {"bios": (PASS, PASS), "pvh": (PASS, PASS)}
+    assert [b.commit for b in outcome.builds] == [BASE, "c3"]
+    assert outcome.entries["pvh"].base_log == "boots/base/pvh/console.log"
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 7])
+def test_the_patch_that_breaks_an_entry_is_named_wherever_it_is(tmp_path, count):
+    for at in range(1, count + 1):
+        folder = tmp_path / f"{count}-{at}"
+        folder.mkdir()
+        parts = Recorded(folder, count, breaks("pvh", at, count))
+        outcome = decide(folder, parts, count)
+        assert (outcome.verdict, outcome.regressed, outcome.culprit["index"]) == (REGRESSION, ["pvh"], at)
+        assert outcome.culprit["msgid"] == f"patch-{at}@example.org"
+        # the base, the series, then a binary search over the prefixes
+        assert len(parts.built) <= 2 + math.ceil(math.log2(count))
+
+
+@pytest.mark.parametrize("at", [1, 2, 3])
+def test_the_patch_that_breaks_the_build_is_named_with_its_error(tmp_path, folder, at):
+    parts = Recorded(folder, 3, broken_builds=[f"c{k}" for k in range(at, 4)])
+    outcome = decide(tmp_path, parts, 3)
+    assert (outcome.verdict, outcome.culprit["index"]) == (BUILD_FAILED, at)
+    assert outcome.detail[0] == "c3.c:1:1: error: expected ';'" and outcome.detail[-1].startswith("full log: builds/")
+    assert outcome.entries == {} and ("c3", "pvh") not in parts.booted
+
+
+@pytest.mark.parametrize("at", [1, 3])
+def test_a_patch_that_does_not_apply_is_named_and_nothing_is_built(tmp_path, folder, at):
+    parts = Recorded(folder, 3, apply_fails_at=at)
+    outcome = decide(tmp_path, parts, 3)
+    assert (outcome.verdict, outcome.culprit["index"]) == (APPLY_FAILED, at)
+    assert "error: patch failed: file.c:1" in outcome.detail and parts.built == []
+
+
+def test_a_base_that_does_not_build_is_a_lab_error(tmp_path, folder):
+    parts = Recorded(folder, 2, broken_builds=[BASE])
+    outcome = decide(tmp_path, parts, 2)
+    assert outcome.verdict == ERROR and outcome.culprit is None
+    assert outcome.detail[:2] == ["the base tree does not build", f"{BASE}.c:1:1: error: expected ';'"]
+
+
+@pytest.mark.parametrize("where", ["base", "series"])
+def test_a_lab_error_in_a_boot_blames_nobody(tmp_path, folder, where):
+    commit = BASE if where == "base" else "c2"
+    parts = Recorded(folder, 2, {(commit, "pvh"): ERROR})
+    outcome = decide(tmp_path, parts, 2, entries=("bios", "pvh"))
+    assert outcome.verdict == ERROR and outcome.culprit is None and outcome.regressed == []
+    assert outcome.detail == ["the lab failed (not the series): see the entries in error"]
+
+
+def test_a_lab_error_in_the_culprit_search_blames_nobody(tmp_path, folder):
+    parts = Recorded(folder, 3, {**breaks("pvh", 1, 3), ("c1", "pvh"): ERROR})
+    outcome = decide(tmp_path, parts, 3)
+    assert outcome.verdict == ERROR and outcome.culprit is None
+    assert outcome.detail == ["the lab failed while finding the culprit (pvh: error: the deciding line)"]
+
+
+def test_an_entry_broken_on_the_base_too_is_no_regression(tmp_path, folder):
+    parts = Recorded(folder, 2, {(BASE, "pvh"): TIMEOUT, **breaks("pvh", 1, 2, TIMEOUT)})
+    outcome = decide(tmp_path, parts, 2)
+    assert outcome.verdict == PASS and outcome.entries["pvh"].baseline == TIMEOUT
+
+
+@pytest.mark.parametrize("strict, verdict", [(False, PASS), (True, REGRESSION)])
+def test_an_experimental_entry_decides_only_when_strict(tmp_path, folder, strict, verdict):
+    parts = Recorded(folder, 2, breaks("xen-pvh", 2, 2))
+    outcome = decide(tmp_path, parts, 2, entries=("pvh", "xen-pvh"), strict=strict)
+    assert outcome.verdict == verdict and outcome.strict_experimental == strict
+    report = text.text(outcome, folder, "bootbot <b@example.org>")
+    assert ("Console of xen-pvh" in report) == strict
+
+
+def test_the_base_is_booted_once_and_its_results_come_from_the_cache_after(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    decide(tmp_path, Recorded(first, 2), 2)
+    again = Recorded(second, 2, breaks("pvh", 2, 2))
+    outcome = decide(tmp_path, again, 2)
+    assert BASE not in again.built and (BASE, "pvh") not in again.booted
+    assert outcome.verdict == REGRESSION and outcome.entries["pvh"].baseline == PASS
+    assert (second / "boots/base/pvh/console.log").read_text() == f"booting {BASE}\npass: the deciding line\n"
+
+
+def test_a_lab_error_on_the_base_is_not_cached(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    decide(tmp_path, Recorded(first, 1, {(BASE, "pvh"): ERROR}), 1)
+    again = Recorded(second, 1)
+    assert decide(tmp_path, again, 1).verdict == PASS and BASE in again.built
+
+
+def test_the_report_is_read_from_the_result_folder_alone(tmp_path, folder):
+    outcome = decide(tmp_path, Recorded(folder, 3, breaks("pvh", 2, 3)), 3)
+    outcome.reproduce = "bootbot check series.mbox --tree ~/linux"
+    result.write(folder, outcome)
+    moved = folder.rename(tmp_path / "elsewhere")   # nothing in it names where it was made
+    report = text.text(result.read(moved), moved, "bootbot <b@example.org>")
+    assert report.startswith("bootbot: REGRESSION in [PATCH 0/3] x86: steps")
+    assert "First bad patch: [2/3] x86: step 2" in report
+    assert "Console of pvh, up to the line that decided it:\n  booting c3\n  fail: the deciding line" in report
+    assert "bootbot check series.mbox --tree ~/linux" in report
+
+
+@pytest.fixture
+def settings(tmp_path):
+    config = tmp_path / "bootbot.toml"
+    config.write_text(f'[state]\ndir = "{tmp_path / "state"}"\n[limits]\nmax_patches = 2\n')
+    return settings_module.load(configuration.load(config))
+
+
+@pytest.mark.parametrize("files, count, verdict, says", [
+    (("Documentation/index.rst",), 1, SKIP, "the series touches no boot path"),
+    (("xen/arch/x86/boot/head.S",), 1, SKIP, "the series fits no single tree bootbot knows (fits: none)"),
+    (("arch/x86/boot/main.c",), 3, REFUSED, "3 patches, more than the 2 allowed"),
+])
+def test_what_is_refused_or_skipped_needs_no_tree_and_still_leaves_a_result(settings, files, count, verdict, says):
+    folder = check.check(series(count, files), settings)   # no tree is configured: none is needed
+    outcome = result.read(folder)
+    assert outcome.verdict == verdict and outcome.detail == [says] and outcome.builds == []
+    assert folder.parent == settings.state / "results"
