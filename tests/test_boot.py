@@ -121,3 +121,14 @@ def test_a_broken_configuration_is_one_line_and_exit_2(bootbot, kernel, tmp_path
     broken.write_text("[state\n")
     run = bootbot("boot", "--bzimage", str(kernel), config_file=broken)
     assert run.code == 2 and "not valid TOML" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("old, says", [
+    ('[tree]\npath = "/src/linux"\n', "tree.path is now [trees.linux] path"),
+    ('[build]\nfragment = "kernel.config"\n', "build.fragment is now the tree's declaration"),
+])
+def test_an_older_configuration_says_what_to_write_instead(bootbot, kernel, tmp_path, old, says):
+    older = tmp_path / "older.toml"
+    older.write_text(old)
+    run = bootbot("boot", "--bzimage", str(kernel), config_file=older)
+    assert run.code == 2 and says in run.stderr and len(run.stderr.strip().splitlines()) == 1

@@ -5,7 +5,7 @@ folder. Its layout:
     outcome.json                    the verdict and its facts (Outcome)
     boots/<phase>/<entry>/          console.log, command, result.json of each boot; the phase is
                                     base, series, or patches-1-<k> in the culprit search
-    builds/<n>-<phase>/build.log    the log of each build that failed
+    builds/<n>-<phase>/build.log    the log of each build
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ class BuildRecord:
     ok: bool
     seconds: float
     limit: str | None    # the sandbox limit that stopped it, if one did
-    log: str | None      # kept when it failed
+    log: str             # its log
     errors: list[str] = field(default_factory=list)
 
 

@@ -36,7 +36,7 @@ class Parts(Protocol):
         """Applies the series on `base`: its commits, in order; ApplyFailed naming a patch."""
 
     def build(self, commit: str, phase: str) -> Build:
-        """Builds `commit`; a failed build's log is kept, its path relative to the folder."""
+        """Builds `commit`, keeping its log in the folder (Build.log: its path there)."""
 
     def boot(self, built: Build, entries: list[Entry], phase: str) -> list[BootResult]:
         """Boots `entries` of a build, into boots/<phase>/ of the folder."""
@@ -140,7 +140,7 @@ class Builds:
     def at(self, commit: str, phase: str) -> Build:
         built = self.parts.build(commit, phase)
         self.outcome.builds.append(BuildRecord(commit, phase, built.ok, built.seconds, built.limit,
-                                               None if built.ok else str(built.log), built.errors))
+                                               str(built.log), built.errors))
         return built
 
 

@@ -55,11 +55,11 @@ class Workbench:
         sandbox = Sandbox(self.settings.lab.sandbox.uid + 1 + self.ws.slot, self.settings.sandbox_limits)
         built = build_module.build(self.tree, self.ws.source, self.ws.build, self.settings.make_jobs, sandbox,
                                    self.progress)
-        if not built.ok:   # the workspace's log is rewritten by its next build: keep this one
-            kept = self.folder / "builds" / f"{len(list(self.folder.glob('builds/*'))) + 1}-{phase}" / "build.log"
-            kept.parent.mkdir(parents=True)
-            shutil.copyfile(built.log, kept)
-            built.log = kept.relative_to(self.folder)
+        # the workspace's log is rewritten by its next build: the result folder keeps each one
+        kept = self.folder / "builds" / f"{len(list(self.folder.glob('builds/*'))) + 1}-{phase}" / "build.log"
+        kept.parent.mkdir(parents=True)
+        shutil.copyfile(built.log, kept)
+        built.log = kept.relative_to(self.folder)
         return built
 
     def boot(self, built: Build, entries: list[Entry], phase: str) -> list[BootResult]:
