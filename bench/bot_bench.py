@@ -23,7 +23,7 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-import linux  # noqa: E402  (the tests' helpers: the Linux tree, series, archive, SMTP sink)
+import trees  # noqa: E402  (the tests' helpers: the Linux tree, series, archive, SMTP sink)
 from bot.sources.archive import Archive  # noqa: E402
 from bot.store import Store  # noqa: E402
 from inbox import PublicInbox  # noqa: E402
@@ -37,9 +37,9 @@ ANCHOR = "#include <xen/interface/hvm/start_info.h>\n"
 
 def series(tree: Path, out: Path, label: str) -> list[bytes]:
     """A harmless two-patch series, different each round so each round really rebuilds."""
-    mbox = linux.make_series(tree, out, [
-        (f"x86/pvh: comment the entry ({label})", {PVH_C: linux.add_after(ANCHOR, f"/* bench {label} a */\n")}),
-        (f"x86/pvh: comment it again ({label})", {PVH_C: linux.add_after(ANCHOR, f"/* bench {label} b */\n")}),
+    mbox = trees.make_series(tree, out, [
+        (f"x86/pvh: comment the entry ({label})", {PVH_C: trees.add_after(ANCHOR, f"/* bench {label} a */\n")}),
+        (f"x86/pvh: comment it again ({label})", {PVH_C: trees.add_after(ANCHOR, f"/* bench {label} b */\n")}),
     ])
     return [m.as_bytes() for m in mailbox.mbox(mbox)]
 
@@ -102,7 +102,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    tree = linux.tree()
+    tree = trees.linux()
     with tempfile.TemporaryDirectory(prefix="bootbot-bot-bench-") as scratch:
         root = Path(scratch)
         inbox, sink = PublicInbox(root / "archive"), SmtpSink()

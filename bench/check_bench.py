@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
 
 import floor  # noqa: E402  bench/floor.py: the same boots by hand
-import linux  # noqa: E402  tests/linux.py: the Linux tree, and series made with git plumbing
+import trees  # noqa: E402  tests/trees.py: the Linux tree, and series made with git plumbing
 from bot import config as configuration, declarations  # noqa: E402
 
 BOOTBOT = REPO / ".venv" / "bin" / "bootbot"
@@ -94,14 +94,14 @@ def steps(bench: Bench, which: str, src: Path, out: Path) -> None:
 # --- series ---------------------------------------------------------------------------------
 
 def comment(anchor: str, text: str):
-    return linux.add_after(anchor, f"/* check_bench: {text} */\n")
+    return trees.add_after(anchor, f"/* check_bench: {text} */\n")
 
 
 def series(bench: Bench, name: str, patches) -> tuple[Path, Path]:
     """The mbox bootbot reads and, for the floor's `git am`, the same patches without the cover
     letter (b4 drops it for bootbot; git am would stop at it as an empty patch)."""
     out = bench.scratch / name
-    mbox = linux.make_series(bench.tree, out, patches)
+    mbox = trees.make_series(bench.tree, out, patches)
     am = out / "am.mbox"
     am.write_bytes(b"".join(p.read_bytes() for p in sorted((out / "patches").glob("*.patch"))
                             if "cover-letter" not in p.name))
@@ -117,7 +117,7 @@ def misc_series(bench: Bench, round_: int) -> tuple[Path, Path]:
 
 def pvh_series(bench: Bench, breaking: bool) -> Path:
     """tests/test_check.py's series whose middle patch traps at pvh_start_xen, or it without that patch."""
-    trap = ("x86/pvh: trap at pvh_start_xen", {PVH_HEAD: linux.replace(PVH_START, PVH_START + "\tud2\n")})
+    trap = ("x86/pvh: trap at pvh_start_xen", {PVH_HEAD: trees.replace(PVH_START, PVH_START + "\tud2\n")})
     patches = [("x86/pvh: comment the entry", {PVH_C: comment(PVH_ANCHOR, "1")}),
                *([trap] if breaking else []),
                ("x86/pvh: comment the entry again", {PVH_C: comment(PVH_ANCHOR, "2")})]
@@ -323,7 +323,7 @@ def parse(argv: list[str] | None):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    tree = linux.tree()
+    tree = trees.linux()
     config = configuration.load()
     declared = declarations.load(config.path("checks", "dir"))
     entries = declared.select([MISC_C]).entries

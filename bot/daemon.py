@@ -96,7 +96,7 @@ def _steps(bot: Bot) -> None:
         log.warning("archive unreachable, cursor kept: %s", e)
     assembly.take_new_messages(bot.store, bot.policy)
     assembly.queue_complete_series(bot.store, bot.policy,
-                                   lambda s: bool(bot.settings.declarations.select(s.files).entries))
+                                   lambda s: bot.settings.checkable(s.files))
     run_jobs(bot)
     deliver(bot)
 

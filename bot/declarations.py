@@ -7,7 +7,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from bot.boots import files as files_module
 from bot.boots.console import Patterns
@@ -36,16 +36,32 @@ class Declarations:
     patterns: Patterns
     digest: str   # of every declaration: what was cached under it is redone when one changes
 
-    def select(self, files: list[str], only: list[str] | None = None) -> Selection:
-        """The tree that owns every file touched, and the entries the change can break (of those
-        in `only`, when given). The one place that decides whether a change touches a boot path."""
-        owners = [t for t in self.trees.values() if all(t.owns(f) for f in files)]
+    def select(self, files: list[str], only: list[str] | None = None, kind: str | None = None,
+               present: Callable[[Tree, list[str]], set[str]] = lambda tree, files: set()) -> Selection:
+        """The tree a change belongs to, and the entries it can break (of those in `only`, when
+        given): the one place that decides whether a change touches a boot path. The tree is
+        the kind whose paths hold every file touched (only `kind`, when the tree is known);
+        when several do, the one whose tree has the most of those files (`present` says which
+        it has)."""
+        owners = [t for t in self.trees.values() if all(t.owns(f) for f in files) and kind in (None, t.name)]
+        if len(owners) > 1:
+            counts = {t.name: len(present(t, files)) for t in owners}
+            most = max(counts.values())
+            owners = [t for t in owners if most and counts[t.name] == most] or owners
         if len(owners) != 1:
-            kinds = ", ".join(t.name for t in owners) or "none"
-            return Selection(None, reason=f"the series fits no single tree bootbot knows (fits: {kinds})")
+            if kind:
+                return Selection(None, reason=f"the series does not fit the {kind} tree (it touches {files[0]})")
+            fits = " and ".join(t.name for t in owners)
+            return Selection(None, reason=f"the series fits both the {fits} trees: give the tree with --tree"
+                             if owners else "the series fits no tree bootbot knows")
         tree = owners[0]
         entries = [e for e in tree.affected(files) if not only or e.name in only]
         return Selection(tree, entries, "" if entries else "the series touches no boot path")
+
+    def kind_of(self, tree: Path) -> str | None:
+        """The kind of the git tree at `tree`, known by its marks; None when no kind's are there."""
+        kinds = [t.name for t in self.trees.values() if t.is_kind_of(tree)]
+        return kinds[0] if len(kinds) == 1 else None
 
     def entries(self) -> dict[str, Entry]:
         """Every tree's entries, by name (names are unique across trees)."""

@@ -23,7 +23,9 @@ _SYSTEM_MOUNTS = ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc",
                   "--dev", "/dev", "--proc", "/proc"]
 _NAMESPACES = ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
                "--die-with-parent", "--new-session"]
+# The whole environment of a confined run, whoever starts it (QEMU's vvfat wants TMPDIR).
 ENV = {"PATH": "/usr/bin:/usr/sbin", "HOME": "/tmp", "TMPDIR": "/tmp", "LC_ALL": "C.UTF-8"}
+_ENVIRONMENT = ["--clearenv", *(arg for name, value in ENV.items() for arg in ("--setenv", name, value))]
 
 # How a process that hit a kernel-enforced limit shows in the output: the shell and make name
 # the signal (SIGXCPU, SIGXFSZ) or the error of the call that failed (fork, malloc).
@@ -72,7 +74,7 @@ class Sandbox:
     def command(self, argv: list[str], *, cwd: Path, readable=(), writable=(), devices=()) -> list[str]:
         """`argv` wrapped: bwrap, then the uid drop and the resource limits, then argv itself."""
         return ["bwrap", *_SYSTEM_MOUNTS, *_system_links(), *self._tmp(), *_binds(readable, writable, devices),
-                *_NAMESPACES, "--chdir", str(cwd), "--", *self._drop(devices), *self._limit(), *argv]
+                *_NAMESPACES, *_ENVIRONMENT, "--chdir", str(cwd), "--", *self._drop(devices), *self._limit(), *argv]
 
     def confine(self, argv: list[str], *, cwd: Path, readable=(), writable=(), devices=()) -> list[str]:
         """The command to run `argv` with, once the sandbox is known to work here and the
@@ -87,7 +89,7 @@ class Sandbox:
         start = log.stat().st_size if log.exists() else 0
         with log.open("ab") as sink:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                       stderr=subprocess.STDOUT, env=ENV)
+                                       stderr=subprocess.STDOUT)
             try:
                 stopped = _copy_output(process, sink, self.limits)
             finally:
@@ -110,9 +112,9 @@ class Sandbox:
 
     def _tmp(self) -> list[str]:
         """A private /tmp for everyone (the run's uid is not root), as large as a file may be:
-        it lives in memory."""
+        it lives in memory. /var/tmp is the same (QEMU's vvfat keeps its scratch file there)."""
         size = ["--size", str(self.limits.file_mb << 20)] if self.limits else []
-        return ["--perms", "01777", *size, "--tmpfs", "/tmp"]
+        return ["--perms", "01777", *size, "--tmpfs", "/tmp", "--perms", "0755", "--dir", "/var", "--symlink", "/tmp", "/var/tmp"]
 
     def _drop(self, devices) -> list[str]:
         if os.geteuid() != 0:
@@ -211,7 +213,7 @@ def stop(process: subprocess.Popen) -> None:
 @functools.cache
 def _probe(command: tuple[str, ...]) -> str | None:
     try:
-        run = subprocess.run(command, capture_output=True, text=True, env=ENV)
+        run = subprocess.run(command, capture_output=True, text=True)
     except OSError as e:
         return f"cannot start {command[0]} (the bubblewrap package): {e.strerror}"
     if run.returncode != 0:

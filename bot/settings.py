@@ -3,6 +3,7 @@ each tree is, the boot lab, the limits."""
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -11,8 +12,9 @@ from bot import declarations
 from bot.boots.runner import Lab
 from bot.changes.guard import SeriesLimits
 from bot.config import Config, ConfigError
-from bot.declarations import Declarations
+from bot.declarations import Declarations, Selection
 from bot.sandbox import Sandbox, SandboxLimits
+from bot.trees.tree import Tree
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,26 @@ class Settings:
     series_limits: SeriesLimits
     sandbox_limits: SandboxLimits
     strict_experimental: bool
+
+    def select(self, files: list[str], only: list[str] | None = None, tree_path: Path | None = None) -> Selection:
+        """Declarations.select, knowing the kind of `tree_path` and which files each configured
+        tree has."""
+        kind = self.declarations.kind_of(tree_path) if tree_path else None
+        return self.declarations.select(files, only, kind, self._present)
+
+    def checkable(self, files: list[str]) -> bool:
+        """Whether the list bot can check a change to `files`: it touches a boot path of a tree
+        the configuration has."""
+        selection = self.select(files)
+        return bool(selection.entries) and self.sites.get(selection.tree.name) is not None
+
+    def _present(self, tree: Tree, files: list[str]) -> set[str]:
+        site = self.sites.get(tree.name)
+        if site is None:
+            return set()
+        listed = subprocess.run(["git", "-C", str(site.path), "ls-tree", "-r", "--name-only", site.branch, "--",
+                                 *files], capture_output=True, text=True)
+        return set(listed.stdout.splitlines())
 
     def site(self, tree: str, path: Path | None = None) -> Site:
         """Where the `tree` kind is: `path` when given (`check --tree`), else as configured."""

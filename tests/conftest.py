@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-import linux
 from bot import declarations
 
 DECLARED = declarations.load()   # the real declarations under checks/
@@ -60,8 +59,11 @@ def workspaces(tmp_path_factory) -> Path:
     incrementally. Removed at the end (a Linux worktree is over a gigabyte)."""
     path = tmp_path_factory.mktemp("workspaces")
     yield path
+    # each worktree's .git file names its tree's, which must forget it once it is gone
+    pointers = [(src / ".git").read_text().split("gitdir: ", 1)[1].strip() for src in path.glob("*/*/src")]
     shutil.rmtree(path)
-    subprocess.run(["git", "-C", str(linux.tree()), "worktree", "prune"], check=True)
+    for tree in {Path(pointer).parents[2] for pointer in pointers}:
+        subprocess.run(["git", "-C", str(tree), "worktree", "prune"], check=True)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-import linux
+import trees
 from inbox import PublicInbox
 from smtp_sink import SmtpSink
 
@@ -30,7 +30,7 @@ PVH_C = "arch/x86/platform/pvh/enlighten.c"
 class Lab:
     """An archive, an SMTP sink and a bot configuration pointing at both."""
 
-    def __init__(self, root: Path, tree: Path, reply_on: list[str], workspaces: Path):
+    def __init__(self, root: Path, tree: Path, reply_on: list[str], workspaces: Path, xen: Path | None = None):
         self.inbox = PublicInbox(root / "archive", address=LIST)
         self.sink = SmtpSink()
         self.sink.start()
@@ -44,6 +44,8 @@ url = "{self.inbox.serve()}"
 list = "{LIST}"
 [trees.linux]
 path = "{tree}"
+[trees.xen]
+path = "{xen or ''}"
 [build]
 dir = "{workspaces}"
 [mail]
@@ -105,7 +107,7 @@ interval_seconds = 1
 
 @pytest.fixture
 def lab(tmp_path, workspaces):
-    made = Lab(tmp_path, linux.tree(), ["regression", "apply-failed", "build-failed", "pass"], workspaces)
+    made = Lab(tmp_path, trees.linux(), ["regression", "apply-failed", "build-failed", "pass"], workspaces)
     yield made
     made.close()
 
@@ -128,9 +130,9 @@ def posted(mbox: Path) -> list[bytes]:
 
 def harmless_pvh_series(tmp_path: Path) -> Path:
     anchor = "#include <xen/interface/hvm/start_info.h>\n"
-    return linux.make_series(linux.tree(), tmp_path / "harmless", [
-        ("x86/pvh: comment the entry", {PVH_C: linux.add_after(anchor, "/* bootbot bot test 1 */\n")}),
-        ("x86/pvh: comment it again", {PVH_C: linux.add_after(anchor, "/* bootbot bot test 2 */\n")}),
+    return trees.make_series(trees.linux(), tmp_path / "harmless", [
+        ("x86/pvh: comment the entry", {PVH_C: trees.add_after(anchor, "/* bootbot bot test 1 */\n")}),
+        ("x86/pvh: comment it again", {PVH_C: trees.add_after(anchor, "/* bootbot bot test 2 */\n")}),
     ])
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-import linux
-from linux import add_after, replace
+import trees
+from trees import add_after, replace
 
 pytestmark = pytest.mark.boot
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +28,7 @@ def harmless(path: str, anchor: str, n: int = 1):
 
 @pytest.fixture(scope="session")
 def tree() -> Path:
-    return linux.tree()
+    return trees.linux()
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +61,7 @@ def check(tree, check_config, tmp_path):
 
 
 def series(tree: Path, tmp_path: Path, patches) -> Path:
-    return linux.make_series(tree, tmp_path / "series", patches)
+    return trees.make_series(tree, tmp_path / "series", patches)
 
 
 def test_harmless_series_passes_everywhere(tree, check, tmp_path):

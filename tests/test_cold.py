@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import linux
+import trees
 
 pytestmark = [pytest.mark.boot, pytest.mark.cold]
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ STAGES = ["applying 3 patches", "building the base", "configuring Linux", "booti
 
 def test_the_bundled_example_is_checked_from_empty_build_folders(workspaces, tmp_path):
     assert not any(workspaces.iterdir()), "the session's workspaces must start empty"
-    tree = linux.tree()
+    tree = trees.linux()
     config = tmp_path / "bootbot.toml"
     config.write_text(f'[state]\ndir = "{tmp_path / "state"}"\n[build]\ndir = "{workspaces}"\n')
     outcome = tmp_path / "outcome.json"

@@ -20,7 +20,8 @@ def judge(log: str, nonce: str = NONCE, success: re.Pattern | None = None):
     return None, console
 
 
-@pytest.mark.parametrize("log", ["bios-pass.log", "efi-pass.log", "xen-pv-pass.log"])
+@pytest.mark.parametrize("log", ["bios-pass.log", "efi-pass.log", "xen-pv-pass.log", "xen-mb1-pass.log",
+                                 "xen-efi-pass.log", "xen-mb2-bios-pass.log", "xen-mb2-efi-pass.log"])
 def test_real_boots_to_userspace_pass_on_their_marker(log):
     decision, _ = judge(log)
     assert decision.status == PASS
@@ -43,6 +44,34 @@ def test_xen_panic_fails():
     decision, _ = judge("xen-pv-truncated.log")
     assert decision.status == FAIL
     assert decision.reason.startswith("(XEN) Panic on CPU")
+
+
+@pytest.mark.parametrize("log, reason", [
+    # Xen's head.S when the multiboot2 tag loop misses its end (GRUB on SeaBIOS)
+    ("xen-mb2-bios-not-multiboot.log", "ERR: Not a Multiboot bootloader!"),
+    # xen.efi refusing where OVMF loaded it, then OVMF falls back to its menu
+    ("xen-efi-load-address.log", "Xen must be loaded at a 2Mb boundary."),
+    # a dom0 Xen cannot build: the panic's first line decides
+    ("xen-mb1-dom0-panic.log", "(XEN) Panic on CPU 0:"),
+])
+def test_xen_failures_captured_from_real_boots_fail_on_their_line(log, reason):
+    decision, _ = judge(log)
+    assert (decision.status, decision.reason) == (FAIL, reason)
+
+
+@pytest.mark.parametrize("line", [
+    'BdsDxe: starting Boot0000 "UiApp" from Fv(7CB8BDC9-F8EB-4F34-AAEA-3EE4AF6516A1)/FvFile(462CAA21)',
+    "(XEN) FATAL TRAP: vec 6, #UD[0000]",
+    "(XEN) Assertion 'pvh_boot' failed at arch/x86/guest/xen/pvh-boot.c:110",
+    "(XEN) Xen BUG at common/page_alloc.c:1234",
+    "(XEN) Xen WARN at arch/x86/smpboot.c:321",
+    "(XEN) FATAL PAGE FAULT",
+    "(d1) (XEN) Panic on CPU 0:",
+    "ERR: Xen must be loaded at a 2Mb boundary!",
+    "(XEN) Hardware Dom0 crashed: 'noreboot' set - not rebooting.",
+])
+def test_xen_and_firmware_failure_lines(line):
+    assert PATTERNS.failure.search(line), line
 
 
 def test_hypervisor_warning_is_not_a_kernel_warning():

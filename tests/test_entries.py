@@ -21,6 +21,7 @@ def test_the_five_linux_entries_and_what_they_boot():
     for e in ENTRIES.values():
         assert set(e.writable) <= set(e.files)
     assert DECLARED.host_files(LINUX) == ["busybox", "ovmf_code", "ovmf_vars", "xen"]
+    assert DECLARED.host_files(DECLARED.trees["xen"]) == ["busybox", "dom0", "ovmf_code", "ovmf_vars"]
 
 
 def test_xen_gets_the_kernel_and_initramfs_as_multiboot_modules():
@@ -37,14 +38,49 @@ def test_source_paths_map_to_entries():
     def touched_by(path):
         return sorted(e.name for e in DECLARED.select([path]).entries)
 
-    assert touched_by("arch/x86/kernel/head_64.S") == sorted(ENTRIES)
+    assert touched_by("arch/x86/kernel/head_64.S") == sorted(LINUX.entries)
     assert touched_by("arch/x86/boot/compressed/head_64.S") == ["bios", "efi", "xen-pv", "xen-pvh"]
     assert touched_by("drivers/firmware/efi/libstub/x86-stub.c") == ["efi"]
     assert touched_by("arch/x86/platform/pvh/head.S") == ["pvh", "xen-pvh"]
     assert touched_by("arch/x86/xen/enlighten_pv.c") == ["xen-pv", "xen-pvh"]
     assert DECLARED.select(["Documentation/index.rst"]).reason == "the series touches no boot path"
-    assert "fits no single tree" in DECLARED.select(["xen/arch/x86/boot/head.S"]).reason
     assert [e.name for e in DECLARED.select(["arch/x86/boot/main.c"], only=["bios"]).entries] == ["bios"]
+
+
+def test_xen_paths_map_to_xen_entries_the_entries_own_first():
+    def touched_by(*paths):
+        selection = DECLARED.select(list(paths))
+        return selection.tree.name, sorted(e.name for e in selection.entries)
+
+    xen = sorted(DECLARED.trees["xen"].entries)
+    assert touched_by("xen/arch/x86/boot/head.S") == ("xen", ["xen-mb1", "xen-mb2-bios", "xen-mb2-efi"])
+    assert touched_by("xen/arch/x86/efi/efi-boot.h") == ("xen", ["xen-efi", "xen-mb2-efi"])
+    assert touched_by("xen/arch/x86/boot/trampoline.S") == ("xen", xen)   # the APs' start, for every entry
+    assert touched_by("xen/arch/x86/setup.c") == ("xen", xen)   # no entry's own: the common paths
+    assert touched_by("xen/common/efi/boot.c", "docs/misc/efi.pandoc") == ("xen", ["xen-efi", "xen-mb2-efi"])
+    assert touched_by("docs/misc/efi.pandoc") == ("xen", [])
+
+
+def test_a_series_is_routed_by_its_paths_then_by_which_tree_has_its_files(tmp_path):
+    both = ["tools/xl/xl.c"]   # linux.git has a tools/ too
+    assert DECLARED.select(both).reason == "the series fits both the linux and xen trees: give the tree with --tree"
+    has = {"xen": {"tools/xl/xl.c"}, "linux": set()}
+    chosen = DECLARED.select(both, present=lambda tree, files: has[tree.name] & set(files))
+    assert chosen.tree.name == "xen" and chosen.reason == "the series touches no boot path"
+    assert DECLARED.select(["net/core/dev.c", "xen/common/sched/core.c"]).reason == \
+        "the series fits no tree bootbot knows"
+    assert DECLARED.select(["arch/x86/boot/main.c"], kind="xen").reason == \
+        "the series does not fit the xen tree (it touches arch/x86/boot/main.c)"
+
+
+def test_the_kind_of_a_tree_is_known_by_its_marks(tmp_path):
+    for kind, marks in (("xen", ["xen/arch/x86/boot/head.S", "tools/xl/xl.c"]),
+                        ("linux", ["arch/x86/boot/header.S", "Kbuild"])):
+        for mark in marks:
+            (tmp_path / kind / mark).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / kind / mark).touch()
+        assert DECLARED.kind_of(tmp_path / kind) == kind
+    assert DECLARED.kind_of(tmp_path) is None
 
 
 def test_a_new_entry_is_one_declaration(tmp_path):
@@ -58,7 +94,7 @@ qemu = ["-kernel", "{bzimage}", "-initrd", "{initrd}", "-append", "{cmdline}"]
     args = added.qemu_args(RUN)
     assert args[args.index("-machine") + 1] == "q35"
     assert args[args.index("-append") + 1] == "console=ttyS0 panic=-1 bootbot_nonce=abc123"
-    assert added.covers("arch/x86/kernel/head64.c")   # the common paths come with it
+    assert args[:2] == ["-accel", "tcg"]   # the common arguments come with it
 
 
 def test_a_missing_file_fails_each_entry_that_needs_it_and_says_which(tmp_path):

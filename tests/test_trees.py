@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from bot import declarations
 from bot.boots.files import Files
 from bot.sandbox import Sandbox, SandboxLimits
 from conftest import DECLARED, ROOT
@@ -102,41 +101,22 @@ def test_a_tree_kind_declared_in_data_is_built_booted_and_judged(toy, tmp_path):
     assert again.stdout == run.stdout.replace(str(folder), str(moved))
 
 
-def test_an_efi_system_partition_can_be_declared_and_is_made_per_run(tmp_path):
-    """What xen.efi boots from: a folder holding it, dom0 and a BOOTX64.cfg with the run's
-    command lines, made by a declared command in the sandbox."""
-    checks = tmp_path / "checks"
-    shutil.copytree(DECLARED.folder, checks)
-    with (checks / "files.toml").open("a") as f:
-        f.write('''
-[xen_cfg]
-from = ["hypervisor_cmdline", "cmdline"]
-step = "text"
-text = """[global]
-default=bootbot
-[bootbot]
-options={hypervisor_cmdline}
-kernel=vmlinuz {cmdline}
-ramdisk=initrd.img
-"""
-
-[esp]
-from = ["xen_efi", "bzimage", "initrd", "xen_cfg"]
-command = ["sh", "-c", "mkdir -p {output}/EFI/BOOT && cd {output}/EFI/BOOT && cp {xen_efi} BOOTX64.EFI && cp {bzimage} vmlinuz && cp {initrd} initrd.img && cp {xen_cfg} BOOTX64.cfg"]
-''')
-    declared = declarations.load(checks)
+def test_the_efi_system_partition_is_declared_and_made_per_run(tmp_path):
+    """What xen.efi boots from (checks/files.toml [esp]): a folder holding it, dom0 and a
+    BOOTX64.cfg with the run's command lines, made by a declared command in the sandbox."""
     (tmp_path / "xen.efi").write_bytes(b"MZ a PE image")
     (tmp_path / "bzImage").write_bytes(b"a kernel")
-    files = Files({"xen_efi": tmp_path / "xen.efi", "bzimage": tmp_path / "bzImage"}, declared.derivations,
-                  {"busybox": Path("/bin/busybox")}, tmp_path / "cache",
+    files = Files({"xen_efi": tmp_path / "xen.efi"}, DECLARED.derivations,
+                  {"busybox": Path("/bin/busybox"), "dom0": tmp_path / "bzImage"}, tmp_path / "cache",
                   Sandbox(64000, SandboxLimits(60, 60, 1024, 64, 64, 4)))
     strings = {"cmdline": "console=hvc0 bootbot_nonce=abc", "hypervisor_cmdline": "console=com1"}
     run = tmp_path / "run"
     run.mkdir()
     files.prepare(["esp"], strings)
-    files.stage(["esp"], ("esp",), strings, run)
+    files.stage(["esp"], (), strings, run)
     boot = run / "esp" / "EFI" / "BOOT"
     assert sorted(p.name for p in boot.iterdir()) == ["BOOTX64.EFI", "BOOTX64.cfg", "initrd.img", "vmlinuz"]
-    assert "kernel=vmlinuz console=hvc0 bootbot_nonce=abc\n" in (boot / "BOOTX64.cfg").read_text()
-    assert (boot / "BOOTX64.EFI").read_bytes() == b"MZ a PE image"
+    assert "options=console=com1\nkernel=vmlinuz console=hvc0 bootbot_nonce=abc\n" in (boot / "BOOTX64.cfg").read_text()
+    assert (boot / "BOOTX64.EFI").read_bytes() == b"MZ a PE image" and (boot / "vmlinuz").read_bytes() == b"a kernel"
     assert list((tmp_path / "cache").glob("initrd-*"))   # the initramfs is shared; the partition is the run's
+    assert not list((tmp_path / "cache").glob("esp-*"))

@@ -204,7 +204,7 @@ def settings(tmp_path):
 
 @pytest.mark.parametrize("files, count, verdict, says", [
     (("Documentation/index.rst",), 1, SKIP, "the series touches no boot path"),
-    (("xen/arch/x86/boot/head.S",), 1, SKIP, "the series fits no single tree bootbot knows (fits: none)"),
+    (("net/core/dev.c", "xen/common/sched/core.c"), 1, SKIP, "the series fits no tree bootbot knows"),
     (("arch/x86/boot/main.c",), 3, REFUSED, "3 patches, more than the 2 allowed"),
 ])
 def test_what_is_refused_or_skipped_needs_no_tree_and_still_leaves_a_result(settings, files, count, verdict, says):

@@ -46,7 +46,7 @@ class Entry:
     silence: float
     writable: tuple[str, ...]
     experimental: bool
-    paths: tuple[str, ...]
+    paths: tuple[str, ...]         # its own: the source paths whose change can break it
     typical_seconds: float
     success: str                   # a regular expression; {nonce} stands for the run's nonce
 
@@ -69,7 +69,7 @@ class Entry:
         return re.compile(self.success.replace("{nonce}", re.escape(nonce)))
 
     def covers(self, path: str) -> bool:
-        """Whether a change to this source path can break this entry."""
+        """Whether this source path is one of the entry's own."""
         return any(path_matches(pattern, path) for pattern in self.paths)
 
 
@@ -82,7 +82,10 @@ def path_matches(pattern: str, path: str) -> bool:
 
 def load(path: Path) -> dict[str, Entry]:
     """The entries declared in `path` (named after their tree), by name, in declaration order."""
-    data = tomllib.loads(path.read_text())
+    return parse(tomllib.loads(path.read_text()), path.stem)
+
+
+def parse(data: dict, tree: str) -> dict[str, Entry]:
     defaults, common = data.get("defaults", {}), data.get("common", {})
     entries = {}
     for name, table in data["entries"].items():
@@ -90,11 +93,10 @@ def load(path: Path) -> dict[str, Entry]:
         values = {key: str(value) for key, value in fields.items() if key not in _OWN_FIELDS}
         description = values.pop("description", "")
         entries[name] = Entry(
-            name=name, tree=path.stem, description=description,
+            name=name, tree=tree, description=description,
             qemu=(*common.get("qemu", ()), *fields["qemu"]), values=MappingProxyType(values),
             timeout=fields["timeout"], silence=fields["silence"], writable=tuple(fields.get("writable", ())),
-            experimental=fields.get("experimental", False),
-            paths=(*common.get("paths", ()), *fields.get("paths", ())),
+            experimental=fields.get("experimental", False), paths=tuple(fields.get("paths", ())),
             typical_seconds=fields.get("typical_seconds", 5), success=fields["success"])
         re.compile(entries[name].success.replace("{nonce}", "0"))   # a bad expression fails at load
     return entries

@@ -49,8 +49,9 @@ class Files:
     BadImage (a given image cannot be read: the kernel's fault)."""
 
     def __init__(self, given: Mapping[str, Path], derivations: Mapping[str, Derivation],
-                 host: Mapping[str, Path], cache: Path, sandbox: Sandbox):
+                 host: Mapping[str, Path], cache: Path, sandbox: Sandbox, given_by: str = "given"):
         self.given, self.derivations, self.host = given, derivations, host
+        self.given_by = given_by   # how `describe` says a given file came: given, built
         self.cache, self.sandbox = cache, sandbox
         self._found: dict[str, Path | Exception] = {}
 
@@ -80,6 +81,16 @@ class Files:
                 target.symlink_to(path.resolve())
                 linked.append(path.resolve())
         return linked
+
+    def describe(self, name: str, values: Iterable[str]) -> str:
+        """Where a file comes from, in words, for a person who boots it again by hand."""
+        if name in self.given:
+            return f"{self.given_by}: {self.given[name].name}"
+        derivation = self.derivations.get(name)
+        if derivation is None:
+            return f"the host's: {self.host.get(name, '(none)')}"
+        made = "per run" if self._per_run(name, set(values)) else "cached"
+        return f"made {made} from {', '.join(derivation.inputs)} (checks/files.toml [{name}])"
 
     def _find(self, name: str, strings: Mapping[str, str], folder: Path) -> Path:
         if self._per_run(name, set(strings)):
@@ -126,7 +137,8 @@ class Files:
         if derivation.step:
             STEPS[derivation.step](inputs, output, derivation.options)
             return
-        values = {name: str(value) for name, value in inputs.items()}
+        # files by the path they resolve to: the sandbox shows that one, not the links to it
+        values = {name: str(value.resolve() if isinstance(value, Path) else value) for name, value in inputs.items()}
         argv = [arg.format(output=output, **values) for arg in derivation.command]
         log = output.with_name(f"{output.name}.log")
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -182,7 +194,11 @@ def _initramfs(inputs, output: Path, options) -> None:
 
 
 def _text(inputs, output: Path, options) -> None:
-    output.write_text(options["text"].format(**{name: str(value) for name, value in inputs.items()}))
+    """`text` with {name} of each input filled in; other braces stay (GRUB's configuration has them)."""
+    text = options["text"]
+    for name, value in inputs.items():
+        text = text.replace("{" + name + "}", str(value))
+    output.write_text(text)
 
 
 STEPS: dict[str, Callable[[dict, Path, Mapping], None]] = {

@@ -7,7 +7,7 @@ import secrets
 import shlex
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -45,6 +45,7 @@ class BootResult:
     log: str            # the console, relative to the folder the caller reads results from
     experimental: bool
     accel: str          # the accelerator it ran with
+    files: dict[str, str] = field(default_factory=dict)   # each file it booted: where it came from
 
     def progress_line(self) -> str:
         return f"  {self.entry}: {self.status} after {self.seconds:g} s"
@@ -91,6 +92,7 @@ def _boot_entry(entry: Entry, files: Files, lab: Lab, run: dict[str, str], direc
         decision = qemu.run(command, directory, log, Console(entry.success_pattern(run["nonce"]), patterns),
                             entry.timeout, silence or entry.silence, lab.sandbox, readable)
     result = BootResult(entry.name, decision.status, round(time.monotonic() - started, 1), decision.reason,
-                        str(log.relative_to(root)), entry.experimental, run["accel"])
+                        str(log.relative_to(root)), entry.experimental, run["accel"],
+                        {name: files.describe(name, entry.values) for name in entry.files})
     (directory / RESULT).write_text(json.dumps(asdict(result), indent=1) + "\n")
     return result

@@ -28,6 +28,7 @@ class EntryOutcome:
     base_log: str        # the console on the base
     experimental: bool
     accel: str
+    files: dict[str, str] = field(default_factory=dict)   # what it booted with the change, and whence
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Outcome:
     builds: list[BuildRecord] = field(default_factory=list)
     strict_experimental: bool = False
     reproduce: str = ""              # the command that checks the same again
+    build_steps: list[str] = field(default_factory=list)   # how the tree was configured and built
 
 
 def new_folder(results: Path) -> Path:

@@ -83,8 +83,12 @@ def _console(name: str, log: Path, reason: str) -> str:
 
 def _reproduce(outcome: Outcome, folder: Path, failed: str | None) -> str:
     lines = ["Reproduce:", f"  {outcome.reproduce}"]
+    if outcome.build_steps:
+        lines += [f"  The {outcome.tree} build, out of tree:", *(f"    {step}" for step in outcome.build_steps)]
     if failed:
-        boot = (folder / outcome.entries[failed].log).parent
+        entry = outcome.entries[failed]
+        lines += [f"  The files {failed} boots:", *(f"    {name}: {whence}" for name, whence in entry.files.items())]
+        boot = (folder / entry.log).parent
         if (boot / COMMAND).exists():
             lines += [f"  QEMU ({failed}), from {boot}:", f"    {(boot / COMMAND).read_text().strip()}"]
     return "\n".join(lines)

@@ -24,6 +24,7 @@ class Tree:
     name: str
     description: str
     paths: tuple[str, ...]            # a series belongs to it when all it touches is under these
+    marks: tuple[str, ...]            # files only a tree of this kind has: how a tree's kind is known
     make: tuple[str, ...]
     configure: tuple[Step, ...]
     build: tuple[Step, ...]
@@ -32,13 +33,23 @@ class Tree:
     artifacts: Mapping[str, str]      # file name: where the build leaves it, in the build folder
     probe: Probe | None
     entries: Mapping[str, Entry]
+    common_paths: tuple[str, ...]     # paths no entry names as its own that can break every entry
 
     def owns(self, path: str) -> bool:
         return any(path_matches(pattern, path) for pattern in self.paths)
 
     def affected(self, files: list[str]) -> list[Entry]:
-        """The entries a change to `files` can break."""
-        return [e for e in self.entries.values() if any(e.covers(f) for f in files)]
+        """The entries a change to `files` can break: for each file, the entries that name it as
+        their own, else, when it is under the common paths, every entry."""
+        hit: set[str] = set()
+        for path in files:
+            own = {e.name for e in self.entries.values() if e.covers(path)}
+            hit |= own or (set(self.entries) if any(path_matches(p, path) for p in self.common_paths) else set())
+        return [e for e in self.entries.values() if e.name in hit]
+
+    def is_kind_of(self, tree: Path) -> bool:
+        """Whether the git tree at `tree` is of this kind (it has the kind's marks)."""
+        return bool(self.marks) and all((tree / mark).is_file() for mark in self.marks)
 
     def argv(self, step: Step, values: Mapping[str, str]) -> list[str]:
         """A step's arguments with the values filled in, "{make}" spliced."""
@@ -51,12 +62,14 @@ class Tree:
 def load(path: Path, entries_path: Path) -> Tree:
     data = tomllib.loads(path.read_text())
     probe = data.get("probe")
+    entries = tomllib.loads(entries_path.read_text()) if entries_path.exists() else {}
     return Tree(
         name=path.stem, description=data.get("description", path.stem), paths=tuple(data["paths"]),
+        marks=tuple(data.get("marks", ())), common_paths=tuple(entries.get("common", {}).get("paths", ())),
         make=tuple(data.get("make", ())),
         configure=tuple(Step(tuple(s["run"]), s.get("cwd")) for s in data.get("configure", ())),
         build=tuple(Step(tuple(s["run"]), s.get("cwd")) for s in data["build"]),
         fragment=path.with_name(data["fragment"]) if data.get("fragment") else None, config=data.get("config"),
         artifacts=MappingProxyType(dict(data["artifacts"])),
         probe=probe and Probe(path.stem, tuple(probe["qemu"]), probe["banner"]),
-        entries=MappingProxyType(entry_module.load(entries_path) if entries_path.exists() else {}))
+        entries=MappingProxyType(entry_module.parse(entries, path.stem) if entries else {}))

@@ -60,7 +60,7 @@ def check(series: Series, settings: Settings, progress: Progress = lambda messag
     returns its result folder. `tree_path`: the tree to use instead of the configured one;
     `source`: how the reproduce line names the series (a file, a Message-ID)."""
     folder = result.new_folder(settings.state / "results")
-    selection = settings.declarations.select(series.files, only)
+    selection = settings.select(series.files, only, tree_path)
     tree = selection.tree and selection.tree.name
     facts = {"series": series_facts(series), "strict_experimental": settings.strict_experimental, "tree": tree,
              "reproduce": f"bootbot check {source} --tree {shlex.quote(str(tree_path)) if tree_path else f'~/{tree}'}"}
@@ -78,8 +78,17 @@ def check(series: Series, settings: Settings, progress: Progress = lambda messag
             outcome = decide(series, selection.entries, base, parts, cache, folder,
                              settings.strict_experimental, progress)
         outcome.tree, outcome.reproduce = tree, facts["reproduce"]
+        outcome.build_steps = build_steps(selection.tree)
     result.write(folder, outcome)
     return folder
+
+
+def build_steps(tree: Tree) -> list[str]:
+    """The tree's configure and build steps, as a person would type them."""
+    values = {"source": "TREE", "out": "BUILD", "jobs": "JOBS", "fragment": f"checks/trees/{tree.fragment.name}"
+              if tree.fragment else ""}
+    return [("(in BUILD) " if step.cwd else "") + shlex.join(tree.argv(step, values))
+            for step in (*tree.configure, *tree.build)]
 
 
 def series_facts(series: Series) -> dict:
@@ -113,7 +122,8 @@ def decide(series: Series, entries: list[Entry], base: str, parts: Parts, cache:
         return outcome
     results = parts.boot(built, entries, "series")
     outcome.entries = {r.entry: EntryOutcome(r.status, baseline[r.entry].status, r.seconds, r.reason, r.log,
-                                             baseline[r.entry].log, r.experimental, r.accel) for r in results}
+                                             baseline[r.entry].log, r.experimental, r.accel, r.files)
+                       for r in results}
     if any(ERROR in (e.status, e.baseline) for e in outcome.entries.values() if not e.experimental):
         outcome.verdict, outcome.detail = ERROR, ["the lab failed (not the series): see the entries in error"]
         return outcome

@@ -67,7 +67,7 @@ class Workbench:
                       f"{in_words(phase)}")
         settings = self.settings
         files = Files(built.artifacts, settings.declarations.derivations, settings.lab.host,
-                      settings.lab.cache, Sandbox(settings.lab.sandbox.uid, settings.sandbox_limits))
+                      settings.lab.cache, Sandbox(settings.lab.sandbox.uid, settings.sandbox_limits), "built")
         return runner.boot(entries, files, settings.lab, self.folder / "boots" / phase, root=self.folder,
                            patterns=settings.declarations.patterns, probe=self.tree.probe,
                            progress=lambda name, result: result and self.progress(result.progress_line()))

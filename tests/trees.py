@@ -1,4 +1,4 @@
-"""A real Linux tree for tests, and series made against it with `git format-patch`.
+"""The real trees for tests (Linux, Xen), and series made against them with `git format-patch`.
 
 Commits are made with git plumbing on a private index, so no checkout of the 80,000-file tree
 is needed and the tree's branch never moves."""
@@ -13,10 +13,19 @@ ROOT = Path(__file__).resolve().parents[1]
 Edit = Callable[[str], str]
 
 
-def tree() -> Path:
-    made = subprocess.run([ROOT / "scripts" / "linux-tree"], capture_output=True, text=True)
+def linux() -> Path:
+    return _made("linux-tree")
+
+
+def xen() -> Path:
+    return _made("xen-tree")
+
+
+def _made(script: str) -> Path:
+    """The tree scripts/<script> makes once per machine (a new one says so and takes a minute)."""
+    made = subprocess.run([ROOT / "scripts" / script], capture_output=True, text=True)
     if made.returncode != 0:
-        raise RuntimeError(f"scripts/linux-tree failed: {made.stderr.strip()}")
+        raise RuntimeError(f"scripts/{script} failed: {made.stderr.strip()}")
     return Path(made.stdout.strip())
 
 
