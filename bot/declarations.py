@@ -63,14 +63,14 @@ class Declarations:
         kinds = [t.name for t in self.trees.values() if t.is_kind_of(tree)]
         return kinds[0] if len(kinds) == 1 else None
 
-    def entries(self) -> dict[str, Entry]:
-        """Every tree's entries, by name (names are unique across trees)."""
-        return {name: e for tree in self.trees.values() for name, e in tree.entries.items()}
+    def all_entries(self) -> list[Entry]:
+        """Every tree's entries (a name is a tree's own: Linux's xen-pvh is not Xen's)."""
+        return [e for tree in self.trees.values() for e in tree.entries.values()]
 
     def file_names(self) -> list[str]:
         """Every file an entry boots, directly or through derivations, by name."""
-        values = {value for e in self.entries().values() for value in e.values}
-        names = [n for e in self.entries().values() for n in e.files]
+        values = {value for e in self.all_entries() for value in e.values}
+        names = [n for e in self.all_entries() for n in e.files]
         for name in names:   # grows as it goes: a derivation's inputs are files too
             inputs = self.derivations[name].inputs if name in self.derivations else ()
             names += [i for i in inputs if i not in values and i not in names]
@@ -115,9 +115,6 @@ def load(folder: Path = CHECKS) -> Declarations:
         trees = {}
         for current in sorted((folder / "trees").glob("*.toml")):
             trees[current.stem] = tree_module.load(current, folder / "entries" / current.name)
-        names = [name for tree in trees.values() for name in tree.entries]
-        if len(names) != len(set(names)):
-            raise LabError(f"{folder}: an entry name is declared by two trees: {sorted(names)}")
         current = folder / "files.toml"
         derivations = files_module.load(current)
         current = folder / "console.toml"

@@ -21,7 +21,8 @@ def test_the_five_linux_entries_and_what_they_boot():
     for e in ENTRIES.values():
         assert set(e.writable) <= set(e.files)
     assert DECLARED.host_files(LINUX) == ["busybox", "ovmf_code", "ovmf_vars", "xen"]
-    assert DECLARED.host_files(DECLARED.trees["xen"]) == ["busybox", "dom0", "ovmf_code", "ovmf_vars"]
+    assert DECLARED.host_files(DECLARED.trees["xen"]) == ["busybox", "dom0", "l0_root", "l0_xen", "ovmf_code",
+                                                          "ovmf_vars"]
 
 
 def test_xen_gets_the_kernel_and_initramfs_as_multiboot_modules():
@@ -53,7 +54,8 @@ def test_xen_paths_map_to_xen_entries_the_entries_own_first():
         return selection.tree.name, sorted(e.name for e in selection.entries)
 
     xen = sorted(DECLARED.trees["xen"].entries)
-    assert touched_by("xen/arch/x86/boot/head.S") == ("xen", ["xen-mb1", "xen-mb2-bios", "xen-mb2-efi"])
+    assert touched_by("xen/arch/x86/boot/head.S") == ("xen", ["xen-mb1", "xen-mb2-bios", "xen-mb2-efi", "xen-pvh"])
+    assert touched_by("xen/arch/x86/guest/xen/pvh-boot.c") == ("xen", ["xen-pvh"])
     assert touched_by("xen/arch/x86/efi/efi-boot.h") == ("xen", ["xen-efi", "xen-mb2-efi"])
     assert touched_by("xen/arch/x86/boot/trampoline.S") == ("xen", xen)   # the APs' start, for every entry
     assert touched_by("xen/arch/x86/setup.c") == ("xen", xen)   # no entry's own: the common paths

@@ -18,7 +18,7 @@ def extract(archive: Path, member: str) -> str:
 
 def test_holds_init_busybox_and_a_console(tmp_path):
     archive = tmp_path / "initrd"
-    initramfs.build(archive, Path("/bin/busybox"), "#!/bin/busybox sh\necho hello\n")
+    initramfs.build(archive, "#!/bin/busybox sh\necho hello\n", {"bin/busybox": Path("/bin/busybox")})
     files = listing(archive)
     assert "-rwxr-xr-x" in next(line for line in files.splitlines() if line.endswith(" init"))
     assert any(line.endswith("bin/busybox") for line in files.splitlines())
@@ -35,5 +35,5 @@ def test_init_prints_the_marker_with_the_nonce_from_its_environment(tmp_path):
     said = subprocess.run(["/bin/busybox", "sh", str(script)], env={"bootbot_nonce": "abc123"},
                           capture_output=True, text=True, check=True).stdout
     assert said == "bootbot: userspace reached, nonce abc123\n"
-    assert all(e.success_pattern("abc123").search(said) for e in DECLARED.entries().values()
+    assert all(e.success_pattern("abc123").search(said) for e in DECLARED.all_entries()
                if "nonce" in e.success)

@@ -24,7 +24,8 @@ HEAD_S = "xen/arch/x86/boot/head.S"
 EFI_BOOT_H = "xen/arch/x86/efi/efi-boot.h"
 MB2_END = "        je      trampoline_bios_setup\n"   # the end of the multiboot2 tag loop in __start
 LOAD_CHECK = "    if ( xen_phys_start & ((1 << L2_PAGETABLE_SHIFT) - 1) )\n"
-ENTRIES = ["xen-mb1", "xen-efi", "xen-mb2-bios", "xen-mb2-efi"]
+ENTRIES = ["xen-mb1", "xen-efi", "xen-mb2-bios", "xen-mb2-efi", "xen-pvh"]
+PVH_MAGIC = "        mov     (%ebx), %eax /* mov $XEN_HVM_START_MAGIC_VALUE, %eax */\n"   # in __pvh_start
 
 
 def harmless(anchor: str, n: int = 1):
@@ -55,11 +56,11 @@ class Check:
 
 @pytest.fixture
 def check(xen, xen_config, tmp_path):
-    def run(patches) -> Check:
+    def run(patches, config: Path = xen_config) -> Check:
         mbox = trees.make_series(xen, tmp_path / "series", patches)
         out = tmp_path / "outcome.json"
         process = subprocess.run(
-            [sys.executable, "-m", "bot.cli", "--config", str(xen_config), "check", str(mbox), "--tree", str(xen),
+            [sys.executable, "-m", "bot.cli", "--config", str(config), "check", str(mbox), "--tree", str(xen),
              "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=1200)
         return Check(process, out)
     return run
@@ -86,7 +87,7 @@ def test_breaking_the_multiboot2_tag_loop_fails_only_multiboot2_from_bios(check)
     assert run.code == 1, run.stdout + run.stderr
     assert run.json["verdict"] == "regression" and run.json["regressed"] == ["xen-mb2-bios"]
     assert run.statuses() == {"xen-mb1": ("pass", "pass"), "xen-mb2-bios": ("fail", "pass"),
-                              "xen-mb2-efi": ("pass", "pass")}
+                              "xen-mb2-efi": ("pass", "pass"), "xen-pvh": ("pass", "pass")}
     assert run.json["entries"]["xen-mb2-bios"]["reason"] == "ERR: Not a Multiboot bootloader!"
     assert run.json["culprit"]["index"] == 2
     assert "First bad patch: [2/2] x86/boot: end the multiboot2 tag loop elsewhere" in run.stdout
@@ -102,6 +103,20 @@ def test_breaking_the_efi_load_address_check_fails_only_xen_efi(check):
     assert run.json["entries"]["xen-efi"]["reason"] == "Xen must be loaded at a 2Mb boundary."
     assert run.json["culprit"]["index"] == 1
     assert "-drive format=raw,file=fat:rw:esp" in run.stdout   # how to boot it again, from the result folder
+
+
+def test_breaking_the_pvh_entry_fails_only_xen_pvh_nested_in_the_hosts_xen(check, xen_config, tmp_path):
+    """xen-pvh is experimental: it fails, and the verdict does not, unless strict_experimental."""
+    strict = tmp_path / "strict.toml"
+    strict.write_text(xen_config.read_text() + "[boot]\nstrict_experimental = true\n")
+    run = check([("x86/boot: read the wrong start info word", {HEAD_S: replace(
+        PVH_MAGIC, "        mov     4(%ebx), %eax\n")})], config=strict)
+    assert run.code == 1, run.stdout + run.stderr
+    assert run.statuses()["xen-pvh"] == ("fail", "pass")
+    assert "Panic on CPU" in run.json["entries"]["xen-pvh"]["reason"]
+    assert {n: s for n, s in run.statuses().items() if n != "xen-pvh"} == \
+        {"xen-mb1": ("pass", "pass"), "xen-mb2-bios": ("pass", "pass"), "xen-mb2-efi": ("pass", "pass")}
+    assert run.json["regressed"] == ["xen-pvh"] and run.json["culprit"]["index"] == 1
 
 
 def test_a_xen_series_that_breaks_the_build_names_the_patch_and_the_error(check):

@@ -186,11 +186,12 @@ def _gunzip(inputs, output: Path, options) -> None:
 
 
 def _initramfs(inputs, output: Path, options) -> None:
-    [busybox] = inputs.values()
+    """`init` and the inputs, each where `place` puts it in the archive (busybox: bin/busybox)."""
+    place = {"busybox": "bin/busybox", **options.get("place", {})}
     try:
-        initramfs.build(output, busybox, options["init"])
+        initramfs.build(output, options["init"], {place[name]: path for name, path in inputs.items()})
     except OSError as e:
-        raise LabError(f"cannot make the initramfs from {busybox}: {e.strerror}") from None
+        raise LabError(f"cannot make the initramfs: {e.filename}: {e.strerror}") from None
 
 
 def _text(inputs, output: Path, options) -> None:
