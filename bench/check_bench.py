@@ -1,15 +1,18 @@
 """Benchmark `bootbot check` against the same work done by hand, in the same run.
 
-    .venv/bin/python bench/check_bench.py [--rounds N] [--json FILE]
+    .venv/bin/python bench/check_bench.py [--tree linux|xen] [--rounds N] [--json FILE]
 
-1. A warm `bootbot check` of a two-patch series touching arch/x86/boot/compressed/misc.c against
-   its floor: `git checkout`, `git am -3`, an incremental `make` and the same QEMU boots (as many
-   at once as bootbot runs), by hand, in a worktree and O= folder of their own.
+1. A warm `bootbot check` of a two-patch series (Linux: comments in the decompressor's misc.c;
+   Xen: in head.S) against its floor: `git checkout`, `git am -3`, the incremental build steps of
+   the tree's declaration, the per-run boot files made again (Xen's GRUB image, EFI partition,
+   nested dom0) and the same QEMU boots (as many at once as bootbot runs), by hand, in a worktree
+   and build folder of their own.
 2. The floor's incremental rebuilds against one clean build of the same configuration.
 3. What naming the culprit costs: builds (as bootbot records them) and wall time of a check of a
-   three-patch series whose middle patch breaks pvh, against the same series without that patch.
+   three-patch series whose middle patch breaks an entry (Linux: pvh; Xen: xen-mb2-bios), against
+   the same series without that patch.
 
-Both workspaces live in <linux tree>/../bench-workspaces and are kept, so only the first run on a
+Both workspaces live in <tree>/../bench-workspaces and are kept, so only the first run on a
 machine builds from scratch; the state folder (results, baseline cache) is private to each run.
 """
 from __future__ import annotations
@@ -26,6 +29,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "bench")]
@@ -35,9 +39,29 @@ import trees  # noqa: E402  tests/trees.py: the Linux tree, and series made with
 from bot import config as configuration, declarations  # noqa: E402
 
 BOOTBOT = REPO / ".venv" / "bin" / "bootbot"
-MISC_C, MISC_ANCHOR = "arch/x86/boot/compressed/misc.c", '#include "misc.h"\n'
-PVH_C, PVH_ANCHOR = "arch/x86/platform/pvh/enlighten.c", "#include <xen/interface/hvm/start_info.h>\n"
-PVH_HEAD, PVH_START = "arch/x86/platform/pvh/head.S", "SYM_CODE_START_LOCAL(pvh_start_xen)\n\tUNWIND_HINT_EMPTY\n"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What the benchmark changes in one tree kind: where its rounds' harmless comments go (the
+    first place; the warm-up comments all, so that every entry's base is cached), and the
+    patch that breaks `broken` (a file, its line, what replaces it)."""
+    tree: Callable[[], Path]
+    comments: tuple[tuple[str, str], ...]   # (file, the line a comment follows)
+    breaking: tuple[str, str, str]
+    broken: str
+
+
+PVH_START = "SYM_CODE_START_LOCAL(pvh_start_xen)\n\tUNWIND_HINT_EMPTY\n"
+PROFILES = {
+    "linux": Profile(trees.linux, (("arch/x86/boot/compressed/misc.c", '#include "misc.h"\n'),
+                                   ("arch/x86/platform/pvh/enlighten.c", "#include <xen/interface/hvm/start_info.h>\n")),
+                     ("arch/x86/platform/pvh/head.S", PVH_START, PVH_START + "\tud2\n"), "pvh"),
+    "xen": Profile(trees.xen, (("xen/arch/x86/boot/head.S", "__start:\n"),
+                               ("xen/arch/x86/efi/efi-boot.h", "static void __init efi_arch_relocate_image(unsigned long delta)\n{\n")),
+                   ("xen/arch/x86/boot/head.S", "        je      trampoline_bios_setup\n", "        je      not_multiboot\n"),
+                   "xen-mb2-bios"),
+}
 RATIO_GOAL, SECONDS_GOAL, REBUILD_GOAL, EXTRA_BUILDS_GOAL = 1.5, 30.0, 0.10, 2
 COMMITTER = {"GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
 BASELINE_CHOICE = ("bootbot's base results kept warm (cached by a warm-up check), so the floor boots only "
@@ -55,7 +79,12 @@ class Bench:
     config: configuration.Config
     jobs: int
     declared: declarations.Declarations
+    kind: str          # the tree kind: linux, xen
     accel: str = "tcg"
+
+    @property
+    def profile(self) -> Profile:
+        return PROFILES[self.kind]
 
     @property
     def config_file(self) -> Path:
@@ -63,11 +92,11 @@ class Bench:
 
     @property
     def floor_src(self) -> Path:
-        return self.root / "floor" / "src"
+        return self.root / f"floor-{self.kind}" / "src"
 
     @property
     def floor_out(self) -> Path:
-        return self.root / "floor" / "build"
+        return self.root / f"floor-{self.kind}" / "build"
 
 
 def run(command: list, cwd: Path, what: str, **kwargs) -> subprocess.CompletedProcess:
@@ -84,7 +113,7 @@ def git(cwd: Path, *args) -> None:
 def steps(bench: Bench, which: str, src: Path, out: Path) -> None:
     """The Linux declaration's configure or build steps, by hand: with no sandbox, as one would
     at a desk."""
-    tree = bench.declared.trees["linux"]
+    tree = bench.declared.trees[bench.kind]
     values = {"source": str(src), "out": str(out), "jobs": str(bench.jobs), "fragment": str(tree.fragment)}
     for step in getattr(tree, which):
         argv = tree.argv(step, values)
@@ -108,20 +137,21 @@ def series(bench: Bench, name: str, patches) -> tuple[Path, Path]:
     return mbox, am
 
 
-def misc_series(bench: Bench, round_: int) -> tuple[Path, Path]:
-    """Two harmless comments in misc.c, different each round so that each round rebuilds."""
-    return series(bench, f"misc-{round_}", [
-        (f"x86/boot: comment the decompressor (round {round_})", {MISC_C: comment(MISC_ANCHOR, f"round {round_} a")}),
-        (f"x86/boot: comment it again (round {round_})", {MISC_C: comment(MISC_ANCHOR, f"round {round_} b")})])
+def round_series(bench: Bench, round_: int) -> tuple[Path, Path]:
+    """Two harmless comments, different each round so that each round rebuilds."""
+    path, anchor = bench.profile.comments[0]
+    return series(bench, f"round-{round_}", [
+        (f"x86/boot: comment (round {round_})", {path: comment(anchor, f"round {round_} a")}),
+        (f"x86/boot: comment again (round {round_})", {path: comment(anchor, f"round {round_} b")})])
 
 
-def pvh_series(bench: Bench, breaking: bool) -> Path:
-    """tests/test_check.py's series whose middle patch traps at pvh_start_xen, or it without that patch."""
-    trap = ("x86/pvh: trap at pvh_start_xen", {PVH_HEAD: trees.replace(PVH_START, PVH_START + "\tud2\n")})
-    patches = [("x86/pvh: comment the entry", {PVH_C: comment(PVH_ANCHOR, "1")}),
-               *([trap] if breaking else []),
-               ("x86/pvh: comment the entry again", {PVH_C: comment(PVH_ANCHOR, "2")})]
-    return series(bench, f"pvh-{'bad' if breaking else 'good'}", patches)[0]
+def culprit_series(bench: Bench, breaking: bool) -> Path:
+    """A comment, the breaking patch, another comment; or the same without the breaking patch."""
+    (path, anchor), (broken, line, instead) = bench.profile.comments[0], bench.profile.breaking
+    patches = [("x86/boot: comment", {path: comment(anchor, "1")}),
+               *([("x86/boot: break " + bench.profile.broken, {broken: trees.replace(line, instead)})] if breaking else []),
+               ("x86/boot: comment again", {path: comment(anchor, "2")})]
+    return series(bench, f"culprit-{'bad' if breaking else 'good'}", patches)[0]
 
 
 # --- bootbot --------------------------------------------------------------------------------
@@ -150,7 +180,8 @@ def bootbot_accel(result: dict) -> str:
 
 def floor_setup(bench: Bench) -> dict:
     """The floor's worktree and O= folder, made once and built at master."""
-    cold = not (bench.floor_out / "vmlinux").exists()
+    configured = bench.floor_out / ".bench-configured"
+    cold = not configured.exists()
     if not (bench.floor_src / ".git").exists():
         git(bench.tree, "worktree", "prune")
         git(bench.tree, "worktree", "add", "--detach", bench.floor_src, "master")
@@ -158,15 +189,18 @@ def floor_setup(bench: Bench) -> dict:
     git(bench.floor_src, "checkout", "--detach", "--force", "master")
     bench.floor_out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    steps(bench, "configure", bench.floor_src, bench.floor_out)
+    if cold:
+        steps(bench, "configure", bench.floor_src, bench.floor_out)
+        configured.touch()
     steps(bench, "build", bench.floor_src, bench.floor_out)
     return {"cold": cold, "seconds": time.monotonic() - started}
 
 
 def stage_floor(bench: Bench, entries) -> None:
-    """Prepares once what the floor boots; bzimage is the O= folder's, so every boot takes the
-    latest build."""
-    floor.stage(entries, {"bzimage": bench.floor_out / "arch/x86/boot/bzImage"}, bench.config,
+    """What the floor boots, staged again after each build: the files made from the build
+    (Xen's GRUB image, EFI partition, nested dom0) are made again, as one would by hand."""
+    artifacts = bench.declared.trees[bench.kind].artifacts
+    floor.stage(entries, {name: bench.floor_out / path for name, path in artifacts.items()}, bench.config,
                 bench.scratch / "floor-boots")
 
 
@@ -189,6 +223,7 @@ def floor_check(bench: Bench, am_mbox: Path, entries) -> dict:
     applied = time.monotonic()
     steps(bench, "build", bench.floor_src, bench.floor_out)
     built = time.monotonic()
+    stage_floor(bench, entries)
     longest_first = sorted(entries, key=lambda e: -e.typical_seconds)   # bootbot's order too
     with ThreadPoolExecutor(max_workers=bench.jobs) as pool:
         list(pool.map(lambda entry: floor_boot(bench, entry), longest_first))
@@ -222,18 +257,18 @@ def prepare(bench: Bench) -> None:
 def warm_up(bench: Bench) -> dict:
     """A check touching every entry's paths: builds bootbot's workspace (cold the first time on a
     machine), caches the base's results for every entry and the KVM probe's answer."""
-    cold = not any(bench.root.glob("*/*/build/vmlinux"))   # bootbot's workspaces: <hash>/<slot>/build
-    mbox, _ = series(bench, "warm-up", [("x86/boot: comment the decompressor", {MISC_C: comment(MISC_ANCHOR, "warm-up")}),
-                                        ("x86/pvh: comment the entry", {PVH_C: comment(PVH_ANCHOR, "warm-up")})])
+    cold = not any(bench.root.glob("*/*/build/.bootbot-configured"))   # bootbot's: <hash>/<slot>/build
+    mbox, _ = series(bench, "warm-up", [(f"x86: comment {path}", {path: comment(anchor, "warm-up")})
+                                        for path, anchor in bench.profile.comments])
     result = bootbot_check(bench, mbox, "pass")
     bench.accel = bootbot_accel(result["result"])
     return {"cold": cold, "seconds": result["seconds"], "builds": result["builds"]}
 
 
 def settle(bench: Bench, entries) -> None:
-    """An untimed round 0 on both sides: the warm-up also touched pvh, and the floor starts at
+    """An untimed round 0 on both sides: the warm-up touched more, and the floor starts at
     master, so without it round 1 would rebuild more for bootbot than for the floor."""
-    mbox, am = misc_series(bench, 0)
+    mbox, am = round_series(bench, 0)
     bootbot_check(bench, mbox, "pass")
     floor_check(bench, am, entries)
 
@@ -244,7 +279,7 @@ def rounds(bench: Bench, count: int, entries) -> list[dict]:
     settle(bench, entries)
     samples = []
     for round_ in range(1, count + 1):
-        mbox, am = misc_series(bench, round_)
+        mbox, am = round_series(bench, round_)
         runs = [("bootbot", lambda: bootbot_check(bench, mbox, "pass")), ("floor", lambda: floor_check(bench, am, entries))]
         runs = runs if round_ % 2 else runs[::-1]
         sample = {"first": runs[0][0]}
@@ -259,8 +294,8 @@ def rounds(bench: Bench, count: int, entries) -> list[dict]:
 
 def culprit_cost(bench: Bench) -> dict:
     """The series without its breaking patch first: it also caches nothing new, the warm-up did."""
-    good = bootbot_check(bench, pvh_series(bench, False), "pass")
-    bad = bootbot_check(bench, pvh_series(bench, True), "regression")
+    good = bootbot_check(bench, culprit_series(bench, False), "pass")
+    bad = bootbot_check(bench, culprit_series(bench, True), "regression")
     culprit = bad.pop("result")["culprit"]
     good.pop("result")
     if not culprit or culprit["index"] != 2:
@@ -288,7 +323,7 @@ def report(header: dict, warm: dict, floor: dict, samples: list[dict], clean: di
         f"({warm['builds']} builds, base boots of every entry, KVM probe)",
         f"floor workspace: {'COLD' if floor['cold'] else 'warm'} at start; set-up build {floor['seconds']:.1f} s",
         f"baseline: {BASELINE_CHOICE}", "",
-        f"1. warm check of a 2-patch series touching {MISC_C} (entries {', '.join(header['entries'])})",
+        f"1. warm check of a 2-patch series touching {header['touched']} (entries {', '.join(header['entries'])})",
         f"{'round':<6}{'first':<8}{'bootbot s':>10}{'(make)':>8}{'builds':>7}{'floor s':>9}"
         f"{'(am':>6}{'make':>7}{'boots)':>8}{'ratio':>7}"]
     for n, (s, ratio) in enumerate(zip(samples, summary["ratios"]), 1):
@@ -301,10 +336,10 @@ def report(header: dict, warm: dict, floor: dict, samples: list[dict], clean: di
               f"2. incremental rebuild (floor make, median) {summary['rebuild']:.1f} s; clean build {clean['seconds']:.1f} s "
               f"(configure {clean['configure']:.1f} + make {clean['make']:.1f}); ratio {summary['rebuild_ratio']:.3f}; "
               f"goal <= {REBUILD_GOAL}: {met(summary['rebuild_ratio'] <= REBUILD_GOAL)}", "",
-              "3. culprit in a 3-patch series whose patch 2 breaks pvh (entries pvh, xen-pvh)"]
+              f"3. culprit in a 3-patch series whose patch 2 breaks {header['broken']}"]
     for name, label in (("good", "without the breaking patch (2 patches)"), ("bad", "with it, culprit patch 2 found")):
         c = culprit[name]
-        lines.append(f"  {label}: {c['seconds']:.1f} s, {c['builds']} bzImage builds ({c['make']:.1f} s of make)")
+        lines.append(f"  {label}: {c['seconds']:.1f} s, {c['builds']} builds ({c['make']:.1f} s of building)")
     lines += [f"  extra: {culprit['extra_builds']} builds, {summary['culprit_seconds']:.1f} s; theory: a binary search over "
               f"3 patches needs at most 2 extra builds; goal <= {EXTRA_BUILDS_GOAL}: "
               f"{met(culprit['extra_builds'] <= EXTRA_BUILDS_GOAL)}"]
@@ -313,6 +348,7 @@ def report(header: dict, warm: dict, floor: dict, samples: list[dict], clean: di
 
 def parse(argv: list[str] | None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tree", choices=list(PROFILES), default="linux", help="the tree kind (default: linux)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write every sample as JSON")
     args = parser.parse_args(argv)
@@ -323,22 +359,23 @@ def parse(argv: list[str] | None):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    tree = trees.linux()
+    profile = PROFILES[args.tree]
+    tree = profile.tree()
     config = configuration.load()
     declared = declarations.load(config.path("checks", "dir"))
-    entries = declared.select([MISC_C]).entries
+    entries = declared.select([profile.comments[0][0]], kind=args.tree).entries
     qemu = subprocess.run([config.get("lab", "qemu"), "--version"], capture_output=True, text=True).stdout
     header = {"cores": os.cpu_count(), "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
               "qemu": qemu.splitlines()[0], "tree": f"{tree} (master)", "rounds": args.rounds,
-              "entries": [e.name for e in entries]}
+              "touched": profile.comments[0][0], "broken": profile.broken, "entries": [e.name for e in entries]}
     try:
         with tempfile.TemporaryDirectory(prefix="check-bench-") as scratch:
-            bench = Bench(tree, Path(scratch), tree.parent / "bench-workspaces", config, os.cpu_count() or 1, declared)
+            bench = Bench(tree, Path(scratch), tree.parent / "bench-workspaces", config, os.cpu_count() or 1, declared,
+                          args.tree)
             prepare(bench)
             warm = warm_up(bench)
             header["accel"] = bench.accel
             floor = floor_setup(bench)
-            stage_floor(bench, entries)
             samples = rounds(bench, args.rounds, entries)
             culprit = culprit_cost(bench)
             clean = clean_build(bench)

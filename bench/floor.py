@@ -19,7 +19,7 @@ NONCE = "0123456789abcdef"   # fixed: the floor's files are staged once for ever
 
 def stage(entries: list[Entry], given: dict[str, Path], config, folder: Path) -> None:
     """Each entry's files in folder/<entry>/ under their names, made with bootbot's own
-    declarations once (the work bootbot does per run is kept out of the floor)."""
+    declarations (derived files cached in folder/cache, as bootbot caches them)."""
     from bot import declarations
     declared = declarations.load(config.path("checks", "dir"))
     lab = settings_module.lab(config, "tcg")
@@ -27,6 +27,7 @@ def stage(entries: list[Entry], given: dict[str, Path], config, folder: Path) ->
                   Sandbox(lab.sandbox.uid, settings_module.sandbox_limits(config)))
     for entry in entries:
         directory = folder / entry.name
+        shutil.rmtree(directory, ignore_errors=True)   # staged again after each build
         directory.mkdir(parents=True)
         files.stage(entry.files, entry.writable, entry.strings(run_values()), directory)
 
