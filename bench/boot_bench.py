@@ -1,6 +1,11 @@
 """Benchmark bootbot against the bare QEMU floor, and its parallel boots against serial ones.
 
-    .venv/bin/python bench/boot_bench.py [--rounds N] [--entries bios,efi,pvh,xen-pv] [--json FILE]
+    .venv/bin/python bench/boot_bench.py [--rounds N] [--tree linux|xen] [--entries a,b,...]
+                                         [--file NAME=PATH ...] [--json FILE]
+
+Linux's entries boot the newest stock kernel (or --file bzimage=PATH); Xen's need a built Xen
+(--file xen=PATH --file xen_efi=PATH: bench/check_bench.py --tree xen leaves one in its floor),
+else they boot the host's.
 
 1. Per entry, `bootbot boot` (a subprocess, wall time) against the identical QEMU command line
    run by hand on files staged once (the floor: no Python, no staging, no console watching).
@@ -58,9 +63,10 @@ def bare_run(entry, directory: Path, config) -> float:
     return seconds
 
 
-def bootbot_run(kernel: Path, names: list[str]) -> float:
+def bootbot_run(args, names: list[str]) -> float:
     """Wall seconds of one `bootbot boot` process, as a user would see them."""
-    command = [str(BOOTBOT), "boot", "--bzimage", str(kernel), "--entries", ",".join(names), "--accel", "tcg"]
+    files = [arg for name, path in args.files.items() for arg in (f"--{name.replace('_', '-')}", str(path))]
+    command = [str(BOOTBOT), "boot", "--tree", args.tree, *files, "--entries", ",".join(names), "--accel", "tcg"]
     started = time.monotonic()
     done = subprocess.run(command, cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True, text=True)
     seconds = time.monotonic() - started
@@ -77,11 +83,11 @@ def measure(args, entries, config, stage: Path) -> dict:
     parallel = []
     for round_ in range(args.rounds):
         for name in args.entries:
-            runs = [("bootbot", lambda: bootbot_run(args.bzimage, [name])),
+            runs = [("bootbot", lambda: bootbot_run(args, [name])),
                     ("bare", lambda: bare_run(entries[name], stage / name, config))]
             for kind, run in runs if round_ % 2 == 0 else runs[::-1]:
                 samples[name][kind].append(run())
-        parallel.append(bootbot_run(args.bzimage, args.entries))
+        parallel.append(bootbot_run(args, args.entries))
         print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr, flush=True)
     return {"entries": samples, "parallel": parallel}
 
@@ -104,12 +110,12 @@ def qemu_version(qemu: str) -> str:
 def report(args, header: dict, summary: dict) -> str:
     def verdict(ok: bool) -> str:
         return "met" if ok else "NOT met"
-    lines = [f"cores: {header['cores']}", f"qemu: {header['qemu']} (accel tcg)",
-             f"kernel: {header['kernel']}", f"rounds: {header['rounds']}", "",
-             f"{'entry':<8} {'bootbot s':>9} {'bare s':>7} {'ratio':>6}  per-round ratios  goal <= {RATIO_GOAL}"]
+    lines = [f"cores: {header['cores']}", f"qemu: {header['qemu']} (accel tcg)", f"tree: {header['tree']}",
+             f"files: {header['files']}", f"rounds: {header['rounds']}", "",
+             f"{'entry':<12} {'bootbot s':>9} {'bare s':>7} {'ratio':>6}  per-round ratios  goal <= {RATIO_GOAL}"]
     for name, e in summary["per_entry"].items():
         rounds = " ".join(f"{r:.3f}" for r in e["ratios"])
-        lines.append(f"{name:<8} {e['bootbot']:>9.2f} {e['bare']:>7.2f} {e['ratio']:>6.3f}  {rounds:<16}  "
+        lines.append(f"{name:<12} {e['bootbot']:>9.2f} {e['bare']:>7.2f} {e['ratio']:>6.3f}  {rounds:<16}  "
                      f"{verdict(e['ratio'] <= RATIO_GOAL)}")
     lines += ["", f"parallel ({','.join(args.entries)}): median {summary['parallel']:.2f} s; "
                   f"serial sum {summary['serial_sum']:.2f} s; ratio {summary['parallel_ratio']:.3f}; "
@@ -120,11 +126,14 @@ def report(args, header: dict, summary: dict) -> str:
 def parse(argv: list[str] | None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--entries", default="bios,efi,pvh,xen-pv")
-    parser.add_argument("--bzimage", type=Path, help="default: the newest /boot/vmlinuz-*-amd64")
+    parser.add_argument("--tree", default="linux", help="whose entries (default: linux)")
+    parser.add_argument("--entries", help="default: bios,efi,pvh,xen-pv for linux, all of another tree's")
+    parser.add_argument("--file", action="append", default=[], metavar="NAME=PATH",
+                        help="a file to boot, by its name in the entries (Linux: bzimage is the newest stock kernel)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write every sample as JSON")
     args = parser.parse_args(argv)
-    args.entries = [n.strip() for n in args.entries.split(",") if n.strip()]
+    args.files = dict(f.split("=", 1) for f in args.file)
+    args.entries = [n.strip() for n in (args.entries or "").split(",") if n.strip()]
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     return args
@@ -133,17 +142,20 @@ def parse(argv: list[str] | None):
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     config = configuration.load()
-    entries = declarations.load(config.path("checks", "dir")).trees["linux"].entries
+    entries = declarations.load(config.path("checks", "dir")).trees[args.tree].entries
+    args.entries = args.entries or (["bios", "efi", "pvh", "xen-pv"] if args.tree == "linux" else list(entries))
     unknown = [n for n in args.entries if n not in entries]
     if unknown:
         print(f"boot_bench: unknown entry {', '.join(unknown)}; known: {', '.join(entries)}", file=sys.stderr)
         return 2
     try:
-        args.bzimage = args.bzimage or newest_kernel()
-        header = {"cores": os.cpu_count(), "qemu": qemu_version(config.get("lab", "qemu")),
-                  "kernel": str(args.bzimage), "rounds": args.rounds}
+        if args.tree == "linux":
+            args.files.setdefault("bzimage", str(newest_kernel()))
+        args.files = {name: Path(path) for name, path in args.files.items()}
+        header = {"cores": os.cpu_count(), "qemu": qemu_version(config.get("lab", "qemu")), "tree": args.tree,
+                  "files": " ".join(f"{n}={p}" for n, p in args.files.items()), "rounds": args.rounds}
         with tempfile.TemporaryDirectory(prefix="boot-bench-") as scratch:
-            floor.stage([entries[n] for n in args.entries], {"bzimage": args.bzimage}, config, Path(scratch))
+            floor.stage([entries[n] for n in args.entries], args.files, config, Path(scratch))
             samples = measure(args, entries, config, Path(scratch))
     except BenchError as e:
         print(f"boot_bench: aborted: {e}", file=sys.stderr)
