@@ -38,8 +38,8 @@ class Declarations:
 
     def select(self, files: list[str], only: list[str] | None = None, kind: str | None = None,
                present: Callable[[Tree, list[str]], set[str]] = lambda tree, files: set()) -> Selection:
-        """The tree a change belongs to, and the entries it can break (of those in `only`, when
-        given): the one place that decides whether a change touches a boot path. The tree is
+        """The tree a change belongs to, and the entries it can break (or those named in `only`,
+        touched or not): the one place that decides whether a change touches a boot path. The tree is
         the kind whose paths hold every file touched (only `kind`, when the tree is known);
         when several do, the one whose tree has the most of those files (`present` says which
         it has)."""
@@ -55,7 +55,13 @@ class Declarations:
             return Selection(None, reason=f"the series fits both the {fits} trees: give the tree with --tree"
                              if owners else "the series fits no tree bootbot knows")
         tree = owners[0]
-        entries = [e for e in tree.affected(files) if not only or e.name in only]
+        if only:   # a maintainer's retest: the entries named, touched or not
+            unknown = [name for name in only if name not in tree.entries]
+            if unknown:
+                return Selection(tree, reason=f"no entry named {', '.join(unknown)}: the {tree.name} tree's entries "
+                                              f"are {', '.join(tree.entries)}")
+            return Selection(tree, [tree.entries[name] for name in only])
+        entries = tree.affected(files)
         return Selection(tree, entries, "" if entries else "the series touches no boot path")
 
     def kind_of(self, tree: Path) -> str | None:

@@ -38,10 +38,11 @@ class Watched:
         for mail in mails:
             self.inbox.deliver(mail.read_bytes().split(b"\n", 1)[1])   # without the mbox From_ line
 
-    def assemble(self, policy: assembly.Policy = POLICY) -> None:
+    def assemble(self, policy: assembly.Policy = POLICY,
+                 touches_boot_path=lambda s: bool(DECLARED.select(s.files).entries)) -> None:
         self.archive.poll()
         assembly.take_new_messages(self.store, policy)
-        assembly.queue_complete_series(self.store, policy, lambda s: bool(DECLARED.select(s.files).entries))
+        assembly.queue_complete_series(self.store, policy, touches_boot_path)
 
     def series(self) -> list[tuple]:
         return [tuple(r) for r in self.store.rows("SELECT version, expected, state FROM series ORDER BY id")]
@@ -181,3 +182,17 @@ def test_a_series_off_the_boot_paths_is_recorded_and_left_alone(watched, repo, t
     watched.post(patches(repo, tmp_path / "d", 1, count=1, cover=False, path="Documentation/old.rst"))
     watched.assemble()
     assert watched.series() == [(1, 1, "skipped")] and watched.jobs() == []
+
+
+def test_one_series_that_breaks_the_assessment_is_set_aside_and_the_others_go_on(watched, repo, tmp_path, caplog):
+    watched.post(patches(repo, tmp_path / "odd", 1, count=1, cover=False, extra="_odd"))
+    watched.post(patches(repo, tmp_path / "fine", 2, count=1, cover=False))
+
+    def touches_boot_path(series):
+        if "_odd" in series.am_mbox.decode():
+            raise RuntimeError("an odd series")
+        return True
+    watched.assemble(touches_boot_path=touches_boot_path)
+    assert watched.series() == [(1, 1, "failed"), (2, 1, "queued")] and watched.jobs() == [(2, "queued")]
+    assert [r.getMessage() for r in caplog.records if "set aside" in r.getMessage()] == \
+        [f"series {watched.store.one('SELECT head FROM series WHERE id = 1')['head']} could not be assessed; set aside"]

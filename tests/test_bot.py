@@ -53,6 +53,7 @@ from = "bootbot <bootbot@example.org>"
 smtp = "{self.sink.url}"
 reply_on = {reply_on!r}
 retry_seconds = [0]
+moderate = false
 [commands]
 maintainers = ["mia@example.org"]
 require_dkim = false
@@ -172,14 +173,18 @@ def test_retest_is_obeyed_from_a_maintainer_only(lab, tmp_path):
     cover = messages[0]
     lab.inbox.deliver(reply_to(cover, "Oscar Outsider <oscar@example.net>", "@bootbot retest\n", "outsider@example.net"))
     lab.inbox.deliver(reply_to(cover, MAINTAINER, "> @bootbot retest\nI agree.\n", "quoted@example.org"))
-    lab.inbox.deliver(reply_to(cover, MAINTAINER, "Please:\n@bootbot retest pvh\n", "retest@example.org"))
+    # bios: a pvh series does not touch it, and a maintainer asking boots it all the same
+    lab.inbox.deliver(reply_to(cover, MAINTAINER, "Please:\n@bootbot retest bios\n", "retest@example.org"))
+    lab.inbox.deliver(reply_to(cover, MAINTAINER, "@bootbot retest floppy\n", "floppy@example.org"))
     assert lab.poll().returncode == 0
-    replies = lab.replies(2)
-    assert len(replies) == 2
-    assert replies[1].message["In-Reply-To"] == "<retest@example.org>"
-    assert "pvh" in replies[1].message.get_content()
+    replies = lab.replies(3)
+    assert len(replies) == 3
+    answers = {r.message["In-Reply-To"]: r.message.get_content() for r in replies[1:]}
+    assert "bootbot: PASS" in answers["<retest@example.org>"] and "\nbios " in answers["<retest@example.org>"]
+    assert "no entry named floppy: the linux tree's entries are bios, efi, pvh, xen-pv, xen-pvh" in \
+        answers["<floppy@example.org>"]
     assert lab.poll().returncode == 0
-    assert len(lab.sink.received) == 2   # nothing else was answered, nothing twice
+    assert len(lab.sink.received) == 3   # nothing else was answered, nothing twice
 
 
 def test_a_job_killed_midway_runs_again_and_replies_once(lab, tmp_path):

@@ -46,6 +46,10 @@ def test_source_paths_map_to_entries():
     assert touched_by("arch/x86/xen/enlighten_pv.c") == ["xen-pv", "xen-pvh"]
     assert DECLARED.select(["Documentation/index.rst"]).reason == "the series touches no boot path"
     assert [e.name for e in DECLARED.select(["arch/x86/boot/main.c"], only=["bios"]).entries] == ["bios"]
+    # a retest boots what it names, touched or not; a name it does not know is answered with the list
+    assert [e.name for e in DECLARED.select(["arch/x86/boot/main.c"], only=["pvh"]).entries] == ["pvh"]
+    assert DECLARED.select(["arch/x86/boot/main.c"], only=["floppy"]).reason == \
+        "no entry named floppy: the linux tree's entries are bios, efi, pvh, xen-pv, xen-pvh"
 
 
 def test_xen_paths_map_to_xen_entries_the_entries_own_first():

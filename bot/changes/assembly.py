@@ -133,6 +133,11 @@ def queue_complete_series(store: Store, policy: Policy, touches_boot_path) -> No
         except SeriesError as e:
             log.warning("series %s unreadable: %s", series["head"], e)
             state = "partial"
+        except Exception as e:   # whatever one series does, the others go on
+            if full(e):
+                raise
+            log.exception("series %s could not be assessed; set aside", series["head"])
+            state = "failed"
         with store.transaction() as db:
             db.execute("UPDATE series SET state = ? WHERE id = ?", (state, series["id"]))
             if state == "queued":
