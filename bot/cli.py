@@ -59,6 +59,9 @@ def _parser(declared) -> argparse.ArgumentParser:
     poll = commands.add_parser("poll", help="the list bot: fetch the archive, check new series, reply")
     poll.add_argument("--once", action="store_true", help="one full cycle, then exit (else: as serve)")
     commands.add_parser("serve", help="the list bot, forever: one cycle every poll.interval_seconds")
+    outbox = commands.add_parser("outbox", help="the list bot's replies: list them; show, approve or drop one")
+    outbox.add_argument("action", choices=["list", "show", "approve", "drop"])
+    outbox.add_argument("id", type=int, nargs="?", help="the reply (its number in `outbox list`)")
     return parser
 
 
@@ -71,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser(declared).parse_args(argv)
         if getattr(args, "json", None) and not args.json.parent.resolve().is_dir():
             raise UsageError(f"--json {args.json}: no such directory {args.json.parent}")
-        run = {"boot": _boot, "check": _check, "report": _report, "poll": _bot, "serve": _bot}[args.command]
+        run = {"boot": _boot, "check": _check, "report": _report, "poll": _bot, "serve": _bot,
+               "outbox": _outbox}[args.command]
         return run(args, config, declared)
     except (UsageError, configuration.ConfigError, LabError) as e:
         print(f"bootbot: {e}", file=sys.stderr)
@@ -102,7 +106,8 @@ def _boot(args, config, declared) -> int:
     if missing:
         name, users = next(iter(missing.items()))
         raise UsageError(f"give --{name.replace('_', '-')}: {', '.join(users)} boot{'s' * (len(users) == 1)} it")
-    files = Files(given, declared.derivations, lab.host, lab.cache, Sandbox(lab.sandbox.uid, settings.sandbox_limits(config)))
+    files = Files(given, declared.derivations, lab.host, lab.cache,
+                  Sandbox(lab.sandbox.uid, settings.sandbox_limits(config)))
     folder = result.new_folder(config.path("state", "dir") / "runs")
     progress = _show_progress if sys.stderr.isatty() else (lambda entry, booted: None)
     results = runner.boot(entries, files, lab, folder, patterns=declared.patterns, probe=tree.probe,
@@ -173,6 +178,32 @@ def _bot(args, config, declared) -> int:
     except StateFull as e:   # a full disk under state/: one line; the step it hit was rolled back
         print(f"bootbot: {e}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _outbox(args, config, declared) -> int:
+    """The operator's hand on the brake: held replies go out only when approved here."""
+    from email.parser import BytesHeaderParser
+    from bot.store import Store
+
+    store = Store(config.path("state", "dir") / "bootbot.sqlite3")
+    if args.action == "list":
+        for row in store.rows("SELECT id, state, raw FROM outbox ORDER BY id"):
+            headers = BytesHeaderParser().parsebytes(row["raw"])
+            print(f"{row['id']:>5}  {row['state']:<8} to {headers['To']}: {' '.join(str(headers['Subject']).split())}")
+        return 0
+    row = store.one("SELECT id, state, raw FROM outbox WHERE id = ?", args.id)
+    if row is None:
+        raise UsageError(f"no reply {args.id} in the outbox" if args.id else f"outbox {args.action}: which reply?")
+    if args.action == "show":
+        sys.stdout.buffer.write(row["raw"])
+        return 0
+    wanted, allowed = {"approve": ("pending", ("held",)), "drop": ("dropped", ("held", "pending"))}[args.action]
+    if row["state"] not in allowed:
+        raise UsageError(f"reply {args.id} is {row['state']}: it cannot be {args.action}d")
+    with store.transaction() as db:
+        db.execute("UPDATE outbox SET state = ?, next_try = 0 WHERE id = ?", (wanted, args.id))
+    print(f"reply {args.id}: {wanted}" + (" (it goes out at the bot's next cycle)" if wanted == "pending" else ""))
     return 0
 
 

@@ -3,9 +3,10 @@ replies through the outbox; `serve` runs cycles on a schedule, never two at once
 from __future__ import annotations
 
 import fcntl
-import shlex
 import logging
+import shlex
 import signal
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +41,9 @@ class Bot:
     extra_cc: list[str]
     reply_on: set[str]
     retry_seconds: list[float]    # waits after each failed delivery; the last repeats forever
+    moderate: bool | str          # hold replies until approved; an address: and send it each for review
+    mute: bool                    # send nothing; replies wait in the outbox
+    max_per_day: int              # replies sent in any 24 hours, at most (0: no limit)
     lock: Path
     max_attempts: int             # a job whose check raises or kills the bot is given up after these
 
@@ -68,7 +72,8 @@ def make(config) -> Bot:
             password=config.get("mail", "password")),
         outbox_dir=state / "outbox", sender=sender, list_address=config.get("archive", "list"),
         extra_cc=config.get("mail", "cc"), reply_on=set(config.get("mail", "reply_on")),
-        retry_seconds=config.get("mail", "retry_seconds"), lock=state / "bootbot.lock",
+        retry_seconds=config.get("mail", "retry_seconds"), moderate=config.get("mail", "moderate"),
+        mute=config.get("mail", "mute"), max_per_day=config.get("mail", "max_per_day"), lock=state / "bootbot.lock",
         max_attempts=config.get("poll", "max_attempts"))
 
 
@@ -124,8 +129,8 @@ def run_jobs(bot: Bot) -> None:
                        (outcome.verdict, folder.name, job["id"]))
             db.execute("UPDATE series SET state = 'checked' WHERE id = ?", (job["series_id"],))
             if reply is not None:
-                db.execute("INSERT INTO outbox (job_id, message_id, raw, state, next_try) VALUES (?, ?, ?, 'pending', ?)",
-                           (job["id"], reply["Message-ID"], bytes(reply), now()))
+                db.execute("INSERT INTO outbox (job_id, message_id, raw, state, next_try) VALUES (?, ?, ?, ?, ?)",
+                           (job["id"], reply["Message-ID"], bytes(reply), "held" if bot.moderate else "pending", now()))
         log.info("job %d: %s", job["id"], outcome.verdict)
 
 
@@ -177,32 +182,65 @@ def _reply(bot: Bot, job, outcome: result.Outcome, folder: Path):
 
 
 def deliver(bot: Bot) -> None:
-    """Sends every pending reply that is due; a failure waits longer each time, never drops it."""
+    """Sends every pending reply that is due, within the day's limit; a failure waits longer each
+    time, never drops it. Held replies go to the moderator for review, once each."""
+    if bot.mute:
+        log.info("mail.mute: %d replies wait in the outbox", len(bot.store.rows(
+            "SELECT id FROM outbox WHERE state IN ('pending', 'held')")))
+        return
+    if isinstance(bot.moderate, str) and bot.moderate:
+        for row in bot.store.rows("SELECT * FROM outbox WHERE state = 'held' AND reviewed = 0 ORDER BY id"):
+            _once(bot, row, "reviewed = 1", mail.review_copy(parse_message(row["raw"]), row["id"], bot.moderate))
+    budget = _left_today(bot)
     for row in bot.store.rows("SELECT * FROM outbox WHERE state = 'pending' AND next_try <= ? ORDER BY id", now()):
-        wait = bot.retry_seconds[min(row["attempts"], len(bot.retry_seconds) - 1)]
-        # A full state/ must stop the cycle before a reply goes out, not after (unmarked, it would go
-        # out again): the attempt is written first, needing room on the disk, and "sent" is marked
-        # before sending, in a transaction committed once it is out. Only a disk filling up
-        # between the two writes can still send a reply twice.
+        if budget is not None and budget <= 0:
+            _tell_once(bot, f"max_per_day {time.strftime('%Y-%m-%d')}", f"mail.max_per_day ({bot.max_per_day}) "
+                       "reached: the other replies wait in the outbox")
+            return
+        if _once(bot, row, "state = 'sent', sent_at = :now", parse_message(row["raw"])) and budget is not None:
+            budget -= 1
+
+
+def _once(bot: Bot, row, mark: str, message) -> bool:
+    """Sends `message` for outbox `row`, marking it (`mark`, an SQL assignment) in the transaction
+    that sends it. A full state/ must stop the cycle before a mail goes out, not after (unmarked,
+    it would go out again): the attempt is written first, needing room on the disk, and the mark
+    is committed once the mail is out. Only a disk filling up between the two writes can still
+    send one twice. A failure waits longer each time."""
+    wait = bot.retry_seconds[min(row["attempts"], len(bot.retry_seconds) - 1)]
+    with bot.store.transaction() as db:
+        db.execute("UPDATE outbox SET attempts = attempts + 1, next_try = ? WHERE id = ?", (now() + wait, row["id"]))
+    try:
         with bot.store.transaction() as db:
-            db.execute("UPDATE outbox SET attempts = attempts + 1, next_try = ? WHERE id = ?",
-                       (now() + wait, row["id"]))
-        try:
-            with bot.store.transaction() as db:
-                db.execute("UPDATE outbox SET state = 'sent' WHERE id = ?", (row["id"],))
-                _send(bot, row)
-        except mail.DeliveryError as e:
-            with bot.store.transaction() as db:
-                db.execute("UPDATE outbox SET last_error = ? WHERE id = ?", (str(e), row["id"]))
-            log.warning("reply %s not delivered (%s); next try in %d s", row["message_id"], e, wait)
+            db.execute(f"UPDATE outbox SET {mark} WHERE id = :id", {"now": now(), "id": row["id"]})
+            _send(bot, message)
+    except mail.DeliveryError as e:
+        with bot.store.transaction() as db:
+            db.execute("UPDATE outbox SET last_error = ? WHERE id = ?", (str(e), row["id"]))
+        log.warning("reply %s not delivered (%s); next try in %d s", row["message_id"], e, wait)
+        return False
+    return True
 
 
-def _send(bot: Bot, row) -> None:
-    message = parse_message(row["raw"])
+def _left_today(bot: Bot) -> int | None:
+    if not bot.max_per_day:
+        return None
+    sent = bot.store.one("SELECT COUNT(*) FROM outbox WHERE sent_at > ?", now() - 86400)[0]
+    return bot.max_per_day - sent
+
+
+def _tell_once(bot: Bot, key: str, message: str) -> None:
+    with bot.store.transaction() as db:
+        told = db.execute("INSERT OR IGNORE INTO notice (key, at) VALUES (?, ?)", (key, now())).rowcount
+    if told:
+        log.warning("%s", message)
+
+
+def _send(bot: Bot, message) -> None:
     if bot.smtp is None:
         bot.outbox_dir.mkdir(parents=True, exist_ok=True)
-        name = row["message_id"].strip("<>").replace("/", "_")
-        (bot.outbox_dir / f"{name}.eml").write_bytes(row["raw"])
+        name = str(message["Message-ID"]).strip("<>").replace("/", "_")
+        (bot.outbox_dir / f"{name}.eml").write_bytes(message.as_bytes(policy=mail.POLICY))
     else:
         bot.smtp.send(message)
 

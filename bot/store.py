@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS series (
     author TEXT NOT NULL,
     version INTEGER NOT NULL,
     expected INTEGER NOT NULL,
-    state TEXT NOT NULL,           -- waiting, queued, skipped, partial, superseded, checked
+    state TEXT NOT NULL,           -- waiting, queued, skipped, partial, superseded, checked, failed (set aside)
     first_seen REAL NOT NULL,
     UNIQUE (thread, version)       -- a revision of a series is one thread of [PATCH vN M/N] mails
 );
@@ -58,10 +58,16 @@ CREATE TABLE IF NOT EXISTS outbox (
     job_id INTEGER NOT NULL UNIQUE REFERENCES job(id),   -- exactly one reply per job
     message_id TEXT NOT NULL UNIQUE,
     raw BLOB NOT NULL,
-    state TEXT NOT NULL,           -- pending, sent
+    state TEXT NOT NULL,           -- held (until approved), pending, sent, dropped
     attempts INTEGER NOT NULL DEFAULT 0,
     next_try REAL NOT NULL,
-    last_error TEXT
+    last_error TEXT,
+    sent_at REAL,
+    reviewed INTEGER NOT NULL DEFAULT 0   -- a held reply's copy went to the moderator
+);
+CREATE TABLE IF NOT EXISTS notice (
+    key TEXT PRIMARY KEY,          -- what the operator was told, once (e.g. the day's reply limit)
+    at REAL NOT NULL
 );
 """
 
@@ -76,12 +82,11 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")   # a reply recorded is a reply kept
         self.db.executescript(SCHEMA)
-        # A database made before job.error or job.result: CREATE TABLE IF NOT EXISTS leaves its
-        # table as it was.
-        columns = {column["name"] for column in self.rows("PRAGMA table_info(job)")}
-        for column in ("error", "result"):
-            if column not in columns:
-                self.db.execute(f"ALTER TABLE job ADD COLUMN {column} TEXT")
+        # A database made before these columns: CREATE TABLE IF NOT EXISTS leaves its tables as they were.
+        for table, column, kind in (("job", "error", "TEXT"), ("job", "result", "TEXT"), ("outbox", "sent_at", "REAL"),
+                                    ("outbox", "reviewed", "INTEGER NOT NULL DEFAULT 0")):
+            if column not in {c["name"] for c in self.rows(f"PRAGMA table_info({table})")}:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     @contextmanager
     def transaction(self):

@@ -72,6 +72,26 @@ def reply(parent: email.message.Message, body: str, sender: str, list_address: s
     return message
 
 
+def review_copy(held: email.message.Message, number: int, moderator: str) -> EmailMessage:
+    """The copy of held reply `number` that its moderator reviews: to the moderator alone, saying
+    how to let it go to the list, or not."""
+    message = EmailMessage(policy=POLICY)
+    message["From"] = _header(held, "From")
+    message["To"] = _addresses([moderator])
+    message["Subject"] = f"[bootbot review #{number}] {_one_line(_header(held, 'Subject'))}"
+    message["Date"] = datetime.now(timezone.utc)
+    message["Message-ID"] = make_message_id(f"review-{number}-{_header(held, 'Message-ID', raw=True)}",
+                                            _header(held, "From"))
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Bootbot"] = "review"
+    whom = ", ".join(filter(None, (_header(held, "To"), _header(held, "Cc"))))
+    message.set_content(f"bootbot holds this reply until it is approved:\n"
+                        f"    bootbot outbox approve {number}     (or: bootbot outbox drop {number})\n"
+                        f"It goes to: {whom}\nin reply to: {_header(held, 'In-Reply-To', raw=True)}\n\n"
+                        f"{held.get_content() if held.get_content_type() == 'text/plain' else ''}", charset="utf-8")
+    return message
+
+
 def make_message_id(key: str, sender: str) -> str:
     """The same id for the same report, so a retried delivery is recognised as one mail."""
     domain = parseaddr(sender)[1].rpartition("@")[2]
