@@ -8,11 +8,14 @@ import email.utils
 import hashlib
 import io
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import b4
 import unidiff
+
+_INDEX = re.compile(r"index ([0-9a-f]{7,40})\.\.[0-9a-f]{7,40}")
 
 
 class SeriesError(Exception):
@@ -31,6 +34,7 @@ class Patch:
     msgid: str
     author: str
     files: tuple[str, ...]
+    blobs: tuple[tuple[str, str], ...] = ()   # (path, its blob before the patch, abbreviated)
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,15 @@ class Series:
     @property
     def files(self) -> list[str]:
         return sorted({f for patch in self.patches for f in patch.files})
+
+    @property
+    def blobs(self) -> list[tuple[str, str]]:
+        """Each file the series changes, with the blob it had before the series: what its base held."""
+        first: dict[str, str] = {}
+        for patch in self.patches:
+            for path, blob in patch.blobs:
+                first.setdefault(path, blob)
+        return list(first.items())
 
     @property
     def am_mbox(self) -> bytes:
@@ -131,9 +144,8 @@ def _series(box, source: str, revision: int | None) -> Series:
     return Series(
         subject=(cover or lseries.patches[1]).subject,
         version=lseries.revision,
-        patches=tuple(Patch(index=n, subject=lmsg.subject, msgid=lmsg.msgid,
-                            author=email.utils.formataddr((lmsg.fromname, lmsg.fromemail)),
-                            files=_touched(message))
+        patches=tuple(Patch(n, lmsg.subject, lmsg.msgid, email.utils.formataddr((lmsg.fromname, lmsg.fromemail)),
+                            *_diff(message))
                       for n, (lmsg, message) in enumerate(zip(lseries.patches[1:], am_ready), 1)),
         base_commit=lseries.base_commit,
         cover_msgid=cover.msgid if cover else None,
@@ -147,15 +159,23 @@ def _am_bytes(message) -> bytes:
     return mbox.getvalue()
 
 
-def _touched(message) -> tuple[str, ...]:
+def _diff(message) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """The paths a patch touches, and the blob each changed file had before it (its `index` line)."""
     body = message.get_payload(decode=True).decode("utf-8", "replace")
     try:
         diff = unidiff.PatchSet(body)
     except unidiff.UnidiffParseError as e:
         raise SeriesError(f"patch '{message['Subject']}' has a malformed diff: {e}") from None
-    files = set()
+    files, blobs = set(), []
     for changed in diff:
         for name in (changed.source_file, changed.target_file):
             if name and name != "/dev/null":
-                files.add(name.split("/", 1)[1] if name[:2] in ("a/", "b/") else name)
-    return tuple(sorted(files))
+                files.add(_path(name))
+        index = next(filter(None, map(_INDEX.match, changed.patch_info or ())), None)
+        if index and changed.source_file != "/dev/null" and set(index[1]) != {"0"}:
+            blobs.append((_path(changed.source_file), index[1]))
+    return tuple(sorted(files)), tuple(blobs)
+
+
+def _path(name: str) -> str:
+    return name.split("/", 1)[1] if name[:2] in ("a/", "b/") else name
