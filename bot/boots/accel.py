@@ -33,23 +33,34 @@ class Probe:
 
 def choose(setting: str, probe: Probe | None, files: Files, qemu_binary: str, cache: Path,
            seconds: float, sandbox: Sandbox, patterns: Patterns) -> str:
-    """"kvm" or "tcg" for setting "kvm", "tcg" or "auto"; "auto" probes once per host boot."""
-    if setting != "auto":
+    """"kvm" or "tcg" for setting "kvm", "tcg" or "auto"; "auto" probes once per host boot. KVM asked
+    for is probed too, and is used or fails the run (LabError): a hanging KVM would look like
+    kernels that hang."""
+    if setting == "tcg":
         return setting
-    if probe is None or not os.access(KVM_DEVICE, os.R_OK | os.W_OK):
-        return "tcg"
+    usable = os.access(KVM_DEVICE, os.R_OK | os.W_OK)
+    works = usable and (probe is None or _probed(probe, files, qemu_binary, cache, seconds, sandbox, patterns))
+    if setting == "kvm" and not works:
+        why = "a kernel does not boot under it here (the probe)" if usable else f"{KVM_DEVICE} is not usable"
+        raise LabError(f"KVM was asked for, but {why}: use accel tcg or auto")
+    return "kvm" if works else "tcg"
+
+
+def _probed(probe: Probe, files: Files, qemu_binary: str, cache: Path, seconds: float, sandbox: Sandbox,
+            patterns: Patterns) -> bool:
+    """Whether the probe boots under KVM: once per host boot, remembered in `cache`."""
     record = cache / f"kvm-probe-{probe.tree}.json"
     boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     try:
         known = json.loads(record.read_text())
         if known["boot_id"] == boot_id:
-            return known["accel"]
+            return known["accel"] == "kvm"
     except (OSError, ValueError, KeyError):
         pass
     accel = "kvm" if kvm_boots(probe, files, qemu_binary, seconds, sandbox, patterns) else "tcg"
     cache.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({"boot_id": boot_id, "accel": accel}))
-    return accel
+    return accel == "kvm"
 
 
 def kvm_boots(probe: Probe, files: Files, qemu_binary: str, seconds: float, sandbox: Sandbox,

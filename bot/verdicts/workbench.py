@@ -36,13 +36,14 @@ class Workbench:
     @property
     def identity(self) -> str:
         """What else the base's results depend on: QEMU and the host's files this tree's entries
-        boot, known by size and mtime (an upgrade of one boots the base again), and the
-        accelerator setting."""
+        boot, known by size and mtime (an upgrade of one boots the base again). Not the
+        accelerator: each result records the one it ran with, and a base is booted again, with
+        the series' own, before a failure with the series counts."""
         lab = self.settings.lab
         used = self.settings.declarations.host_files(self.tree)
         files = [shutil.which(lab.qemu) or lab.qemu, *(str(lab.host[name]) for name in used if name in lab.host)]
         stats = [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) if os.path.exists(f) else (f,) for f in files]
-        return repr((stats, lab.accel))
+        return repr(stats)
 
     def apply(self, base: str, mbox: bytes) -> list[str]:
         self.ws.checkout(base)
@@ -62,12 +63,15 @@ class Workbench:
         built.log = kept.relative_to(self.folder)
         return built
 
-    def boot(self, built: Build, entries: list[Entry], phase: str) -> list[BootResult]:
+    def boot(self, built: Build, entries: list[Entry], phase: str, attempt: int = 1,
+             limits: runner.Limits = {}) -> list[BootResult]:
+        again = f" again (attempt {attempt})" if attempt > 1 else ""
         self.progress(f"booting {', '.join(e.name for e in entries)} {'on' if phase == 'base' else 'with'} "
-                      f"{in_words(phase)}")
+                      f"{in_words(phase)}{again}")
         settings = self.settings
         files = Files(built.artifacts, settings.declarations.derivations, settings.lab.host,
                       settings.lab.cache, Sandbox(settings.lab.sandbox.uid, settings.sandbox_limits), "built")
         return runner.boot(entries, files, settings.lab, self.folder / "boots" / phase, root=self.folder,
-                           patterns=settings.declarations.patterns, probe=self.tree.probe,
+                           patterns=settings.declarations.patterns, probe=self.tree.probe, attempt=attempt,
+                           limits=limits,
                            progress=lambda name, result: result and self.progress(result.progress_line()))
