@@ -114,7 +114,8 @@ class Sandbox:
         """A private /tmp for everyone (the run's uid is not root), as large as a file may be:
         it lives in memory. /var/tmp is the same (QEMU's vvfat keeps its scratch file there)."""
         size = ["--size", str(self.limits.file_mb << 20)] if self.limits else []
-        return ["--perms", "01777", *size, "--tmpfs", "/tmp", "--perms", "0755", "--dir", "/var", "--symlink", "/tmp", "/var/tmp"]
+        return ["--perms", "01777", *size, "--tmpfs", "/tmp",
+                "--perms", "0755", "--dir", "/var", "--symlink", "/tmp", "/var/tmp"]
 
     def _drop(self, devices) -> list[str]:
         if os.geteuid() != 0:

@@ -25,17 +25,27 @@ class Site:
 
 
 @dataclass(frozen=True)
+class Rules:
+    """How hard a check tries before it blames ([boot] in the configuration)."""
+    strict: bool = False          # experimental entries decide the verdict too
+    confirm: int = 3              # boots in all of an entry that fails, before it counts; a pass ends them
+    timeout_factor: float = 10    # an entry's limits follow this machine: at least these times the
+    silence_factor: float = 3     # base's latest boot here, never less than the entry's own
+
+
+@dataclass(frozen=True)
 class Settings:
     declarations: Declarations
     sites: Mapping[str, Site | None]   # by tree kind; None: not configured
     state: Path
     workspaces: Path
+    guess_days: int   # how far back a series without a known base-commit is looked for
     slots: int
     make_jobs: int
     lab: Lab
     series_limits: SeriesLimits
     sandbox_limits: SandboxLimits
-    strict_experimental: bool
+    rules: Rules
 
     def select(self, files: list[str], only: list[str] | None = None, tree_path: Path | None = None) -> Selection:
         """Declarations.select, knowing the kind of `tree_path` and which files each configured
@@ -88,8 +98,11 @@ def load(config: Config, accel: str | None = None, declared: Declarations | None
             if path else None
     return Settings(
         declarations=declared, sites=sites, state=config.path("state", "dir"),
-        workspaces=config.path("build", "dir"), slots=config.get("build", "workspaces"),
+        workspaces=config.path("build", "dir"), guess_days=config.get("build", "guess_base_days"),
+        slots=config.get("build", "workspaces"),
         make_jobs=config.get("build", "jobs") or os.cpu_count() or 1, lab=lab(config, accel),
         series_limits=SeriesLimits(**{key: config.get("limits", key) for key in SeriesLimits.__dataclass_fields__}),
         sandbox_limits=sandbox_limits(config),
-        strict_experimental=config.get("boot", "strict_experimental"))
+        rules=Rules(strict=config.get("boot", "strict_experimental"), confirm=config.get("boot", "confirm"),
+                    timeout_factor=config.get("boot", "timeout_factor"),
+                    silence_factor=config.get("boot", "silence_factor")))

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from bot import config as configuration, settings as settings_module
+from bot.settings import Rules
 from bot.boots.runner import BootResult
 from bot.changes.series import Patch, Series
 from bot.reports import result, text
 from bot.trees.build import Build
 from bot.trees.workspace import ApplyFailed
 from bot.verdicts import check
-from bot.verdicts.words import (APPLY_FAILED, BUILD_FAILED, ERROR, FAIL, PASS, REFUSED, REGRESSION, SKIP,
+from bot.verdicts.words import (APPLY_FAILED, BUILD_FAILED, ERROR, FAIL, FLAKY, PASS, REFUSED, REGRESSION, SKIP,
                                 TIMEOUT)
 from conftest import ENTRIES
 
@@ -31,8 +32,9 @@ def series(count: int, files: tuple[str, ...] = ("arch/x86/platform/pvh/head.S",
 
 class Recorded:
     """Plays back a workspace and a lab: commits c1..cN, builds that fail where told, boots whose
-    status is what `statuses` holds for (commit, entry), else pass; writes what the real parts
-    write into the result folder (a console and result.json per boot)."""
+    status is what `statuses` holds for (commit, entry), else pass (a list: the statuses of its
+    boots in turn, the last repeating); writes what the real parts write into the result folder
+    (a console and result.json per boot)."""
     identity = "recorded"
 
     def __init__(self, folder: Path, count: int, statuses: dict | None = None, broken_builds=(),
@@ -41,6 +43,7 @@ class Recorded:
         self.statuses, self.broken_builds, self.apply_fails_at = statuses or {}, set(broken_builds), apply_fails_at
         self.built: list[str] = []
         self.booted: list[tuple[str, str]] = []
+        self.limits: list[dict] = []
 
     def apply(self, base: str, mbox: bytes) -> list[str]:
         if self.apply_fails_at:
@@ -54,17 +57,20 @@ class Recorded:
                          errors=[f"{commit}.c:1:1: error: expected ';'"])
         return Build(True, 1.0, Path("unused"), {"image": Path(commit)})
 
-    def boot(self, built: Build, entries, phase: str) -> list[BootResult]:
+    def boot(self, built: Build, entries, phase: str, attempt: int, limits) -> list[BootResult]:
         commit = built.artifacts["image"].name
+        self.limits.append(dict(limits))
         results = []
         for e in entries:
+            played = self.statuses.get((commit, e.name), PASS)
+            played = [played] if isinstance(played, str) else played
+            status = played[min(self.booted.count((commit, e.name)), len(played) - 1)]
             self.booted.append((commit, e.name))
-            status = self.statuses.get((commit, e.name), PASS)
-            folder = self.folder / "boots" / phase / e.name
+            folder = self.folder / "boots" / phase / (e.name if attempt == 1 else f"{e.name}.{attempt}")
             folder.mkdir(parents=True)
             (folder / "console.log").write_text(f"booting {commit}\n{status}: the deciding line\n")
             booted = BootResult(e.name, status, 1.0, f"{status}: the deciding line",
-                                f"boots/{phase}/{e.name}/console.log", e.experimental, "tcg")
+                                str((folder / "console.log").relative_to(self.folder)), e.experimental, "tcg")
             (folder / "result.json").write_text(json.dumps(booted.__dict__))
             results.append(booted)
         return results
@@ -77,7 +83,7 @@ def breaks(entry: str, at: int, count: int, status: str = FAIL) -> dict:
 
 def decide(tmp_path: Path, parts: Recorded, count: int, entries=("pvh",), strict=False) -> result.Outcome:
     return check.decide(series(count), [ENTRIES[n] for n in entries], BASE, parts, tmp_path / "cache",
-                        parts.folder, strict)
+                        parts.folder, Rules(strict=strict))
 
 
 @pytest.fixture
@@ -150,9 +156,17 @@ def test_a_lab_error_in_the_culprit_search_blames_nobody(tmp_path, folder):
 
 
 def test_an_entry_broken_on_the_base_too_is_no_regression(tmp_path, folder):
-    parts = Recorded(folder, 2, {(BASE, "pvh"): TIMEOUT, **breaks("pvh", 1, 2, TIMEOUT)})
+    parts = Recorded(folder, 2, {(BASE, "pvh"): FAIL, **breaks("pvh", 1, 2)})
     outcome = decide(tmp_path, parts, 2)
-    assert outcome.verdict == PASS and outcome.entries["pvh"].baseline == TIMEOUT
+    assert outcome.verdict == PASS and outcome.entries["pvh"].baseline == FAIL
+
+
+def test_a_base_that_times_out_here_is_a_lab_error_not_a_verdict(tmp_path, folder):
+    parts = Recorded(folder, 2, {(BASE, "pvh"): TIMEOUT, **breaks("pvh", 1, 2)})
+    outcome = decide(tmp_path, parts, 2)
+    assert outcome.verdict == ERROR and outcome.culprit is None
+    assert outcome.detail[0].startswith("the base timed out here (pvh)")
+    assert not (tmp_path / "cache" / "pvh").exists()
 
 
 @pytest.mark.parametrize("strict, verdict", [(False, PASS), (True, REGRESSION)])
@@ -168,11 +182,27 @@ def test_the_base_is_booted_once_and_its_results_come_from_the_cache_after(tmp_p
     first, second = tmp_path / "first", tmp_path / "second"
     first.mkdir(), second.mkdir()
     decide(tmp_path, Recorded(first, 2), 2)
-    again = Recorded(second, 2, breaks("pvh", 2, 2))
+    again = Recorded(second, 2)
     outcome = decide(tmp_path, again, 2)
     assert BASE not in again.built and (BASE, "pvh") not in again.booted
-    assert outcome.verdict == REGRESSION and outcome.entries["pvh"].baseline == PASS
+    assert outcome.verdict == PASS and outcome.entries["pvh"].baseline == PASS
     assert (second / "boots/base/pvh/console.log").read_text() == f"booting {BASE}\npass: the deciding line\n"
+
+
+def test_a_failure_boots_the_cached_base_again_now_and_retries_under_its_timing(tmp_path):
+    """The cached base passed in an idle hour; the series fails now: the base is booted again in
+    this run, and the series' retries get limits that follow how long that boot took."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    decide(tmp_path, Recorded(first, 2), 2)
+    again = Recorded(second, 2, breaks("pvh", 2, 2))
+    outcome = decide(tmp_path, again, 2)
+    assert outcome.verdict == REGRESSION and outcome.culprit["index"] == 2
+    assert again.built == ["c2", BASE, "c2", "c1"]   # the series, the base again, the series again, a prefix
+    assert [a["status"] for a in outcome.entries["pvh"].attempts] == [FAIL, FAIL, FAIL]
+    assert [a["log"] for a in outcome.entries["pvh"].base_attempts] == ["boots/base/pvh/console.log",
+                                                                        "boots/base/pvh.2/console.log"]
+    assert again.limits[0]["pvh"] == (ENTRIES["pvh"].timeout, ENTRIES["pvh"].silence)   # the base took 1 s
 
 
 def test_a_lab_error_on_the_base_is_not_cached(tmp_path):
@@ -212,3 +242,71 @@ def test_what_is_refused_or_skipped_needs_no_tree_and_still_leaves_a_result(sett
     outcome = result.read(folder)
     assert outcome.verdict == verdict and outcome.detail == [says] and outcome.builds == []
     assert folder.parent == settings.state / "results"
+
+
+def test_an_entry_that_fails_once_then_passes_is_flaky_never_a_regression(tmp_path, folder):
+    parts = Recorded(folder, 2, {("c2", "pvh"): [FAIL, PASS]})
+    outcome = decide(tmp_path, parts, 2, entries=("bios", "pvh"))
+    assert outcome.verdict == FLAKY and outcome.culprit is None and outcome.regressed == []
+    assert outcome.entries["pvh"].status == FLAKY
+    assert [a["status"] for a in outcome.entries["pvh"].attempts] == [FAIL, PASS]
+    assert outcome.entries["pvh"].reason == "fail: the deciding line"   # the attempt that failed is quoted
+    report = text.text(outcome, folder, "bootbot <b@example.org>")
+    assert report.startswith("bootbot: FLAKY") and "Reported-by" not in report and "fail, pass" in report
+
+
+def test_a_failure_counts_only_when_it_repeats_and_a_pass_ends_the_tries(tmp_path, folder):
+    parts = Recorded(folder, 1, {("c1", "pvh"): FAIL})
+    outcome = decide(tmp_path, parts, 1)
+    assert outcome.verdict == REGRESSION and parts.booted.count(("c1", "pvh")) == 3
+    passing = Recorded(tmp_path / "passing", 1)
+    (tmp_path / "passing").mkdir()
+    decide(tmp_path / "p", passing, 1)
+    assert passing.booted.count(("c1", "pvh")) == 1
+
+
+def test_a_step_of_the_culprit_search_that_flips_names_no_patch(tmp_path, folder):
+    parts = Recorded(folder, 3, {**breaks("pvh", 2, 3), ("c1", "pvh"): [TIMEOUT, PASS]})
+    outcome = decide(tmp_path, parts, 3)
+    assert outcome.verdict == REGRESSION and outcome.regressed == ["pvh"] and outcome.culprit is None
+    assert outcome.detail == ["pvh with patches 1-1: flaky, with the series: fail",
+                              "the failure is intermittent in the culprit search: no patch is named"]
+
+
+def test_a_step_that_fails_another_way_names_no_patch(tmp_path, folder):
+    parts = Recorded(folder, 3, {**breaks("pvh", 2, 3), ("c1", "pvh"): TIMEOUT})
+    outcome = decide(tmp_path, parts, 3)
+    assert outcome.culprit is None and outcome.detail[0] == "pvh with patches 1-1: timeout, with the series: fail"
+
+
+def test_a_patch_that_breaks_the_build_only_midway_is_not_blamed_for_a_boot(tmp_path, folder):
+    parts = Recorded(folder, 3, breaks("pvh", 3, 3), broken_builds=["c1"])
+    outcome = decide(tmp_path, parts, 3)
+    assert outcome.verdict == REGRESSION and outcome.culprit is None
+    assert outcome.detail[0] == "patches 1-1 do not build (a later patch mends it)"
+
+
+def test_limits_follow_a_base_that_boots_slowly_now(tmp_path, folder):
+    class Slow(Recorded):
+        def boot(self, built, entries, phase, attempt, limits):
+            results = super().boot(built, entries, phase, attempt, limits)
+            return [BootResult(**{**r.__dict__, "seconds": 100.0}) if phase == "base" else r for r in results]
+    parts = Slow(folder, 1, {("c1", "pvh"): FAIL})
+    decide(tmp_path, parts, 1)
+    assert parts.limits[1]["pvh"] == (1000.0, 300.0)   # the series, after the base took 100 s here
+    assert parts.limits[2]["pvh"] == (1000.0, 300.0)   # and its retry
+
+
+def test_only_stable_base_results_are_cached(tmp_path):
+    for name, played, cached in [("flip", [FAIL, PASS], False), ("broken", FAIL, True), ("fine", PASS, True)]:
+        folder = tmp_path / name
+        folder.mkdir()
+        decide(folder, Recorded(folder, 1, {(BASE, "pvh"): played}), 1)
+        assert (folder / "cache" / "pvh").exists() == cached, name
+
+
+def test_a_series_failing_beside_a_base_that_flips_is_flaky_not_blamed(tmp_path, folder):
+    parts = Recorded(folder, 2, {(BASE, "pvh"): [FAIL, PASS], **breaks("pvh", 1, 2)})
+    outcome = decide(tmp_path, parts, 2)
+    assert outcome.verdict == FLAKY and outcome.culprit is None
+    assert outcome.detail == ["pvh passed and failed, with the series or on the base: nothing is blamed on the series"]

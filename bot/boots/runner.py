@@ -54,10 +54,14 @@ class BootResult:
 Progress = Callable[[str, BootResult | None], None]   # (entry, None) on start, result when done
 
 
+Limits = Mapping[str, tuple[float, float]]   # by entry: its overall and silence limits, when not its own
+
+
 def boot(entries: list[Entry], files: Files, lab: Lab, folder: Path, *, patterns: Patterns,
          probe: Probe | None, root: Path | None = None, append: str = "", silence: float | None = None,
-         progress: Progress = lambda entry, result: None) -> list[BootResult]:
-    """Boots through every entry, each in `folder`/<entry>; results name logs relative to `root`."""
+         attempt: int = 1, limits: Limits = {}, progress: Progress = lambda entry, result: None) -> list[BootResult]:
+    """Boots through every entry, each in `folder`/<entry> (<entry>.<attempt> from the second
+    attempt on); results name logs relative to `root`."""
     folder.mkdir(parents=True, exist_ok=True)
     chosen = accel.choose(lab.accel, probe, files, lab.qemu, lab.cache, lab.probe_seconds, lab.sandbox, patterns)
     files.prepare([name for entry in entries for name in entry.files], {v for entry in entries for v in entry.values})
@@ -65,7 +69,9 @@ def boot(entries: list[Entry], files: Files, lab: Lab, folder: Path, *, patterns
 
     def one(entry: Entry) -> BootResult:
         progress(entry.name, None)
-        result = _boot_entry(entry, files, lab, run, folder / entry.name, root or folder, patterns, silence)
+        timeout, quiet = limits.get(entry.name, (entry.timeout, silence or entry.silence))
+        name = entry.name if attempt == 1 else f"{entry.name}.{attempt}"
+        result = _boot_entry(entry, files, lab, run, folder / name, root or folder, patterns, timeout, quiet)
         progress(entry.name, result)
         return result
 
@@ -76,7 +82,7 @@ def boot(entries: list[Entry], files: Files, lab: Lab, folder: Path, *, patterns
 
 
 def _boot_entry(entry: Entry, files: Files, lab: Lab, run: dict[str, str], directory: Path, root: Path,
-                patterns: Patterns, silence: float | None) -> BootResult:
+                patterns: Patterns, timeout: float, silence: float) -> BootResult:
     directory.mkdir()
     log = directory / CONSOLE
     started = time.monotonic()
@@ -90,7 +96,7 @@ def _boot_entry(entry: Entry, files: Files, lab: Lab, run: dict[str, str], direc
         command = [lab.qemu, *entry.qemu_args(run)]
         (directory / COMMAND).write_text(shlex.join(command) + "\n")
         decision = qemu.run(command, directory, log, Console(entry.success_pattern(run["nonce"]), patterns),
-                            entry.timeout, silence or entry.silence, lab.sandbox, readable)
+                            timeout, silence, lab.sandbox, readable)
     result = BootResult(entry.name, decision.status, round(time.monotonic() - started, 1), decision.reason,
                         str(log.relative_to(root)), entry.experimental, run["accel"],
                         {name: files.describe(name, entry.values) for name in entry.files})

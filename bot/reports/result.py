@@ -20,7 +20,7 @@ OUTCOME = "outcome.json"
 
 @dataclass
 class EntryOutcome:
-    status: str          # with the change
+    status: str          # with the change: pass, fail, timeout, flaky (passed and failed), error
     baseline: str        # on the base
     seconds: float
     reason: str          # the line (or fact) that decided the status
@@ -29,6 +29,8 @@ class EntryOutcome:
     experimental: bool
     accel: str
     files: dict[str, str] = field(default_factory=dict)   # what it booted with the change, and whence
+    attempts: list[dict] = field(default_factory=list)        # each boot with the change: status, seconds,
+    base_attempts: list[dict] = field(default_factory=list)   # reason, log; and each on the base
 
 
 @dataclass
@@ -48,6 +50,7 @@ class Outcome:
     series: dict                     # subject, version, patches: [{index, subject, msgid}]
     tree: str | None = None          # the tree kind it was checked against
     base: str | None = None
+    base_how: str = ""               # how the base was found: its base-commit, guessed, the branch head
     entries: dict[str, EntryOutcome] = field(default_factory=dict)
     culprit: dict | None = None      # the first bad patch: index, subject, msgid
     regressed: list[str] = field(default_factory=list)   # entries that boot on the base, not with the change

@@ -6,20 +6,22 @@ from pathlib import Path
 from bot.boots.console import clean
 from bot.boots.runner import COMMAND
 from bot.reports.result import Outcome
-from bot.verdicts.words import APPLY_FAILED, BUILD_FAILED, PASS, REFUSED, REGRESSION, SKIP, fails
+from bot.verdicts.words import APPLY_FAILED, BUILD_FAILED, FLAKY, PASS, REFUSED, REGRESSION, SKIP, fails
 
 CONSOLE_LINES = 20
 
 
 def text(outcome: Outcome, folder: Path, bot_address: str) -> str:
     parts = [_summary(outcome)]
+    if outcome.base:
+        parts.append(f"Base: {outcome.base[:12]}, {outcome.base_how or 'as given'}.")
     if outcome.entries:
         parts.append(_table(outcome))
     if outcome.culprit:
         p = outcome.culprit
         parts.append(f"First bad patch: [{p['index']}/{len(outcome.series['patches'])}] {p['subject']}\n"
                      f"  Message-ID: <{p['msgid']}>")
-    if outcome.detail and outcome.verdict not in (PASS, SKIP):
+    if outcome.detail and outcome.verdict not in (PASS, SKIP, FLAKY):
         parts.append("\n".join(f"  {line}" for line in outcome.detail))
     failed = _first_failed(outcome)
     if failed:
@@ -42,11 +44,14 @@ def _summary(outcome: Outcome) -> str:
         return f"bootbot: PASS for {title}\nEvery boot entry the series touches boots as on the base: {booted}."
     if outcome.verdict == SKIP:
         return f"bootbot: SKIP for {title}\nNothing was built or booted: {outcome.detail[0]}."
+    if outcome.verdict == FLAKY:
+        return f"bootbot: FLAKY for {title}\n{outcome.detail[0][0].upper()}{outcome.detail[0][1:]}."
     if outcome.verdict == REGRESSION:
         return (f"bootbot: REGRESSION in {title}\n"
                 f"No longer boots with the series, but does on the base: {', '.join(outcome.regressed)}.")
     if outcome.verdict == APPLY_FAILED:
-        return f"bootbot: APPLY FAILED for {title}\nPatch {outcome.culprit['index']} does not apply on {outcome.base[:12]}."
+        return (f"bootbot: APPLY FAILED for {title}\n"
+                f"Patch {outcome.culprit['index']} does not apply on {outcome.base[:12]}.")
     if outcome.verdict == REFUSED:
         return f"bootbot: REFUSED {title}\nThe series was refused before anything was applied or built:"
     if outcome.verdict == BUILD_FAILED:
@@ -62,7 +67,15 @@ def _table(outcome: Outcome) -> str:
         rows.append(f"{label:<{width}} {e.status:<8} {e.baseline:<8} {e.seconds:>7.1f}  {e.reason}")
     if any(e.experimental for e in outcome.entries.values()):
         rows.append("* experimental: shown, but does not decide the verdict")
+    tried = [f"  {name}: {_boots(e.attempts)} with the series; {_boots(e.base_attempts)} on the base"
+             for name, e in outcome.entries.items() if len(e.attempts) > 1 or len(e.base_attempts) > 1]
+    if tried:
+        rows += ["Booted more than once, in order:", *tried]
     return "\n".join(rows)
+
+
+def _boots(attempts: list[dict]) -> str:
+    return ", ".join(a["status"] for a in attempts)
 
 
 def _first_failed(outcome: Outcome) -> str | None:

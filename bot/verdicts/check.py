@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -18,11 +19,12 @@ from bot.changes import guard
 from bot.changes.series import Series
 from bot.reports import result
 from bot.reports.result import BuildRecord, EntryOutcome, Outcome
-from bot.settings import Settings
+from bot.settings import Rules, Settings
 from bot.trees import workspace
 from bot.trees.build import Build
 from bot.trees.tree import Tree
-from bot.verdicts.words import APPLY_FAILED, BUILD_FAILED, ERROR, PASS, REFUSED, REGRESSION, SKIP, regressed
+from bot.verdicts.words import (APPLY_FAILED, BUILD_FAILED, ERROR, FAIL, FLAKY, PASS, REFUSED, REGRESSION, SKIP,
+                                TIMEOUT, regressed)
 from bot.verdicts.workbench import Workbench
 
 Progress = Callable[[str], None]
@@ -38,8 +40,10 @@ class Parts(Protocol):
     def build(self, commit: str, phase: str) -> Build:
         """Builds `commit`, keeping its log in the folder (Build.log: its path there)."""
 
-    def boot(self, built: Build, entries: list[Entry], phase: str) -> list[BootResult]:
-        """Boots `entries` of a build, into boots/<phase>/ of the folder."""
+    def boot(self, built: Build, entries: list[Entry], phase: str, attempt: int,
+             limits: dict[str, tuple[float, float]]) -> list[BootResult]:
+        """Boots `entries` of a build once, into boots/<phase>/<entry>[.<attempt>] of the folder,
+        each within its limits (overall, silence) when `limits` names it."""
 
 
 class _LabFailed(Exception):
@@ -62,7 +66,7 @@ def check(series: Series, settings: Settings, progress: Progress = lambda messag
     folder = result.new_folder(settings.state / "results")
     selection = settings.select(series.files, only, tree_path)
     tree = selection.tree and selection.tree.name
-    facts = {"series": series_facts(series), "strict_experimental": settings.strict_experimental, "tree": tree,
+    facts = {"series": series_facts(series), "strict_experimental": settings.rules.strict, "tree": tree,
              "reproduce": f"bootbot check {source} --tree {shlex.quote(str(tree_path)) if tree_path else f'~/{tree}'}"}
     refused = guard.refusal(series, settings.series_limits)
     if refused:
@@ -71,13 +75,12 @@ def check(series: Series, settings: Settings, progress: Progress = lambda messag
         outcome = Outcome(SKIP, detail=[selection.reason], **facts)
     else:
         site = settings.site(selection.tree.name, tree_path)
-        base = workspace.resolve_base(site.path, series.base_commit, site.branch)
+        base = workspace.resolve_base(site.path, series.base_commit, site.branch, series.blobs, settings.guess_days)
         with workspace.acquire(site.path, settings.workspaces, settings.slots) as ws:
             parts = Workbench(selection.tree, ws, settings, folder, progress)
-            cache = settings.state / "cache" / "baseline" / _baseline_key(base, selection.tree, parts, settings)
-            outcome = decide(series, selection.entries, base, parts, cache, folder,
-                             settings.strict_experimental, progress)
-        outcome.tree, outcome.reproduce = tree, facts["reproduce"]
+            cache = settings.state / "cache" / "baseline" / _baseline_key(base.commit, selection.tree, parts, settings)
+            outcome = decide(series, selection.entries, base.commit, parts, cache, folder, settings.rules, progress)
+        outcome.tree, outcome.reproduce, outcome.base_how = tree, facts["reproduce"], base.how
         outcome.build_steps = build_steps(selection.tree)
     result.write(folder, outcome)
     return folder
@@ -96,49 +99,217 @@ def series_facts(series: Series) -> dict:
             "patches": [{"index": p.index, "subject": p.subject, "msgid": p.msgid} for p in series.patches]}
 
 
+@dataclass
+class Judged:
+    """An entry's boots of one commit, and what they add up to."""
+    attempts: list[BootResult]
+    earlier: list[BootResult] = field(default_factory=list)   # shown, not counted: the cached base's
+
+    @property
+    def status(self) -> str:
+        statuses = [a.status for a in self.attempts]
+        if ERROR in statuses:
+            return ERROR
+        if PASS in statuses:
+            return PASS if statuses[0] == PASS else FLAKY
+        return statuses[0]   # it failed every time: the first says how
+
+    @property
+    def deciding(self) -> BootResult:
+        """The attempt the verdict quotes: the first that did not pass, else the first."""
+        return next((a for a in self.attempts if a.status != PASS), self.attempts[0])
+
+    @property
+    def stable(self) -> bool:
+        """Worth caching as the base's: a pass at the first try, or the same failure every time (a
+        timeout never: load alone can make one)."""
+        return self.status == PASS or (self.status == FAIL and len(self.attempts) > 1)
+
+
+class _Intermittent(Exception):
+    """A culprit-search step did not show the series' failure, nor a clean pass."""
+
+
+class _BaseTimedOut(Exception):
+    """The base's boot timed out in this run: the machine, not the series, is in question."""
+
+
+def _entry_outcome(series: Judged, base: Judged) -> EntryOutcome:
+    shown = series.deciding
+    return EntryOutcome(series.status, base.status, shown.seconds, shown.reason, shown.log, base.deciding.log,
+                        shown.experimental, shown.accel, shown.files, _attempts(series.attempts),
+                        _attempts(base.earlier + base.attempts))
+
+
+def _attempts(results: list[BootResult]) -> list[dict]:
+    return [{"status": r.status, "seconds": r.seconds, "reason": r.reason, "log": r.log} for r in results]
+
+
+def _read_boot(folder: Path) -> BootResult:
+    return BootResult(**json.loads((folder / runner.RESULT).read_text()))
+
+
 def decide(series: Series, entries: list[Entry], base: str, parts: Parts, cache: Path, folder: Path,
-           strict: bool, progress: Progress = lambda message: None) -> Outcome:
+           rules: Rules = Rules(), progress: Progress = lambda message: None) -> Outcome:
     """The verdict on `series` (applied on `base`) for `entries`: the rules of a check, whatever
-    the parts are. `cache` keeps the base's results; `strict`: experimental entries count."""
-    outcome = Outcome(PASS, series_facts(series), base=base, strict_experimental=strict)
-    builds = Builds(parts, outcome)
-    progress(f"applying {len(series.patches)} patches on {base[:12]}")
-    try:
-        commits = parts.apply(base, series.am_mbox)
-    except workspace.ApplyFailed as e:
-        outcome.verdict, outcome.culprit, outcome.detail = APPLY_FAILED, _patch(outcome, e.index), e.message.splitlines()
-        return outcome
-    try:
-        baseline = _baseline(builds, base, entries, cache, folder, progress)
-    except _BaseBroken as e:
-        outcome.verdict, outcome.detail = ERROR, [str(e), *e.built.errors, f"full log: {e.built.log}"]
-        return outcome
-    built = builds.at(commits[-1], "series")
-    if not built.ok:
-        progress("finding the patch that broke the build")
-        culprit = _first_bad(len(commits), lambda k: not builds.at(commits[k - 1], f"patches-1-{k}").ok)
-        outcome.verdict, outcome.culprit = BUILD_FAILED, _patch(outcome, culprit)
-        outcome.detail = [*built.errors, f"full log: {built.log}"]
-        return outcome
-    results = parts.boot(built, entries, "series")
-    outcome.entries = {r.entry: EntryOutcome(r.status, baseline[r.entry].status, r.seconds, r.reason, r.log,
-                                             baseline[r.entry].log, r.experimental, r.accel, r.files)
-                       for r in results}
-    if any(ERROR in (e.status, e.baseline) for e in outcome.entries.values() if not e.experimental):
-        outcome.verdict, outcome.detail = ERROR, ["the lab failed (not the series): see the entries in error"]
-        return outcome
-    broken = [e for e in entries if regressed(outcome.entries[e.name].status, outcome.entries[e.name].baseline,
-                                              e.experimental, strict)]
-    if broken:
-        progress(f"finding the patch that broke {', '.join(e.name for e in broken)}")
+    the parts are. `cache` keeps the base's stable results."""
+    return _Check(series, entries, base, parts, cache, folder, rules, progress).run()
+
+
+class _Check:
+    def __init__(self, series, entries, base, parts, cache, folder, rules, progress):
+        self.series, self.entries, self.base, self.parts = series, entries, base, parts
+        self.cache, self.folder, self.rules, self.progress = cache, folder, rules, progress
+        self.outcome = Outcome(PASS, series_facts(series), base=base, strict_experimental=rules.strict)
+        self.builds = Builds(parts, self.outcome)
+
+    def run(self) -> Outcome:
+        outcome = self.outcome
+        self.progress(f"applying {len(self.series.patches)} patches on {self.base[:12]}")
         try:
-            culprit = _first_bad(len(commits), lambda k: _prefix_breaks(builds, parts, commits, k, broken))
-        except _LabFailed as e:
+            self.commits = self.parts.apply(self.base, self.series.am_mbox)
+        except workspace.ApplyFailed as e:
+            outcome.verdict, outcome.culprit = APPLY_FAILED, _patch(outcome, e.index)
+            outcome.detail = e.message.splitlines()
+            return outcome
+        try:
+            self.based = self.baseline()
+            built = self.series_build = self.builds.at(self.commits[-1], "series")
+            if not built.ok:
+                return self.build_failed(built)
+            judged = self.boot(built, self.entries, "series", self.limits(), tries=1)
+            self.confirm(judged)
+        except _BaseBroken as e:
+            outcome.verdict, outcome.detail = ERROR, [str(e), *e.built.errors, f"full log: {e.built.log}"]
+            return outcome
+        except _BaseTimedOut as e:
             outcome.verdict, outcome.detail = ERROR, [str(e)]
             return outcome
-        outcome.verdict, outcome.culprit = REGRESSION, _patch(outcome, culprit)
-        outcome.regressed = [e.name for e in broken]
-    return outcome
+        outcome.entries = {e.name: _entry_outcome(judged[e.name], self.based[e.name]) for e in self.entries}
+        return self.verdict(judged)
+
+    def baseline(self) -> dict[str, Judged]:
+        """The base's result for each entry, in boots/base/ of the folder: booted (and confirmed)
+        once per base, declarations and lab (`cache` is named after them), then copied from the
+        cache."""
+        missing = [e for e in self.entries if not (self.cache / e.name / runner.RESULT).exists()]
+        judged = self.boot_base(missing, 1) if missing else {}
+        self.measured = set(judged)   # booted in this run, not taken from the cache
+        for e in self.entries:
+            if e.name not in judged:
+                _copy_boot(self.cache / e.name, self.folder / "boots" / "base" / e.name)
+                judged[e.name] = Judged([_read_boot(self.folder / "boots" / "base" / e.name)])
+        return judged
+
+    def boot_base(self, entries: list[Entry], attempt: int) -> dict[str, Judged]:
+        built = self.builds.at(self.base, "base")
+        if not built.ok:
+            raise _BaseBroken(built)
+        judged = self.boot(built, entries, "base", {}, attempt)
+        timed_out = [name for name, j in judged.items() if j.status == TIMEOUT]
+        if timed_out:
+            raise _BaseTimedOut(f"the base timed out here ({', '.join(timed_out)}): this machine is too slow "
+                                "or loaded right now, or the base hangs; nothing is judged")
+        for name, j in judged.items():
+            if j.stable:   # a flip or a lab failure says nothing lasting about the base
+                _copy_boot((self.folder / j.deciding.log).parent, self.cache / name)
+        return judged
+
+    def boot(self, built: Build, entries: list[Entry], phase: str, limits, first: int = 1,
+             tries: int | None = None) -> dict[str, Judged]:
+        """Boots `entries`, each again while it fails, up to `tries` boots (`confirm` in all)."""
+        judged = {r.entry: Judged([r]) for r in self.parts.boot(built, entries, phase, first, limits)}
+        for attempt in range(first + 1, first + (tries or self.rules.confirm)):
+            again = [e for e in entries if judged[e.name].status in (FAIL, TIMEOUT)]
+            if not again:
+                break
+            for r in self.parts.boot(built, again, phase, attempt, limits):
+                judged[r.entry].attempts.append(r)
+        return judged
+
+    def confirm(self, judged: dict[str, Judged]) -> None:
+        """Before a failure with the series counts, the base boots again now when its result came
+        from the cache (an idle hour's, maybe), and the series boots again, up to `confirm` boots
+        in all, within limits that follow how fast the base boots now."""
+        baseline = self.based
+        suspects = [e for e in self.entries
+                    if judged[e.name].status in (FAIL, TIMEOUT) and baseline[e.name].status == PASS]
+        stale = [e for e in suspects if e.name not in self.measured]
+        if stale:
+            self.progress(f"{', '.join(e.name for e in stale)} failed: booting the base again to compare")
+            fresh = self.boot_base(stale, len(baseline[stale[0].name].attempts) + 1)
+            for e in stale:
+                baseline[e.name] = Judged(fresh[e.name].attempts, earlier=baseline[e.name].attempts)
+        suspects = [e for e in suspects if baseline[e.name].status == PASS]
+        if suspects and self.rules.confirm > 1:
+            built = self.builds.at(self.commits[-1], "series") if stale else self.series_build
+            again = self.boot(built, suspects, "series", self.limits(), 2, self.rules.confirm - 1)
+            for e in suspects:
+                judged[e.name] = Judged(judged[e.name].attempts + again[e.name].attempts)
+
+    def limits(self) -> dict[str, tuple[float, float]]:
+        """Each entry's limits: its own, or more when the base's latest pass took long here."""
+        rules, limits = self.rules, {}
+        for e in self.entries:
+            took = next((a.seconds for a in reversed(self.based[e.name].attempts) if a.status == PASS), 0)
+            limits[e.name] = (max(e.timeout, rules.timeout_factor * took), max(e.silence, rules.silence_factor * took))
+        return limits
+
+    def build_failed(self, built: Build) -> Outcome:
+        self.progress("finding the patch that broke the build")
+        culprit = _first_bad(len(self.commits), lambda k: not self.builds.at(self.commits[k - 1], f"patches-1-{k}").ok)
+        self.outcome.verdict, self.outcome.culprit = BUILD_FAILED, _patch(self.outcome, culprit)
+        self.outcome.detail = [*built.errors, f"full log: {built.log}"]
+        return self.outcome
+
+    def verdict(self, judged: dict[str, Judged]) -> Outcome:
+        outcome, strict = self.outcome, self.rules.strict
+        counted = [e for e in self.entries if strict or not e.experimental]
+        if any(ERROR in (outcome.entries[e.name].status, outcome.entries[e.name].baseline) for e in counted):
+            outcome.verdict, outcome.detail = ERROR, ["the lab failed (not the series): see the entries in error"]
+            return outcome
+        broken = [e for e in self.entries if regressed(outcome.entries[e.name].status, outcome.entries[e.name].baseline,
+                                                       e.experimental, strict)]
+        if broken:
+            return self.culprit(broken, {e.name: judged[e.name].status for e in broken})
+        flaky = [e.name for e in counted if outcome.entries[e.name].status == FLAKY
+                 or (outcome.entries[e.name].baseline == FLAKY and outcome.entries[e.name].status != PASS)]
+        if flaky:
+            outcome.verdict = FLAKY
+            outcome.detail = [f"{', '.join(flaky)} passed and failed, with the series or on the base: "
+                              "nothing is blamed on the series"]
+        return outcome
+
+    def culprit(self, broken: list[Entry], failures: dict[str, str]) -> Outcome:
+        outcome = self.outcome
+        outcome.verdict, outcome.regressed = REGRESSION, [e.name for e in broken]
+        self.progress(f"finding the patch that broke {', '.join(e.name for e in broken)}")
+        try:
+            k = _first_bad(len(self.commits), lambda k: self.prefix_breaks(k, broken, failures))
+        except _LabFailed as e:
+            outcome.verdict, outcome.regressed, outcome.detail = ERROR, [], [str(e)]
+        except _Intermittent as e:
+            outcome.detail = [str(e), "the failure is intermittent in the culprit search: no patch is named"]
+        else:
+            outcome.culprit = _patch(outcome, k)
+        return outcome
+
+    def prefix_breaks(self, k: int, broken: list[Entry], failures: dict[str, str]) -> bool:
+        """Whether patches 1..k fail as the series does (the same entry, the same way, every try);
+        _Intermittent when they neither do so nor pass."""
+        phase = f"patches-1-{k}"
+        built = self.builds.at(self.commits[k - 1], phase)
+        if not built.ok:
+            raise _Intermittent(f"patches 1-{k} do not build (a later patch mends it)")
+        judged = self.boot(built, broken, phase, self.limits())
+        for e in broken:
+            status = judged[e.name].status
+            if status == ERROR:
+                raise _LabFailed(f"the lab failed while finding the culprit "
+                                 f"({e.name}: {judged[e.name].deciding.reason})")
+            if status not in (PASS, failures[e.name]):
+                raise _Intermittent(f"{e.name} with patches 1-{k}: {status}, with the series: {failures[e.name]}")
+        return any(judged[e.name].status != PASS for e in broken)
 
 
 @dataclass
@@ -171,46 +342,20 @@ def _first_bad(count: int, breaks: Callable[[int], bool]) -> int:
     return bad
 
 
-def _prefix_breaks(builds: Builds, parts: Parts, commits: list[str], k: int, entries: list[Entry]) -> bool:
-    phase = f"patches-1-{k}"
-    built = builds.at(commits[k - 1], phase)
-    if not built.ok:
-        return True
-    results = parts.boot(built, entries, phase)
-    failed = [r for r in results if r.status == ERROR]
-    if failed:
-        raise _LabFailed(f"the lab failed while finding the culprit ({failed[0].entry}: {failed[0].reason})")
-    return any(r.status != PASS for r in results)
-
-
-def _baseline(builds: Builds, base: str, entries: list[Entry], cache: Path, folder: Path,
-              progress: Progress) -> dict[str, BootResult]:
-    """The base's result for each entry, in boots/base/ of the folder: booted once per base,
-    declarations and lab (`cache` is named after them), then copied from the cache."""
-    missing = [e for e in entries if not (cache / e.name / runner.RESULT).exists()]
-    if missing:
-        built = builds.at(base, "base")
-        if not built.ok:
-            raise _BaseBroken(built)
-        for booted in builds.parts.boot(built, missing, "base"):
-            if booted.status != ERROR:   # a lab failure says nothing about the base
-                _copy_boot(folder / "boots" / "base" / booted.entry, cache / booted.entry)
-    for e in entries:
-        if e.name not in {m.name for m in missing}:
-            _copy_boot(cache / e.name, folder / "boots" / "base" / e.name)
-    return {e.name: BootResult(**json.loads((folder / "boots" / "base" / e.name / runner.RESULT).read_text()))
-            for e in entries}
-
-
 def _copy_boot(source: Path, target: Path) -> None:
-    """A boot's own files (console, command, result), not what was staged for it; whole or not at all."""
-    partial = target.with_name(f".{target.name}.partial")
+    """A boot's own files (console, command, result), not what was staged for it; whole or not at
+    all, replacing an older copy."""
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     for name in (runner.CONSOLE, runner.COMMAND, runner.RESULT):
         if (source / name).exists():
             shutil.copyfile(source / name, partial / name)
-    partial.rename(target)
+    shutil.rmtree(target, ignore_errors=True)
+    try:
+        partial.rename(target)
+    except OSError:   # another check stored it meanwhile: as good as this one
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def _baseline_key(base: str, tree: Tree, parts: Parts, settings: Settings) -> str:

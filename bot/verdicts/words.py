@@ -3,12 +3,14 @@ from __future__ import annotations
 
 # How one boot ended (a boot's status), and, but for FAIL and TIMEOUT, how a check ended too.
 PASS, FAIL, TIMEOUT, ERROR, SKIP = "pass", "fail", "timeout", "error", "skip"
+# An entry whose boots of one commit passed and failed: never blamed; a check ending so.
+FLAKY = "flaky"
 
 # How a check ended, beside PASS, SKIP and ERROR (the lab failed: never the change's fault).
 REGRESSION, APPLY_FAILED, BUILD_FAILED, REFUSED = "regression", "apply-failed", "build-failed", "refused"
 
 # The exit status of `bootbot check` and `bootbot report` for each verdict.
-EXIT_STATUS = {PASS: 0, SKIP: 0, REGRESSION: 1, APPLY_FAILED: 1, BUILD_FAILED: 1, REFUSED: 1, ERROR: 2}
+EXIT_STATUS = {PASS: 0, SKIP: 0, FLAKY: 0, REGRESSION: 1, APPLY_FAILED: 1, BUILD_FAILED: 1, REFUSED: 1, ERROR: 2}
 
 
 def fails(status: str, experimental: bool, strict_experimental: bool) -> bool:
@@ -18,8 +20,9 @@ def fails(status: str, experimental: bool, strict_experimental: bool) -> bool:
 
 
 def regressed(status: str, baseline: str, experimental: bool, strict_experimental: bool) -> bool:
-    """Whether an entry that ended in `status` with the change, `baseline` on the base, broke."""
-    return baseline == PASS and fails(status, experimental, strict_experimental)
+    """Whether an entry that ended in `status` with the change, `baseline` on the base, broke: it
+    failed every time with the change and passed on the base (a flip is no regression)."""
+    return baseline == PASS and status in (FAIL, TIMEOUT) and (strict_experimental or not experimental)
 
 
 class LabError(Exception):

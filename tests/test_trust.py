@@ -1,0 +1,158 @@
+"""Verdicts to trust, with real boots: a boot that fails once is not blamed, a base that times out
+once is not cached, and the list bot's brake on noise (moderation, mute, a daily limit) holds
+across restarts."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import trees
+from conftest import DECLARED, ROOT
+from test_faults import Faulty
+from tiny_tree import patches
+
+PVH_C = "arch/x86/platform/pvh/enlighten.c"
+PVH_ANCHOR = "#include <xen/interface/hvm/start_info.h>\n"
+
+# A QEMU that misbehaves once, at the run folder named: bootbot boots an entry's first attempt in
+# boots/<phase>/<entry>, its next ones in <entry>.2 ...; the sandbox starts it there.
+WRAPPER = """#!/usr/bin/python3
+import os, sys
+args = sys.argv[1:]
+if os.getcwd().endswith("{folder}"):
+    {misbehave}
+os.execv("/usr/bin/qemu-system-x86_64", ["qemu-system-x86_64", *args])
+"""
+PANIC = 'args[args.index("-append") + 1] += " rdinit=/nonexistent"'
+HANG = 'os.execv("/usr/bin/sleep", ["sleep", "600"])'
+
+
+def wrapper(tmp_path: Path, folder: str, misbehave: str) -> Path:
+    path = tmp_path / "qemu-once"
+    path.write_text(WRAPPER.format(folder=folder, misbehave=misbehave))
+    path.chmod(0o755)
+    return path
+
+
+def check(tmp_path: Path, config: Path) -> dict:
+    mbox = trees.make_series(trees.linux(), tmp_path / "series", [
+        ("x86/pvh: comment the entry", {PVH_C: trees.add_after(PVH_ANCHOR, "/* bootbot trust test */\n")})])
+    out = tmp_path / "outcome.json"
+    run = subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(config), "check", str(mbox),
+                          "--tree", str(trees.linux()), "--json", str(out)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=1200)
+    assert out.exists(), run.stdout + run.stderr
+    return {**json.loads(out.read_text()), "code": run.returncode, "stdout": run.stdout}
+
+
+@pytest.mark.boot
+def test_a_boot_that_fails_once_is_flaky_never_a_regression(tmp_path, workspaces):
+    config = tmp_path / "bootbot.toml"
+    config.write_text(f'[state]\ndir = "{tmp_path / "state"}"\n[build]\ndir = "{workspaces}"\n'
+                      f'[lab]\nqemu = "{wrapper(tmp_path, "/boots/series/pvh", PANIC)}"\n')
+    outcome = check(tmp_path, config)
+    assert outcome["verdict"] == "flaky" and outcome["code"] == 0 and outcome["culprit"] is None
+    pvh = outcome["entries"]["pvh"]
+    assert pvh["status"] == "flaky" and [a["status"] for a in pvh["attempts"]] == ["fail", "pass"]
+    assert "Kernel panic - not syncing" in pvh["reason"]
+    assert outcome["stdout"].startswith("bootbot: FLAKY") and "Reported-by" not in outcome["stdout"]
+
+
+@pytest.mark.boot
+def test_a_base_boot_that_times_out_once_is_not_cached(tmp_path, workspaces):
+    checks = tmp_path / "checks"   # pvh falls silent for 6 s at most, so that the hang ends soon
+    shutil.copytree(DECLARED.folder, checks)
+    entries = checks / "entries" / "linux.toml"
+    entries.write_text(entries.read_text().replace('[entries.pvh]\n', '[entries.pvh]\nsilence = 6\n'))
+    config = tmp_path / "bootbot.toml"
+    config.write_text(f'[state]\ndir = "{tmp_path / "state"}"\n[build]\ndir = "{workspaces}"\n'
+                      f'[checks]\ndir = "{checks}"\n'
+                      f'[lab]\nqemu = "{wrapper(tmp_path, "/boots/base/pvh", HANG)}"\n')
+    outcome = check(tmp_path, config)
+    assert outcome["verdict"] == "pass", outcome["stdout"]
+    assert [a["status"] for a in outcome["entries"]["pvh"]["base_attempts"]] == ["timeout", "pass"]
+    cached = {p.name for p in (tmp_path / "state" / "cache" / "baseline").glob("*/*")}
+    assert cached == {"xen-pvh"}   # the base's pvh flipped: nothing lasting to keep
+
+
+# The brake on noise, on the tiny tree: a three-patch series is refused (this lab allows two),
+# which is a verdict with a reply, and needs no kernel.
+
+def braked(tmp_path: Path, mail: str) -> Faulty:
+    lab = Faulty(tmp_path / "lab")
+    text = lab.config.read_text().replace("moderate = false\n", "")
+    lab.config.write_text(text.replace("[mail]\n", f"[mail]\n{mail}"))
+    return lab
+
+
+def retitled(mails: list[Path], subject: str) -> list[Path]:
+    """Another series, not a new revision of the first: its cover letter says another thing."""
+    mails[0].write_text(mails[0].read_text().replace("*** SUBJECT HERE ***", subject))
+    return mails
+
+
+def outbox(lab: Faulty, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(lab.config), "outbox", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_a_moderated_reply_waits_for_approval_and_then_goes_out_once(tmp_path, repo):
+    lab = braked(tmp_path, 'moderate = "mod@example.org"\n')
+    try:
+        lab.post(patches(repo, tmp_path / "refused", 1, count=3))
+        assert lab.poll().returncode == 0
+        [review] = lab.replies(1)
+        assert review.recipients == ["mod@example.org"] and "[bootbot review #1]" in review.message["Subject"]
+        assert "bootbot outbox approve 1" in review.message.get_content()
+        assert lab.poll().returncode == 0   # a restart: the review is not sent again, the reply still held
+        assert len(lab.sink.received) == 1
+        listed = outbox(lab, "list").stdout
+        assert listed.startswith("    1  held") and "ann@example.org" in listed
+        assert outbox(lab, "approve", "1").returncode == 0
+        assert lab.poll().returncode == 0
+        reply = lab.replies(2)[1]
+        assert set(reply.recipients) == {"ann@example.org", "xen-devel@lists.example.org"}
+        assert "REFUSED" in reply.message.get_content()
+        assert lab.poll().returncode == 0 and len(lab.sink.received) == 2
+        again = outbox(lab, "approve", "1")
+        assert again.returncode == 2 and again.stderr.strip() == "bootbot: reply 1 is sent: it cannot be approved"
+    finally:
+        lab.close()
+
+
+def test_a_dropped_reply_never_goes_out_and_a_muted_bot_sends_nothing(tmp_path, repo):
+    lab = braked(tmp_path, "moderate = true\n")
+    try:
+        lab.post(patches(repo, tmp_path / "refused", 1, count=3))
+        assert lab.poll().returncode == 0 and outbox(lab, "drop", "1").returncode == 0
+        assert lab.poll().returncode == 0 and lab.sink.received == []
+        lab.config.write_text(lab.config.read_text().replace("moderate = true\n", "moderate = false\nmute = true\n"))
+        lab.post(retitled(patches(repo, tmp_path / "refused-2", 2, count=3), "x86/boot: another series"))
+        assert lab.poll().returncode == 0 and lab.sink.received == []
+        assert "2  pending" in outbox(lab, "list").stdout
+        lab.config.write_text(lab.config.read_text().replace("mute = true\n", ""))
+        assert lab.poll().returncode == 0
+        assert len(lab.replies(1)) == 1 and lab.poll().returncode == 0 and len(lab.sink.received) == 1
+    finally:
+        lab.close()
+
+
+def test_replies_over_the_days_limit_wait_and_the_operator_is_told_once(tmp_path, repo):
+    lab = braked(tmp_path, "moderate = false\nmax_per_day = 1\n")
+    try:
+        lab.post(patches(repo, tmp_path / "one", 1, count=3))
+        lab.post(retitled(patches(repo, tmp_path / "two", 2, count=3, extra="_two"), "x86/boot: another series"))
+        first = lab.poll()
+        assert len(lab.replies(1)) == 1
+        second = lab.poll()
+        assert len(lab.sink.received) == 1
+        said = [line for run in (first, second) for line in run.stderr.splitlines() if "max_per_day" in line]
+        assert len(said) == 1 and "mail.max_per_day (1) reached" in said[0]
+        assert "2  pending" in outbox(lab, "list").stdout
+    finally:
+        lab.close()
