@@ -129,3 +129,19 @@ def test_limits_name_the_last_line():
     assert console.silent(5).status == TIMEOUT
     assert "5 s" in console.silent(5).reason and "Decompressing Linux" in console.silent(5).reason
     assert console.overran(180).status == TIMEOUT
+
+
+def test_last_words_without_a_newline_decide_as_soon_as_the_console_pauses(tmp_path):
+    """Xen's head.S writes "ERR: ..." with no newline, then halts: the boot fails within seconds,
+    not at the silence limit."""
+    import time
+    from bot.boots import qemu
+    from bot.sandbox import Sandbox
+    fake = tmp_path / "fake-qemu"
+    fake.write_text("#!/bin/sh\nprintf 'Booting bootbot\\nERR: Not a Multiboot bootloader!'\nexec sleep 600\n")
+    fake.chmod(0o755)
+    started = time.monotonic()
+    decision = qemu.run([str(fake)], tmp_path, tmp_path / "console.log", Console(re.compile("never"), PATTERNS),
+                        120, 60, Sandbox(64000), [])
+    assert (decision.status, decision.reason) == (FAIL, "ERR: Not a Multiboot bootloader!")
+    assert time.monotonic() - started < 10

@@ -1,4 +1,4 @@
-"""Running one QEMU process and watching its serial console until the verdict is known."""
+"""Running one QEMU process and watching its serial console until the boot is decided."""
 from __future__ import annotations
 
 import os
@@ -13,6 +13,7 @@ from bot.sandbox import Sandbox, stop
 from bot.verdicts.words import ERROR, LabError
 
 _STDERR_KEEP = 8192   # QEMU's complaints are short; a flood of them is cut, not buffered
+TAIL_PAUSE = 1.0      # seconds of quiet after which an unfinished last line is judged
 
 
 def run(command: list[str], cwd: Path, log: Path, console: Console, timeout: float, silence: float,
@@ -43,7 +44,7 @@ def run(command: list[str], cwd: Path, log: Path, console: Console, timeout: flo
 
 def _read_console(qemu: subprocess.Popen, out, console: Console, timeout: float, silence: float) -> Decision:
     started = last_output = time.monotonic()
-    pending, stderr = b"", b""
+    pending, stderr, tail_judged = b"", b"", True
     with selectors.DefaultSelector() as selector:
         selector.register(qemu.stdout, selectors.EVENT_READ)
         selector.register(qemu.stderr, selectors.EVENT_READ)
@@ -53,7 +54,14 @@ def _read_console(qemu: subprocess.Popen, out, console: Console, timeout: float,
                 return _decide_tail(console, pending) or console.overran(timeout)
             if now - last_output >= silence:
                 return _decide_tail(console, pending) or console.silent(silence)
-            wait = min(timeout - (now - started), silence - (now - last_output))
+            if not tail_judged and now - last_output >= TAIL_PAUSE:
+                # Some last words end without a newline, then the machine halts (Xen's head.S
+                # "ERR: ...", the decompressor's "-- System halted"): judge them once it pauses.
+                decision, tail_judged = _decide_tail(console, pending), True
+                if decision:
+                    return decision
+            wait = min(timeout - (now - started), silence - (now - last_output),
+                       TAIL_PAUSE if not tail_judged else silence)
             for key, _ in selector.select(wait):
                 chunk = os.read(key.fd, 65536)
                 if not chunk:
@@ -64,12 +72,13 @@ def _read_console(qemu: subprocess.Popen, out, console: Console, timeout: float,
                     out.write(chunk)
                     last_output = time.monotonic()
                     *lines, pending = (pending + chunk).split(b"\n")
+                    tail_judged = not pending
                     for line in lines:
-                        verdict = console.feed(line.decode("utf-8", "replace"))
-                        if verdict:
-                            return verdict
-    verdict = _decide_tail(console, pending)
-    return verdict or console.exited(qemu.wait(), stderr.decode("utf-8", "replace"))
+                        decision = console.feed(line.decode("utf-8", "replace"))
+                        if decision:
+                            return decision
+    decision = _decide_tail(console, pending)
+    return decision or console.exited(qemu.wait(), stderr.decode("utf-8", "replace"))
 
 
 def _devices(command: list[str]) -> list[str]:
