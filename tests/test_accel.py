@@ -42,6 +42,15 @@ def test_kvm_asked_for_is_used_when_it_works_else_the_run_fails_saying_so(tmp_pa
         choose("kvm")
 
 
+def test_a_tree_without_a_probe_boots_under_tcg_unless_kvm_is_asked_for(tmp_path, kernel, monkeypatch):
+    """Nothing proves KVM works for it: on this kind of machine /dev/kvm opens and hangs kernels."""
+    monkeypatch.setattr(accel, "KVM_DEVICE", tmp_path / "kvm")
+    (tmp_path / "kvm").touch()
+    files = Files({"bzimage": kernel}, DECLARED.derivations, {}, tmp_path / "cache", SANDBOX)
+    assert accel.choose("auto", None, files, "qemu-system-x86_64", tmp_path, 5, SANDBOX, PATTERNS) == "tcg"
+    assert accel.choose("kvm", None, files, "qemu-system-x86_64", tmp_path, 5, SANDBOX, PATTERNS) == "kvm"
+
+
 def test_no_kvm_device_means_tcg(tmp_path, choose, monkeypatch):
     monkeypatch.setattr(accel, "KVM_DEVICE", tmp_path / "kvm")
     assert choose("auto") == "tcg"

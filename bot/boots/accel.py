@@ -39,7 +39,12 @@ def choose(setting: str, probe: Probe | None, files: Files, qemu_binary: str, ca
     if setting == "tcg":
         return setting
     usable = os.access(KVM_DEVICE, os.R_OK | os.W_OK)
-    works = usable and (probe is None or _probed(probe, files, qemu_binary, cache, seconds, sandbox, patterns))
+    if probe is None:   # nothing to prove KVM with: it is used only when asked for
+        if setting == "auto":
+            return "tcg"
+        works = usable
+    else:
+        works = usable and _probed(probe, files, qemu_binary, cache, seconds, sandbox, patterns)
     if setting == "kvm" and not works:
         why = "a kernel does not boot under it here (the probe)" if usable else f"{KVM_DEVICE} is not usable"
         raise LabError(f"KVM was asked for, but {why}: use accel tcg or auto")
