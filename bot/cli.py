@@ -54,6 +54,11 @@ def _parser(declared) -> argparse.ArgumentParser:
                                                  "else the configured tree of the series' kind")
     check.add_argument("--json", type=Path, metavar="FILE", help="write the outcome as JSON")
     check.add_argument("--accel", choices=["auto", "kvm", "tcg"], help="default from the configuration")
+    classify = commands.add_parser("classify", help="judge a saved console log as a boot would be judged")
+    classify.add_argument("log", type=_readable_file, help="a console log (console.log of a result folder)")
+    classify.add_argument("--tree", choices=list(declared.trees), default=next(iter(declared.trees)),
+                          help="whose entry (default: %(default)s)")
+    classify.add_argument("--entry", help="judge with this entry's success line (default: the marker)")
     report = commands.add_parser("report", help="print the report of a check from its result folder")
     report.add_argument("folder", type=Path, help="a result folder (state/results/...)")
     poll = commands.add_parser("poll", help="the list bot: fetch the archive, check new series, reply")
@@ -74,14 +79,17 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser(declared).parse_args(argv)
         if getattr(args, "json", None) and not args.json.parent.resolve().is_dir():
             raise UsageError(f"--json {args.json}: no such directory {args.json.parent}")
-        run = {"boot": _boot, "check": _check, "report": _report, "poll": _bot, "serve": _bot,
-               "outbox": _outbox}[args.command]
+        run = {"boot": _boot, "check": _check, "classify": _classify, "report": _report, "poll": _bot,
+               "serve": _bot, "outbox": _outbox}[args.command]
         return run(args, config, declared)
     except (UsageError, configuration.ConfigError, LabError) as e:
         print(f"bootbot: {e}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:   # the reader went away (`| head`): nothing of ours failed
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _config_file(argv: list[str]) -> Path | None:
@@ -142,6 +150,31 @@ def _check(args, config, declared) -> int:
                          progress=lambda message: print(f"bootbot: {message}", file=sys.stderr, flush=True),
                          tree_path=tree, source=shlex.quote(args.series))
     return _print_report(folder, config, args.json)
+
+
+def _classify(args, config, declared) -> int:
+    """Re-judges an old log with today's patterns: what an operator runs after changing them."""
+    import re
+    from bot.boots.console import Console
+
+    tree = declared.trees[args.tree]
+    entry = _select(tree, args.entry)[0] if args.entry else next(iter(tree.entries.values()))
+    success = re.compile(entry.success.replace("{nonce}", "[0-9a-f]+"))   # any run's nonce
+    console = Console(success, declared.patterns)
+    lines = args.log.read_bytes().decode("utf-8", "replace").splitlines()
+    for n, line in enumerate(lines):
+        decision = console.feed(line)
+        if decision:
+            if console.failed:
+                for following in lines[n + 1:]:
+                    if not console.more(following):
+                        break
+                decision = console.with_block(decision)
+            print(f"{decision.status}{f' ({decision.kind})' if decision.kind else ''}: line {n + 1}")
+            print("\n".join(f"  {line}" for line in decision.block or (decision.reason,)))
+            return 0 if decision.status == "pass" else 1
+    print(f"timeout: the log ends undecided; last line: {console.last_line or '(none)'}")
+    return 1
 
 
 def _report(args, config, declared) -> int:

@@ -40,10 +40,10 @@ def test_kernel_panic_fails_on_the_panic_line():
     assert "Kernel panic - not syncing: VFS: Unable to mount root fs" in decision.reason
 
 
-def test_xen_panic_fails():
+def test_xen_fails_on_its_first_fault_line_before_the_panic():
     decision, _ = judge("xen-pv-truncated.log")
-    assert decision.status == FAIL
-    assert decision.reason.startswith("(XEN) Panic on CPU")
+    assert (decision.status, decision.kind) == (FAIL, "xen-fault")
+    assert decision.reason.startswith("(XEN) Early fatal page fault at e008:ffff82d0404022c8")
 
 
 @pytest.mark.parametrize("log, reason", [
@@ -71,7 +71,7 @@ def test_xen_failures_captured_from_real_boots_fail_on_their_line(log, reason):
     "(XEN) Hardware Dom0 crashed: 'noreboot' set - not rebooting.",
 ])
 def test_xen_and_firmware_failure_lines(line):
-    assert PATTERNS.failure.search(line), line
+    assert PATTERNS.failure(line, bare=False), line
 
 
 def test_hypervisor_warning_is_not_a_kernel_warning():
@@ -145,3 +145,52 @@ def test_last_words_without_a_newline_decide_as_soon_as_the_console_pauses(tmp_p
                         120, 60, Sandbox(64000), [])
     assert (decision.status, decision.reason) == (FAIL, "ERR: Not a Multiboot bootloader!")
     assert time.monotonic() - started < 10
+
+
+BANNER = "[    0.000000] Linux version 6.1.0 (bootbot@bootbot) #1 SMP"
+
+
+@pytest.mark.parametrize("line, kind", [
+    ("[   39.549363][ T5855] general protection fault: 0000 [#1] PREEMPT SMP KASAN", "oops"),
+    ("[  599.875361][    C0] rcu: INFO: rcu_sched self-detected stall on CPU", "rcu-stall"),
+    ("isob2 login: [  709.689951] INFO: rcu_sched detected stalls on CPUs/tasks:", "rcu-stall"),
+    ("[   12.000000] Oops: Oops: 0000 [#1] SMP NOPTI", "oops"),
+    ("[    3.200000] WARNING: kernel/sched/core.c:8511 at sched_init+0x20/0x410, CPU#0: swapper/0", "warning"),
+    ("[    3.200000] WARNING: possible circular locking dependency detected", "warning"),
+    ("[    2.000000] BUG: scheduling while atomic: swapper/0/1/0x00000002", "bug"),
+    ("[    2.000000] UBSAN: shift-out-of-bounds in init/main.c:1488:3", "sanitizer"),
+    ("[    2.000000] divide error: 0000 [#1] PREEMPT SMP NOPTI", "oops"),
+    ("[   30.000000] INFO: task swapper/0:1 blocked for more than 2 seconds.", "hung-task"),
+    ("[   22.000000] watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [swapper/0:1]", "lockup"),
+    ("l1: [    0.000000] Kernel panic - not syncing: VFS: Unable to mount root fs", "panic"),
+])
+def test_kernel_lines_count_after_printks_prefix_wherever_it_sits(line, kind):
+    console = Console(re.compile("never"), PATTERNS)
+    assert console.feed(BANNER) is None
+    decision = console.feed(line)
+    assert (decision.status, decision.kind) == (FAIL, kind), decision
+
+
+def test_a_program_printing_warning_fails_nothing_once_the_kernel_shows_its_time():
+    """The kernel prints "[   1.234567] " before each of its lines (CONFIG_PRINTK_TIME, which
+    bootbot's fragment sets): a line without it, after a timed banner, is userspace's."""
+    console = Console(re.compile("marker"), PATTERNS)
+    for line in (BANNER, "WARNING: this line is userspace's", "BUG: so is this", "Kernel panic - not syncing: a joke"):
+        assert console.feed(line) is None
+    assert console.feed("marker").status == PASS
+    untimed = Console(re.compile("marker"), PATTERNS)   # a kernel without times: nothing tells them apart
+    assert untimed.feed("Linux version 6.1.0 (bootbot@bootbot) #1") is None
+    assert untimed.feed("WARNING: CPU: 0 PID: 1 at init/main.c:1 kernel_init+0x1/0x2").status == FAIL
+
+
+def test_a_failure_keeps_its_report_up_to_its_end_line_or_the_bound():
+    console = Console(re.compile("never"), PATTERNS)
+    console.feed(BANNER)
+    decision = console.feed("[    1.000000] WARNING: CPU: 0 PID: 1 at init/main.c:1 kernel_init+0x1/0x2")
+    more = [console.more(line) for line in ("[    1.000001] Modules linked in:", "[    1.000002] Call Trace:",
+                                            "[    1.000003] ---[ end trace 0000000000000000 ]---", "after")]
+    assert more == [True, True, False, False] and decision.kind == "warning"
+    assert console.with_block(decision).block[-1] == "[    1.000003] ---[ end trace 0000000000000000 ]---"
+    endless = Console(re.compile("never"), PATTERNS)
+    endless.feed("[    1.000000] BUG: scheduling while atomic: swapper/0/1/0x00000002")
+    assert sum(endless.more(f"[    1.1] frame {n}") for n in range(100)) == 38   # 40 lines at most

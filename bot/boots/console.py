@@ -1,4 +1,5 @@
-"""Console verdicts: decide from a serial console, line by line, how a boot ended."""
+"""Console verdicts: decide from a serial console, line by line, how a boot ended, and keep the
+block of lines that explains a failure (checks/console.toml declares the failure lines)."""
 from __future__ import annotations
 
 import re
@@ -10,29 +11,59 @@ from bot.verdicts.words import ERROR, FAIL, PASS, TIMEOUT
 
 # Terminal control sequences firmware paints the screen with; they are noise in a verdict.
 _ESCAPES = re.compile(r"\x1b(\[[0-9;=?]*[A-Za-z]|[()][0-9A-Za-z]|[A-Za-z])")
-_PRINTK_TIME = r"^(?:\[\s*\d+\.\d+\]\s*)?"
+# printk's prefix: the time, then CONFIG_PRINTK_CALLER's thread or CPU ("[   T1]", "[  C0]"); not
+# Xen's own console timestamps, which follow "(XEN) ".
+_PRINTK = r"(?<!\(XEN\) )\[\s*\d+\.\d+\](?:\[\s*[TC]\d+\])?\s*"
+_LEVEL = r"(?:<\d>)?"   # console_msg_format=syslog
+_XEN = r"\(XEN\)\s+(?:\[[^\]]*\]\s+)?"
+_BANNER = re.compile(rf"(?:{_PRINTK})?Linux version \d")
+_TIMED = re.compile(_PRINTK)   # at a line's start: this kernel shows printk's time
+BLOCK_LINES = 40   # of a failure's report, at most, quoted in the report
 
 
 @dataclass(frozen=True)
 class Decision:
-    status: str   # pass, fail, timeout or error
-    reason: str   # the console line (or the fact) that decided it
+    status: str                       # pass, fail, timeout or error
+    reason: str                       # the console line (or the fact) that decided it
+    kind: str = ""                    # of failure, as checks/console.toml names it
+    block: tuple[str, ...] = ()       # the failure's report, from the deciding line on
+
+
+@dataclass(frozen=True)
+class Failure:
+    kind: str
+    pattern: str
+    source: str
+    ends: str | None
 
 
 @dataclass(frozen=True)
 class Patterns:
-    failure: re.Pattern
+    failures: tuple[Failure, ...]
+    timed: re.Pattern      # a failure line wherever a printk prefix, Xen's or none is needed
+    bare: re.Pattern       # a kernel failure line at the start of a line, without a printk time
     image_refused: re.Pattern
 
     @classmethod
     def load(cls, path: Path) -> Patterns:
         data = tomllib.loads(path.read_text())
-        kernel = "|".join(f"(?:{p})" for p in data["kernel"])
-        anywhere = "|".join(f"(?:{p})" for p in data["anywhere"])
-        return cls(
-            failure=re.compile(f"{_PRINTK_TIME}(?:{kernel})|{anywhere}"),
-            image_refused=re.compile("|".join(f"(?:{p})" for p in data["image_refused"])),
-        )
+        failures: list[Failure] = []
+        groups = {}   # per place, each failure's pattern as a group named after its index
+        for where in ("kernel", "hypervisor", "anywhere"):
+            groups[where] = []
+            for table in data.get(where, ()):
+                groups[where].append(f"(?P<f{len(failures)}>{table['pattern']})")
+                failures.append(Failure(table["kind"], table["pattern"], table["source"], table.get("ends")))
+        kernel, xen, anywhere = ("|".join(groups[w]) for w in ("kernel", "hypervisor", "anywhere"))
+        return cls(tuple(failures),
+                   re.compile(f"{_PRINTK}{_LEVEL}(?:{kernel})|{_XEN}(?:{xen})|{anywhere}"),
+                   re.compile(f"^{_LEVEL}(?:{kernel})"),
+                   re.compile("|".join(f"(?:{p})" for p in data["image_refused"])))
+
+    def failure(self, line: str, bare: bool) -> Failure | None:
+        """The failure `line` reports, if any; `bare`: kernel lines may come without a time."""
+        match = self.timed.search(line) or (bare and self.bare.search(line))
+        return self.failures[int(match.lastgroup[1:])] if match else None
 
 
 def clean(line: str) -> str:
@@ -42,38 +73,59 @@ def clean(line: str) -> str:
 class Console:
     """Reads one boot's console and says as soon as the outcome is known.
 
-    `success` matches the line that means the boot got where it had to; a failure pattern
-    seen before it decides the boot as failed."""
+    `success` matches the line that means the boot got where it had to; a failure line seen
+    before it decides the boot as failed. After a failure, `more` takes the lines of its report."""
 
     def __init__(self, success: re.Pattern, patterns: Patterns):
         self.success = success
         self.patterns = patterns
         self.last_line = ""
+        self.timed = None   # whether the kernel's lines carry printk's time: known at its first line
+        self.failed: Failure | None = None
+        self.block: list[str] = []
+        self.complete = False   # the failure's report is whole
 
     def feed(self, raw: str) -> Decision | None:
         line = clean(raw)
         if not line:
             return None
         self.last_line = line
-        if self.patterns.failure.search(line):
-            return Decision(FAIL, line)
+        if self.timed is None and (_TIMED.match(line) or _BANNER.search(line)):
+            self.timed = not line.startswith("Linux version")
+        failure = self.patterns.failure(line, bare=not self.timed)
+        if failure:
+            self.failed, self.block = failure, [line]
+            return Decision(FAIL, line, failure.kind, (line,))
         if self.success.search(line):
             return Decision(PASS, line)
         return None
+
+    def more(self, raw: str) -> bool:
+        """Adds a line to the failure's report; False once the report is complete."""
+        line = clean(raw)
+        if self.complete or not line:
+            return not self.complete
+        self.block.append(line)
+        ended = bool(self.failed.ends and re.search(self.failed.ends, line))
+        self.complete = ended or len(self.block) >= BLOCK_LINES
+        return not self.complete
+
+    def with_block(self, decision: Decision) -> Decision:
+        return Decision(decision.status, decision.reason, decision.kind, tuple(self.block))
 
     def exited(self, returncode: int, stderr: str) -> Decision:
         """QEMU ended before the console decided anything."""
         complaint = clean(stderr.strip().splitlines()[-1]) if stderr.strip() else ""
         if self.patterns.image_refused.search(stderr):
-            return Decision(FAIL, f"QEMU refused the kernel image: {complaint}")
+            return Decision(FAIL, f"QEMU refused the kernel image: {complaint}", "image")
         if returncode != 0:
             return Decision(ERROR, f"QEMU failed (exit {returncode}): {complaint or 'no message'}")
         return Decision(FAIL, "the machine reset or powered off before success "
-                             f"(triple fault?); last line: {self.last_line or '(none)'}")
+                              f"(triple fault?); last line: {self.last_line or '(none)'}", "reset")
 
     def silent(self, seconds: float) -> Decision:
         return Decision(TIMEOUT, f"no console output for {seconds:g} s; "
-                                f"last line: {self.last_line or '(none)'}")
+                                 f"last line: {self.last_line or '(none)'}")
 
     def overran(self, seconds: float) -> Decision:
         return Decision(TIMEOUT, f"not done after {seconds:g} s; last line: {self.last_line or '(none)'}")

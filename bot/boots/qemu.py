@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import select
 import selectors
 import shutil
 import subprocess
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from bot.boots.console import Console, Decision
 from bot.sandbox import Sandbox, stop
-from bot.verdicts.words import ERROR, LabError
+from bot.verdicts.words import ERROR, FAIL, LabError
 
 _STDERR_KEEP = 8192   # QEMU's complaints are short; a flood of them is cut, not buffered
 TAIL_PAUSE = 1.0      # seconds of quiet after which an unfinished last line is judged
@@ -43,6 +44,16 @@ def run(command: list[str], cwd: Path, log: Path, console: Console, timeout: flo
 
 
 def _read_console(qemu: subprocess.Popen, out, console: Console, timeout: float, silence: float) -> Decision:
+    decision, rest = _first_decision(qemu, out, console, timeout, silence)
+    if decision.status == FAIL and console.failed:
+        _read_block(qemu, out, console, rest)
+        return console.with_block(decision)
+    return decision
+
+
+def _first_decision(qemu: subprocess.Popen, out, console: Console, timeout: float,
+                    silence: float) -> tuple[Decision, bytes]:
+    """The decision, and what was read after the line that made it."""
     started = last_output = time.monotonic()
     pending, stderr, tail_judged = b"", b"", True
     with selectors.DefaultSelector() as selector:
@@ -51,15 +62,15 @@ def _read_console(qemu: subprocess.Popen, out, console: Console, timeout: float,
         while selector.get_map():
             now = time.monotonic()
             if now - started >= timeout:
-                return _decide_tail(console, pending) or console.overran(timeout)
+                return _decide_tail(console, pending) or console.overran(timeout), b""
             if now - last_output >= silence:
-                return _decide_tail(console, pending) or console.silent(silence)
+                return _decide_tail(console, pending) or console.silent(silence), b""
             if not tail_judged and now - last_output >= TAIL_PAUSE:
                 # Some last words end without a newline, then the machine halts (Xen's head.S
                 # "ERR: ...", the decompressor's "-- System halted"): judge them once it pauses.
                 decision, tail_judged = _decide_tail(console, pending), True
                 if decision:
-                    return decision
+                    return decision, b""
             wait = min(timeout - (now - started), silence - (now - last_output),
                        TAIL_PAUSE if not tail_judged else silence)
             for key, _ in selector.select(wait):
@@ -73,12 +84,29 @@ def _read_console(qemu: subprocess.Popen, out, console: Console, timeout: float,
                     last_output = time.monotonic()
                     *lines, pending = (pending + chunk).split(b"\n")
                     tail_judged = not pending
-                    for line in lines:
+                    for n, line in enumerate(lines):
                         decision = console.feed(line.decode("utf-8", "replace"))
                         if decision:
-                            return decision
+                            return decision, b"\n".join([*lines[n + 1:], pending])
     decision = _decide_tail(console, pending)
-    return decision or console.exited(qemu.wait(), stderr.decode("utf-8", "replace"))
+    return decision or console.exited(qemu.wait(), stderr.decode("utf-8", "replace")), b""
+
+
+def _read_block(qemu: subprocess.Popen, out, console: Console, rest: bytes) -> None:
+    """Reads on after a failure's line, for its report: until the report ends, BLOCK_LINES, or
+    the console pauses (the machine has stopped saying anything useful)."""
+    pending, chunk = b"", rest
+    while True:
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            if not console.more(line.decode("utf-8", "replace")):
+                return
+        ready, _, _ = select.select([qemu.stdout], [], [], TAIL_PAUSE)
+        chunk = os.read(qemu.stdout.fileno(), 65536) if ready else b""
+        if not chunk:
+            console.more(pending.decode("utf-8", "replace"))
+            return
+        out.write(chunk)
 
 
 def _devices(command: list[str]) -> list[str]:

@@ -46,6 +46,8 @@ class BootResult:
     experimental: bool
     accel: str          # the accelerator it ran with
     files: dict[str, str] = field(default_factory=dict)   # each file it booted: where it came from
+    kind: str = ""                                        # of failure (checks/console.toml)
+    block: list[str] = field(default_factory=list)        # the failure's report, from its first line
 
     def progress_line(self) -> str:
         return f"  {self.entry}: {self.status} after {self.seconds:g} s"
@@ -99,6 +101,7 @@ def _boot_entry(entry: Entry, files: Files, lab: Lab, run: dict[str, str], direc
                             timeout, silence, lab.sandbox, readable)
     result = BootResult(entry.name, decision.status, round(time.monotonic() - started, 1), decision.reason,
                         str(log.relative_to(root)), entry.experimental, run["accel"],
-                        {name: files.describe(name, entry.values) for name in entry.files})
+                        {name: files.describe(name, entry.values) for name in entry.files},
+                        decision.kind, list(decision.block))
     (directory / RESULT).write_text(json.dumps(asdict(result), indent=1) + "\n")
     return result

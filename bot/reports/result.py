@@ -31,6 +31,8 @@ class EntryOutcome:
     files: dict[str, str] = field(default_factory=dict)   # what it booted with the change, and whence
     attempts: list[dict] = field(default_factory=list)        # each boot with the change: status, seconds,
     base_attempts: list[dict] = field(default_factory=list)   # reason, log; and each on the base
+    kind: str = ""                                            # of failure, with the change
+    block: list[str] = field(default_factory=list)            # its report, as the console has it
 
 
 @dataclass

@@ -8,7 +8,8 @@ from bot.boots.runner import COMMAND
 from bot.reports.result import Outcome
 from bot.verdicts.words import APPLY_FAILED, BUILD_FAILED, FLAKY, PASS, REFUSED, REGRESSION, SKIP, fails
 
-CONSOLE_LINES = 20
+CONSOLE_LINES = 20   # of console before the deciding line, when no failure report follows it
+CONTEXT_LINES = 8    # before a failure's report, which is quoted whole (up to its bound)
 
 
 def text(outcome: Outcome, folder: Path, bot_address: str) -> str:
@@ -25,7 +26,7 @@ def text(outcome: Outcome, folder: Path, bot_address: str) -> str:
         parts.append("\n".join(f"  {line}" for line in outcome.detail))
     failed = _first_failed(outcome)
     if failed:
-        parts.append(_console(failed, folder / outcome.entries[failed].log, outcome.entries[failed].reason))
+        parts.append(_console(failed, folder / outcome.entries[failed].log, outcome.entries[failed]))
     if outcome.verdict != SKIP:
         parts.append(_reproduce(outcome, folder, failed))
     trailer = {PASS: "Tested-by", REGRESSION: "Reported-by", BUILD_FAILED: "Reported-by"}.get(outcome.verdict)
@@ -83,14 +84,19 @@ def _first_failed(outcome: Outcome) -> str | None:
     return (outcome.regressed or failing or [None])[0]
 
 
-def _console(name: str, log: Path, reason: str) -> str:
+def _console(name: str, log: Path, entry) -> str:
+    """The console up to the deciding line, then the failure's report (its block) when it made one."""
     try:
         lines = [clean(line) for line in log.read_text(errors="replace").splitlines()]
     except OSError:
         return f"Console of {name}: (no log)"
     lines = [line for line in lines if line]
-    end = next((i for i, line in enumerate(lines) if line == reason), len(lines) - 1) + 1
-    excerpt = lines[max(0, end - CONSOLE_LINES):end + 3] or ["(nothing: the console stayed silent)"]
+    end = next((i for i, line in enumerate(lines) if line == entry.reason), len(lines))
+    before = lines[max(0, end - (CONTEXT_LINES if entry.block else CONSOLE_LINES)):end]
+    if entry.block:
+        return (f"Console of {name}, up to the {entry.kind} report that decided it:\n"
+                + "\n".join(f"  {line}" for line in before) + "\n" + "\n".join(f"> {line}" for line in entry.block))
+    excerpt = (before + lines[end:end + 1]) or ["(nothing: the console stayed silent)"]
     return f"Console of {name}, up to the line that decided it:\n" + "\n".join(f"  {line}" for line in excerpt)
 
 

@@ -138,7 +138,7 @@ def _entry_outcome(series: Judged, base: Judged) -> EntryOutcome:
     shown = series.deciding
     return EntryOutcome(series.status, base.status, shown.seconds, shown.reason, shown.log, base.deciding.log,
                         shown.experimental, shown.accel, shown.files, _attempts(series.attempts),
-                        _attempts(base.earlier + base.attempts))
+                        _attempts(base.earlier + base.attempts), shown.kind, shown.block)
 
 
 def _attempts(results: list[BootResult]) -> list[dict]:
