@@ -67,6 +67,14 @@ def workspaces(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def session_config(state, workspaces, tmp_path_factory) -> Path:
+    """The session's state (results, caches) and workspaces: checks share base results and builds."""
+    path = tmp_path_factory.mktemp("session") / "bootbot.toml"
+    path.write_text(f'[state]\ndir = "{state}"\n[build]\ndir = "{workspaces}"\n')
+    return path
+
+
+@pytest.fixture(scope="session")
 def config(state, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("config") / "bootbot.toml"
     path.write_text(f'[state]\ndir = "{state}"\n')

@@ -4,9 +4,6 @@ The tree is made once per machine from Debian's linux-source tarball (scripts/li
 session's first check builds from empty folders (tests/test_cold.py), the ones after it incrementally."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -31,32 +28,10 @@ def tree() -> Path:
     return trees.linux()
 
 
-@pytest.fixture(scope="session")
-def check_config(state, workspaces, tmp_path_factory) -> Path:
-    """Fresh state (results, caches) and workspaces each session."""
-    path = tmp_path_factory.mktemp("check") / "bootbot.toml"
-    path.write_text(f'[state]\ndir = "{state}"\n[build]\ndir = "{workspaces}"\n')
-    return path
-
-
-class Check:
-    def __init__(self, process, json_file: Path):
-        self.code, self.stdout, self.stderr = process.returncode, process.stdout, process.stderr
-        self.json = json.loads(json_file.read_text()) if json_file.exists() else None
-
-    def statuses(self) -> dict[str, tuple[str, str]]:
-        return {name: (e["status"], e["baseline"]) for name, e in self.json["entries"].items()}
-
-
 @pytest.fixture
-def check(tree, check_config, tmp_path):
-    def run(mbox: Path, config: Path = check_config) -> Check:
-        out = tmp_path / "outcome.json"
-        process = subprocess.run(
-            [sys.executable, "-m", "bot.cli", "--config", str(config), "check", str(mbox),
-             "--tree", str(tree), "--json", str(out)],
-            cwd=ROOT, capture_output=True, text=True, timeout=1800)
-        return Check(process, out)
+def check(tree, session_config, tmp_path):
+    def run(mbox: Path, config: Path = session_config) -> trees.Check:
+        return trees.Check(mbox, tree, config, tmp_path / "outcome.json")
     return run
 
 
@@ -158,9 +133,9 @@ def test_a_series_that_breaks_the_build_names_the_patch_and_the_error(tree, chec
     assert any("misc.c:" in line and "error:" in line for line in run.json["detail"]), run.json["detail"]
 
 
-def test_a_build_that_floods_its_log_is_stopped_at_the_limit_and_says_so(tree, check, check_config, tmp_path):
+def test_a_build_that_floods_its_log_is_stopped_at_the_limit_and_says_so(tree, check, session_config, tmp_path):
     config = tmp_path / "limits.toml"
-    config.write_text(check_config.read_text() + "[sandbox]\nlog_mb = 2\n")
+    config.write_text(session_config.read_text() + "[sandbox]\nlog_mb = 2\n")
     run = check(series(tree, tmp_path, [
         ("x86/boot: a Makefile that never stops talking",
          {"arch/x86/boot/Makefile": lambda text: text + "$(shell yes 'bootbot flood' >&2)\n"}),
@@ -193,9 +168,9 @@ def test_malformed_input_is_one_line_and_exit_2(tree, check, tmp_path, content, 
     assert says in run.stderr and len(run.stderr.strip().splitlines()) == 1 and "Traceback" not in run.stderr
 
 
-def test_a_lab_failure_is_an_error_never_blamed_on_the_series(tree, check, check_config, tmp_path):
+def test_a_lab_failure_is_an_error_never_blamed_on_the_series(tree, check, session_config, tmp_path):
     config = tmp_path / "lab.toml"
-    config.write_text(check_config.read_text() + '[lab]\novmf_code = "/nonexistent/OVMF_CODE.fd"\n')
+    config.write_text(session_config.read_text() + '[lab]\novmf_code = "/nonexistent/OVMF_CODE.fd"\n')
     mbox = series(tree, tmp_path, [
         ("efi/x86: comment the stub", {"drivers/firmware/efi/libstub/x86-stub.c": add_after(
             '#include "efistub.h"\n', "/* bootbot test: a harmless comment */\n")}),

@@ -3,7 +3,6 @@ once is not cached, and the list bot's brake on noise (moderation, mute, a daily
 across restarts."""
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -42,12 +41,9 @@ def wrapper(tmp_path: Path, folder: str, misbehave: str) -> Path:
 def check(tmp_path: Path, config: Path) -> dict:
     mbox = trees.make_series(trees.linux(), tmp_path / "series", [
         ("x86/pvh: comment the entry", {PVH_C: trees.add_after(PVH_ANCHOR, "/* bootbot trust test */\n")})])
-    out = tmp_path / "outcome.json"
-    run = subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(config), "check", str(mbox),
-                          "--tree", str(trees.linux()), "--json", str(out)], cwd=ROOT, capture_output=True,
-                         text=True, timeout=1200)
-    assert out.exists(), run.stdout + run.stderr
-    return {**json.loads(out.read_text()), "code": run.returncode, "stdout": run.stdout}
+    run = trees.Check(mbox, trees.linux(), config, tmp_path / "outcome.json", timeout=1200)
+    assert run.json is not None, run.stdout + run.stderr
+    return {**run.json, "code": run.code, "stdout": run.stdout}
 
 
 @pytest.mark.boot
@@ -83,11 +79,20 @@ def test_a_base_boot_that_times_out_once_is_not_cached(tmp_path, workspaces):
 # The brake on noise, on the tiny tree: a three-patch series is refused (this lab allows two),
 # which is a verdict with a reply, and needs no kernel.
 
-def braked(tmp_path: Path, mail: str) -> Faulty:
-    lab = Faulty(tmp_path / "lab")
-    text = lab.config.read_text().replace("moderate = false\n", "")
-    lab.config.write_text(text.replace("[mail]\n", f"[mail]\n{mail}"))
-    return lab
+@pytest.fixture
+def braked(tmp_path):
+    """The faults' lab with a brake: the [mail] settings given."""
+    made = []
+
+    def make(mail: str) -> Faulty:
+        lab = Faulty(tmp_path / "lab")
+        text = lab.config.read_text().replace("moderate = false\n", "")
+        lab.config.write_text(text.replace("[mail]\n", f"[mail]\n{mail}"))
+        made.append(lab)
+        return lab
+    yield make
+    for lab in made:
+        lab.close()
 
 
 def retitled(mails: list[Path], subject: str) -> list[Path]:
@@ -101,58 +106,49 @@ def outbox(lab: Faulty, *args: str) -> subprocess.CompletedProcess:
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 
-def test_a_moderated_reply_waits_for_approval_and_then_goes_out_once(tmp_path, repo):
-    lab = braked(tmp_path, 'moderate = "mod@example.org"\n')
-    try:
-        lab.post(patches(repo, tmp_path / "refused", 1, count=3))
-        assert lab.poll().returncode == 0
-        [review] = lab.replies(1)
-        assert review.recipients == ["mod@example.org"] and "[bootbot review #1]" in review.message["Subject"]
-        assert "bootbot outbox approve 1" in review.message.get_content()
-        assert lab.poll().returncode == 0   # a restart: the review is not sent again, the reply still held
-        assert len(lab.sink.received) == 1
-        listed = outbox(lab, "list").stdout
-        assert listed.startswith("    1  held") and "ann@example.org" in listed
-        assert outbox(lab, "approve", "1").returncode == 0
-        assert lab.poll().returncode == 0
-        reply = lab.replies(2)[1]
-        assert set(reply.recipients) == {"ann@example.org", "xen-devel@lists.example.org"}
-        assert "REFUSED" in reply.message.get_content()
-        assert lab.poll().returncode == 0 and len(lab.sink.received) == 2
-        again = outbox(lab, "approve", "1")
-        assert again.returncode == 2 and again.stderr.strip() == "bootbot: reply 1 is sent: it cannot be approved"
-    finally:
-        lab.close()
+def test_a_moderated_reply_waits_for_approval_and_then_goes_out_once(tmp_path, repo, braked):
+    lab = braked('moderate = "mod@example.org"\n')
+    lab.post(patches(repo, tmp_path / "refused", 1, count=3))
+    assert lab.poll().returncode == 0
+    [review] = lab.replies(1)
+    assert review.recipients == ["mod@example.org"] and "[bootbot review #1]" in review.message["Subject"]
+    assert "bootbot outbox approve 1" in review.message.get_content()
+    assert lab.poll().returncode == 0   # a restart: the review is not sent again, the reply still held
+    assert len(lab.sink.received) == 1
+    listed = outbox(lab, "list").stdout
+    assert listed.startswith("    1  held") and "ann@example.org" in listed
+    assert outbox(lab, "approve", "1").returncode == 0
+    assert lab.poll().returncode == 0
+    reply = lab.replies(2)[1]
+    assert set(reply.recipients) == {"ann@example.org", "xen-devel@lists.example.org"}
+    assert "REFUSED" in reply.message.get_content()
+    assert lab.poll().returncode == 0 and len(lab.sink.received) == 2
+    again = outbox(lab, "approve", "1")
+    assert again.returncode == 2 and again.stderr.strip() == "bootbot: reply 1 is sent: it cannot be approved"
 
 
-def test_a_dropped_reply_never_goes_out_and_a_muted_bot_sends_nothing(tmp_path, repo):
-    lab = braked(tmp_path, "moderate = true\n")
-    try:
-        lab.post(patches(repo, tmp_path / "refused", 1, count=3))
-        assert lab.poll().returncode == 0 and outbox(lab, "drop", "1").returncode == 0
-        assert lab.poll().returncode == 0 and lab.sink.received == []
-        lab.config.write_text(lab.config.read_text().replace("moderate = true\n", "moderate = false\nmute = true\n"))
-        lab.post(retitled(patches(repo, tmp_path / "refused-2", 2, count=3), "x86/boot: another series"))
-        assert lab.poll().returncode == 0 and lab.sink.received == []
-        assert "2  pending" in outbox(lab, "list").stdout
-        lab.config.write_text(lab.config.read_text().replace("mute = true\n", ""))
-        assert lab.poll().returncode == 0
-        assert len(lab.replies(1)) == 1 and lab.poll().returncode == 0 and len(lab.sink.received) == 1
-    finally:
-        lab.close()
+def test_a_dropped_reply_never_goes_out_and_a_muted_bot_sends_nothing(tmp_path, repo, braked):
+    lab = braked("moderate = true\n")
+    lab.post(patches(repo, tmp_path / "refused", 1, count=3))
+    assert lab.poll().returncode == 0 and outbox(lab, "drop", "1").returncode == 0
+    assert lab.poll().returncode == 0 and lab.sink.received == []
+    lab.config.write_text(lab.config.read_text().replace("moderate = true\n", "moderate = false\nmute = true\n"))
+    lab.post(retitled(patches(repo, tmp_path / "refused-2", 2, count=3), "x86/boot: another series"))
+    assert lab.poll().returncode == 0 and lab.sink.received == []
+    assert "2  pending" in outbox(lab, "list").stdout
+    lab.config.write_text(lab.config.read_text().replace("mute = true\n", ""))
+    assert lab.poll().returncode == 0
+    assert len(lab.replies(1)) == 1 and lab.poll().returncode == 0 and len(lab.sink.received) == 1
 
 
-def test_replies_over_the_days_limit_wait_and_the_operator_is_told_once(tmp_path, repo):
-    lab = braked(tmp_path, "moderate = false\nmax_per_day = 1\n")
-    try:
-        lab.post(patches(repo, tmp_path / "one", 1, count=3))
-        lab.post(retitled(patches(repo, tmp_path / "two", 2, count=3, extra="_two"), "x86/boot: another series"))
-        first = lab.poll()
-        assert len(lab.replies(1)) == 1
-        second = lab.poll()
-        assert len(lab.sink.received) == 1
-        said = [line for run in (first, second) for line in run.stderr.splitlines() if "max_per_day" in line]
-        assert len(said) == 1 and "mail.max_per_day (1) reached" in said[0]
-        assert "2  pending" in outbox(lab, "list").stdout
-    finally:
-        lab.close()
+def test_replies_over_the_days_limit_wait_and_the_operator_is_told_once(tmp_path, repo, braked):
+    lab = braked("moderate = false\nmax_per_day = 1\n")
+    lab.post(patches(repo, tmp_path / "one", 1, count=3))
+    lab.post(retitled(patches(repo, tmp_path / "two", 2, count=3, extra="_two"), "x86/boot: another series"))
+    first = lab.poll()
+    assert len(lab.replies(1)) == 1
+    second = lab.poll()
+    assert len(lab.sink.received) == 1
+    said = [line for run in (first, second) for line in run.stderr.splitlines() if "max_per_day" in line]
+    assert len(said) == 1 and "mail.max_per_day (1) reached" in said[0]
+    assert "2  pending" in outbox(lab, "list").stdout

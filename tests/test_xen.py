@@ -6,9 +6,6 @@ session's workspaces start empty, so the first Xen check here builds from nothin
 from __future__ import annotations
 
 import email
-import json
-import subprocess
-import sys
 from email.policy import default
 from pathlib import Path
 
@@ -37,32 +34,12 @@ def xen() -> Path:
     return trees.xen()
 
 
-@pytest.fixture(scope="session")
-def xen_config(state, workspaces, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("xen") / "bootbot.toml"
-    path.write_text(f'[state]\ndir = "{state}"\n[build]\ndir = "{workspaces}"\n')
-    return path
-
-
-class Check:
-    def __init__(self, process, json_file: Path):
-        self.code, self.stdout, self.stderr = process.returncode, process.stdout, process.stderr
-        self.json = json.loads(json_file.read_text()) if json_file.exists() else None
-        assert self.json is not None, process.stdout + process.stderr
-
-    def statuses(self) -> dict[str, tuple[str, str]]:
-        return {name: (e["status"], e["baseline"]) for name, e in self.json["entries"].items()}
-
-
 @pytest.fixture
-def check(xen, xen_config, tmp_path):
-    def run(patches, config: Path = xen_config) -> Check:
-        mbox = trees.make_series(xen, tmp_path / "series", patches)
-        out = tmp_path / "outcome.json"
-        process = subprocess.run(
-            [sys.executable, "-m", "bot.cli", "--config", str(config), "check", str(mbox), "--tree", str(xen),
-             "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=1200)
-        return Check(process, out)
+def check(xen, session_config, tmp_path):
+    def run(patches, config: Path = session_config) -> trees.Check:
+        done = trees.Check(trees.make_series(xen, tmp_path / "series", patches), xen, config, tmp_path / "outcome.json")
+        assert done.json is not None, done.stdout + done.stderr
+        return done
     return run
 
 
@@ -105,10 +82,10 @@ def test_breaking_the_efi_load_address_check_fails_only_xen_efi(check):
     assert "-drive format=raw,file=fat:rw:esp" in run.stdout   # how to boot it again, from the result folder
 
 
-def test_breaking_the_pvh_entry_fails_only_xen_pvh_nested_in_the_hosts_xen(check, xen_config, tmp_path):
+def test_breaking_the_pvh_entry_fails_only_xen_pvh_nested_in_the_hosts_xen(check, session_config, tmp_path):
     """xen-pvh is experimental: it fails, and the verdict does not, unless strict_experimental."""
     strict = tmp_path / "strict.toml"
-    strict.write_text(xen_config.read_text() + "[boot]\nstrict_experimental = true\n")
+    strict.write_text(session_config.read_text() + "[boot]\nstrict_experimental = true\n")
     run = check([("x86/boot: read the wrong start info word", {HEAD_S: replace(
         PVH_MAGIC, "        mov     4(%ebx), %eax\n")})], config=strict)
     assert run.code == 1, run.stdout + run.stderr

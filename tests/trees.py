@@ -4,8 +4,10 @@ Commits are made with git plumbing on a private index, so no checkout of the 80,
 is needed and the tree's branch never moves."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -70,3 +72,18 @@ def replace(old: str, new: str) -> Edit:
 
 def add_after(anchor: str, line: str) -> Edit:
     return replace(anchor, anchor + line)
+
+
+class Check:
+    """`bootbot check` of `mbox` on `tree`, run as a user runs it: its exit code, output and the
+    outcome it writes with --json (None when it wrote none)."""
+
+    def __init__(self, mbox: Path, tree: Path, config: Path, out: Path, timeout: float = 1800):
+        process = subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(config), "check", str(mbox),
+                                  "--tree", str(tree), "--json", str(out)],
+                                 cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        self.code, self.stdout, self.stderr = process.returncode, process.stdout, process.stderr
+        self.json = json.loads(out.read_text()) if out.exists() else None
+
+    def statuses(self) -> dict[str, tuple[str, str]]:
+        return {name: (e["status"], e["baseline"]) for name, e in self.json["entries"].items()}
