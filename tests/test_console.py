@@ -147,6 +147,25 @@ def test_last_words_without_a_newline_decide_as_soon_as_the_console_pauses(tmp_p
     assert time.monotonic() - started < 10
 
 
+
+@pytest.mark.parametrize("after", ["yes ''", "yes '' | tr -d '\\n'"], ids=["blank-lines", "a-line-without-end"])
+def test_a_console_that_keeps_talking_after_a_failure_is_cut(tmp_path, after):
+    """After a failure's line the report is read on, within a bound of time and bytes: a machine
+    that prints blank lines, or one line that never ends, does not hold the boot."""
+    import time
+    from bot.boots import qemu
+    from bot.sandbox import Sandbox
+    fake = tmp_path / "fake-qemu"
+    fake.write_text(f"#!/bin/sh\necho '[    1.0] BUG: scheduling while atomic: swapper/0/1/0x00000002'\n{after}\n")
+    fake.chmod(0o755)
+    started = time.monotonic()
+    decision = qemu.run([str(fake)], tmp_path, tmp_path / "console.log", Console(re.compile("never"), PATTERNS),
+                        120, 60, Sandbox(64000), [])
+    assert decision.status == FAIL and decision.kind == "bug"
+    assert time.monotonic() - started < qemu.BLOCK_SECONDS + 5
+    assert (tmp_path / "console.log").stat().st_size < 2 * qemu.BLOCK_BYTES + 65536
+
+
 BANNER = "[    0.000000] Linux version 6.1.0 (bootbot@bootbot) #1 SMP"
 
 

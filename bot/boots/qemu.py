@@ -15,6 +15,8 @@ from bot.verdicts.words import ERROR, FAIL, LabError
 
 _STDERR_KEEP = 8192   # QEMU's complaints are short; a flood of them is cut, not buffered
 TAIL_PAUSE = 1.0      # seconds of quiet after which an unfinished last line is judged
+BLOCK_SECONDS = 10.0  # to read a failure's report at most: a console that keeps talking is cut
+BLOCK_BYTES = 65536   # of a failure's report at most: a line that never ends is cut
 
 
 def run(command: list[str], cwd: Path, log: Path, console: Console, timeout: float, silence: float,
@@ -93,19 +95,22 @@ def _first_decision(qemu: subprocess.Popen, out, console: Console, timeout: floa
 
 
 def _read_block(qemu: subprocess.Popen, out, console: Console, rest: bytes) -> None:
-    """Reads on after a failure's line, for its report: until the report ends, BLOCK_LINES, or
-    the console pauses (the machine has stopped saying anything useful)."""
-    pending, chunk = b"", rest
+    """Reads on after a failure's line, for its report: until the report ends, BLOCK_LINES, the
+    console pauses (the machine has stopped saying anything useful), or BLOCK_SECONDS or
+    BLOCK_BYTES run out (it keeps saying something useless: blank lines, a line without end)."""
+    deadline, pending, chunk, read = time.monotonic() + BLOCK_SECONDS, b"", rest, 0
     while True:
         *lines, pending = (pending + chunk).split(b"\n")
         for line in lines:
             if not console.more(line.decode("utf-8", "replace")):
                 return
-        ready, _, _ = select.select([qemu.stdout], [], [], TAIL_PAUSE)
+        left = deadline - time.monotonic()
+        ready = left > 0 and read < BLOCK_BYTES and select.select([qemu.stdout], [], [], min(left, TAIL_PAUSE))[0]
         chunk = os.read(qemu.stdout.fileno(), 65536) if ready else b""
         if not chunk:
-            console.more(pending.decode("utf-8", "replace"))
+            console.more(pending[:BLOCK_BYTES].decode("utf-8", "replace"))
             return
+        read += len(chunk)
         out.write(chunk)
 
 
