@@ -67,11 +67,27 @@ def test_the_probe_is_remembered_for_this_host_boot_only(tmp_path, choose, monke
     assert json.loads(record.read_text()) == {"boot_id": BOOT_ID, "accel": probed}
 
 
+def test_a_build_that_boots_under_nothing_proves_nothing_about_kvm(tmp_path, kernel, monkeypatch):
+    """The probe may boot a series' broken kernel: that fails under TCG too, so it is neither
+    remembered nor held against KVM asked for; the next good build decides."""
+    monkeypatch.setattr(accel, "KVM_DEVICE", tmp_path / "kvm")
+    (tmp_path / "kvm").touch()
+    broken = tmp_path / "broken-bzImage"
+    broken.write_bytes(kernel.read_bytes()[:600 * 1024])   # cut short: the decompressor finds garbage
+
+    def choose(setting: str, image: Path) -> str:
+        files = Files({"bzimage": image}, DECLARED.derivations, {}, tmp_path / "cache", SANDBOX)
+        return accel.choose(setting, LINUX.probe, files, "qemu-system-x86_64", tmp_path, 5, SANDBOX, PATTERNS)
+    assert (choose("auto", broken), choose("kvm", broken)) == ("tcg", "kvm")
+    assert not (tmp_path / "kvm-probe-linux.json").exists()
+    assert choose("auto", kernel) in ("kvm", "tcg") and (tmp_path / "kvm-probe-linux.json").exists()
+
+
 def test_the_probe_agrees_with_a_real_kvm_boot(bootbot, kernel, tmp_path):
     """On this machine kind /dev/kvm opens but hangs kernels: asked for, KVM is then refused in
     one line; where it works, the boot runs under it."""
     files = Files({"bzimage": kernel}, DECLARED.derivations, {}, tmp_path, SANDBOX)
-    works = accel.kvm_boots(LINUX.probe, files, "qemu-system-x86_64", 10, SANDBOX, PATTERNS)
+    works = accel.boots(LINUX.probe, "kvm", files, "qemu-system-x86_64", 10, SANDBOX, PATTERNS)
     run = bootbot("boot", "--bzimage", str(kernel), "--entries", "bios", "--accel", "kvm", "--silence", "15")
     if works:
         assert run.code == 0 and run.json["accel"] == "kvm", run.stderr
