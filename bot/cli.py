@@ -124,7 +124,7 @@ def _boot(args, config, declared) -> int:
     if args.json:
         args.json.write_text(json.dumps({"accel": results[0].accel, "entries": {r.entry: {
             "status": r.status, "seconds": r.seconds, "reason": r.reason, "log": str(folder / r.log),
-            "experimental": r.experimental} for r in results}}, indent=2) + "\n")
+            "experimental": r.experimental, "kind": r.kind, "block": r.block} for r in results}}, indent=2) + "\n")
     strict = config.get("boot", "strict_experimental")
     return 1 if any(fails(r.status, r.experimental, strict) for r in results) else 0
 

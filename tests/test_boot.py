@@ -32,6 +32,8 @@ def test_a_panic_is_a_failure_with_the_panic_line(bootbot, kernel):
     for name in ("bios", "pvh"):
         assert run.status(name) == "fail"
         assert "Kernel panic - not syncing" in run.json["entries"][name]["reason"]
+        assert run.json["entries"][name]["kind"] == "panic"
+        assert run.json["entries"][name]["block"][0] == run.json["entries"][name]["reason"]
 
 
 def test_a_truncated_bzimage_never_passes(bootbot, kernel, tmp_path):
