@@ -67,6 +67,9 @@ def test_apply_names_the_patch_that_does_not_apply(repo, tmp_path):
         assert failed.value.index == 2
         assert git(ws.source, "rev-parse", "HEAD") == git(repo, "rev-parse", "master")   # am aborted
         ws.checkout("master")   # and the workspace is usable again
+        with pytest.raises(ApplyFailed) as failed:   # git am fails before any patch: none is named
+            ws.apply(b"From nobody Mon Sep 17 00:00:00 2001\nSubject: no diff\n\nnothing to apply\n")
+        assert failed.value.index is None and failed.value.message
 
 
 def test_a_patch_writing_through_a_symlink_in_the_tree_writes_nothing_outside(repo, tmp_path):

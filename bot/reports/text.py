@@ -52,7 +52,8 @@ def _summary(outcome: Outcome) -> str:
                 f"No longer boots with the series, but does on the base: {', '.join(outcome.regressed)}.")
     if outcome.verdict == APPLY_FAILED:
         return (f"bootbot: APPLY FAILED for {title}\n"
-                f"Patch {outcome.culprit['index']} does not apply on {outcome.base[:12]}.")
+                + (f"Patch {outcome.culprit['index']} does not apply" if outcome.culprit else
+                   "The series does not apply (git am named no patch)") + f" on {outcome.base[:12]}.")
     if outcome.verdict == REFUSED:
         return f"bootbot: REFUSED {title}\nThe series was refused before anything was applied or built:"
     if outcome.verdict == BUILD_FAILED:

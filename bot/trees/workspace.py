@@ -22,9 +22,9 @@ _IDENTITY = {"GIT_COMMITTER_NAME": "bootbot", "GIT_COMMITTER_EMAIL": "bootbot@lo
 
 
 class ApplyFailed(Exception):
-    def __init__(self, index: int, message: str):
+    def __init__(self, index: int | None, message: str):
         super().__init__(message)
-        self.index = index   # the patch (1 is the first) that did not apply
+        self.index = index   # the patch (1 is the first) that did not apply, when git am said which
         self.message = message
 
 
@@ -54,8 +54,7 @@ class Workspace:
             output = (am.stdout + am.stderr).decode("utf-8", "replace")
             self.repo.git.am("--abort")
             failed = re.search(r"Patch failed at (\d+)", output)
-            number = int(failed.group(1)) if failed else 1
-            raise ApplyFailed(number, _am_reason(output))
+            raise ApplyFailed(failed and int(failed.group(1)), _am_reason(output))
         return self.repo.git.rev_list("--reverse", f"{before}..HEAD").split()
 
 
