@@ -46,6 +46,8 @@ class Recorded:
         self.limits: list[dict] = []
 
     def apply(self, base: str, mbox: bytes) -> list[str]:
+        if self.apply_fails_at == "unnamed":
+            raise ApplyFailed(None, "Patch is empty.")
         if self.apply_fails_at:
             raise ApplyFailed(self.apply_fails_at, f"error: patch failed: file.c:1\nPatch failed at {self.apply_fails_at}")
         return self.commits
@@ -132,6 +134,26 @@ def test_a_patch_that_does_not_apply_is_named_and_nothing_is_built(tmp_path, fol
     assert "error: patch failed: file.c:1" in outcome.detail and parts.built == []
 
 
+def test_a_series_that_git_am_refuses_naming_no_patch_blames_none(tmp_path, folder):
+    outcome = decide(tmp_path, Recorded(folder, 3, apply_fails_at="unnamed"), 3)
+    assert (outcome.verdict, outcome.culprit) == (APPLY_FAILED, None)
+    assert "The series does not apply (git am named no patch)" in text.text(outcome, folder, "b <b@example.org>")
+
+
+def test_a_build_failure_after_a_cached_base_builds_the_base_before_blaming(tmp_path):
+    """The base's results came from the cache; the series does not build now, nor does the base
+    (a compiler changed): that is the lab's, not patch 1's."""
+    first, second, third = tmp_path / "first", tmp_path / "second", tmp_path / "third"
+    first.mkdir(), second.mkdir(), third.mkdir()
+    decide(tmp_path, Recorded(first, 2), 2)
+    outcome = decide(tmp_path, Recorded(second, 2, broken_builds=["c1", "c2", BASE]), 2)
+    assert outcome.verdict == ERROR and outcome.culprit is None
+    assert outcome.detail[0] == "the base tree does not build"
+    parts = Recorded(third, 2, broken_builds=["c2"])
+    outcome = decide(tmp_path, parts, 2)
+    assert (outcome.verdict, outcome.culprit["index"]) == (BUILD_FAILED, 2) and parts.built == ["c2", BASE, "c1"]
+
+
 def test_a_base_that_does_not_build_is_a_lab_error(tmp_path, folder):
     parts = Recorded(folder, 2, broken_builds=[BASE])
     outcome = decide(tmp_path, parts, 2)
@@ -169,11 +191,21 @@ def test_a_base_that_times_out_here_is_a_lab_error_not_a_verdict(tmp_path, folde
     assert not (tmp_path / "cache" / "pvh").exists()
 
 
+@pytest.mark.parametrize("strict, verdict", [(False, PASS), (True, ERROR)])
+def test_an_experimental_base_that_times_out_is_a_lab_error_only_when_it_decides(tmp_path, folder, strict, verdict):
+    parts = Recorded(folder, 2, {(BASE, "xen-pvh"): TIMEOUT})
+    outcome = decide(tmp_path, parts, 2, entries=("pvh", "xen-pvh"), strict=strict)
+    assert outcome.verdict == verdict
+    if not strict:
+        assert outcome.entries["xen-pvh"].baseline == TIMEOUT and outcome.entries["pvh"].status == PASS
+
+
 @pytest.mark.parametrize("strict, verdict", [(False, PASS), (True, REGRESSION)])
 def test_an_experimental_entry_decides_only_when_strict(tmp_path, folder, strict, verdict):
     parts = Recorded(folder, 2, breaks("xen-pvh", 2, 2))
     outcome = decide(tmp_path, parts, 2, entries=("pvh", "xen-pvh"), strict=strict)
     assert outcome.verdict == verdict and outcome.strict_experimental == strict
+    assert parts.booted.count(("c2", "xen-pvh")) == (3 if strict else 1)   # retried only when it decides
     report = text.text(outcome, folder, "bootbot <b@example.org>")
     assert ("Console of xen-pvh" in report) == strict
 
@@ -298,7 +330,8 @@ def test_limits_follow_a_base_that_boots_slowly_now(tmp_path, folder):
 
 
 def test_only_stable_base_results_are_cached(tmp_path):
-    for name, played, cached in [("flip", [FAIL, PASS], False), ("broken", FAIL, True), ("fine", PASS, True)]:
+    for name, played, cached in [("flip", [FAIL, PASS], False), ("broken", FAIL, True), ("fine", PASS, True),
+                                 ("fails-then-hangs", [FAIL, TIMEOUT], False)]:
         folder = tmp_path / name
         folder.mkdir()
         decide(folder, Recorded(folder, 1, {(BASE, "pvh"): played}), 1)

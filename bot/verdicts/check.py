@@ -123,7 +123,8 @@ class Judged:
     def stable(self) -> bool:
         """Worth caching as the base's: a pass at the first try, or the same failure every time (a
         timeout never: load alone can make one)."""
-        return self.status == PASS or (self.status == FAIL and len(self.attempts) > 1)
+        statuses = {a.status for a in self.attempts}
+        return self.status == PASS or (statuses == {FAIL} and len(self.attempts) > 1)
 
 
 class _Intermittent(Exception):
@@ -162,6 +163,11 @@ class _Check:
         self.cache, self.folder, self.rules, self.progress = cache, folder, rules, progress
         self.outcome = Outcome(PASS, series_facts(series), base=base, strict_experimental=rules.strict)
         self.builds = Builds(parts, self.outcome)
+        self.base_built = False   # in this run: a cached base's results need no build
+
+    def counts(self, entry: Entry) -> bool:
+        """Whether the entry decides the verdict (an experimental one only when strict)."""
+        return self.rules.strict or not entry.experimental
 
     def run(self) -> Outcome:
         outcome = self.outcome
@@ -169,7 +175,7 @@ class _Check:
         try:
             self.commits = self.parts.apply(self.base, self.series.am_mbox)
         except workspace.ApplyFailed as e:
-            outcome.verdict, outcome.culprit = APPLY_FAILED, _patch(outcome, e.index)
+            outcome.verdict, outcome.culprit = APPLY_FAILED, e.index and _patch(outcome, e.index)
             outcome.detail = e.message.splitlines()
             return outcome
         try:
@@ -202,11 +208,9 @@ class _Check:
         return judged
 
     def boot_base(self, entries: list[Entry], attempt: int) -> dict[str, Judged]:
-        built = self.builds.at(self.base, "base")
-        if not built.ok:
-            raise _BaseBroken(built)
+        built = self.build_base()
         judged = self.boot(built, entries, "base", {}, attempt)
-        timed_out = [name for name, j in judged.items() if j.status == TIMEOUT]
+        timed_out = [e.name for e in entries if judged[e.name].status == TIMEOUT and self.counts(e)]
         if timed_out:
             raise _BaseTimedOut(f"the base timed out here ({', '.join(timed_out)}): this machine is too slow "
                                 "or loaded right now, or the base hangs; nothing is judged")
@@ -214,6 +218,13 @@ class _Check:
             if j.stable:   # a flip or a lab failure says nothing lasting about the base
                 _copy_boot((self.folder / j.deciding.log).parent, self.cache / name)
         return judged
+
+    def build_base(self) -> Build:
+        built = self.builds.at(self.base, "base")
+        if not built.ok:
+            raise _BaseBroken(built)
+        self.base_built = True
+        return built
 
     def boot(self, built: Build, entries: list[Entry], phase: str, limits, first: int = 1,
              tries: int | None = None) -> dict[str, Judged]:
@@ -232,8 +243,8 @@ class _Check:
         from the cache (an idle hour's, maybe), and the series boots again, up to `confirm` boots
         in all, within limits that follow how fast the base boots now."""
         baseline = self.based
-        suspects = [e for e in self.entries
-                    if judged[e.name].status in (FAIL, TIMEOUT) and baseline[e.name].status == PASS]
+        suspects = [e for e in self.entries if self.counts(e)
+                    and judged[e.name].status in (FAIL, TIMEOUT) and baseline[e.name].status == PASS]
         stale = [e for e in suspects if e.name not in self.measured]
         if stale:
             self.progress(f"{', '.join(e.name for e in stale)} failed: booting the base again to compare")
@@ -256,6 +267,10 @@ class _Check:
         return limits
 
     def build_failed(self, built: Build) -> Outcome:
+        """Names the first patch that does not build, once the base builds here now (its results
+        may have come from the cache, built with another compiler or in another state)."""
+        if not self.base_built:
+            self.build_base()
         self.progress("finding the patch that broke the build")
         culprit = _first_bad(len(self.commits), lambda k: not self.builds.at(self.commits[k - 1], f"patches-1-{k}").ok)
         self.outcome.verdict, self.outcome.culprit = BUILD_FAILED, _patch(self.outcome, culprit)
@@ -264,7 +279,7 @@ class _Check:
 
     def verdict(self, judged: dict[str, Judged]) -> Outcome:
         outcome, strict = self.outcome, self.rules.strict
-        counted = [e for e in self.entries if strict or not e.experimental]
+        counted = [e for e in self.entries if self.counts(e)]
         if any(ERROR in (outcome.entries[e.name].status, outcome.entries[e.name].baseline) for e in counted):
             outcome.verdict, outcome.detail = ERROR, ["the lab failed (not the series): see the entries in error"]
             return outcome
