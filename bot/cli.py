@@ -234,8 +234,11 @@ def _outbox(args, config, declared) -> int:
     wanted, allowed = {"approve": ("pending", ("held",)), "drop": ("dropped", ("held", "pending"))}[args.action]
     if row["state"] not in allowed:
         raise UsageError(f"reply {args.id} is {row['state']}: it cannot be {args.action}d")
-    with store.transaction() as db:
-        db.execute("UPDATE outbox SET state = ?, next_try = 0 WHERE id = ?", (wanted, args.id))
+    with store.transaction() as db:   # only as it was read: the bot may have sent it meanwhile
+        changed = db.execute("UPDATE outbox SET state = ?, next_try = 0 WHERE id = ? AND state = ?",
+                             (wanted, args.id, row["state"])).rowcount
+    if not changed:
+        raise UsageError(f"reply {args.id} changed meanwhile: see bootbot outbox list")
     print(f"reply {args.id}: {wanted}" + (" (it goes out at the bot's next cycle)" if wanted == "pending" else ""))
     return 0
 

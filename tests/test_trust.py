@@ -141,6 +141,21 @@ def test_a_dropped_reply_never_goes_out_and_a_muted_bot_sends_nothing(tmp_path, 
     assert len(lab.replies(1)) == 1 and lab.poll().returncode == 0 and len(lab.sink.received) == 1
 
 
+def test_a_reply_dropped_after_the_bot_read_it_does_not_go_out(tmp_path, repo, braked):
+    """The operator drops a reply between the bot's reading the outbox and its sending: the
+    sending transaction sees the drop, and nothing goes out."""
+    from bot import config, daemon
+    from bot.changes.series import parse_message
+    lab = braked("moderate = true\n")
+    lab.post(patches(repo, tmp_path / "refused", 1, count=3))
+    assert lab.poll().returncode == 0 and outbox(lab, "approve", "1").returncode == 0
+    bot = daemon.make(config.load(lab.config))
+    [row] = bot.store.rows("SELECT * FROM outbox WHERE state = 'pending'")   # as deliver() reads it
+    assert outbox(lab, "drop", "1").returncode == 0
+    assert not daemon._once(bot, row, "state = 'sent', sent_at = :now", "state = 'pending'", parse_message(row["raw"]))
+    assert lab.sink.received == [] and "1  dropped" in outbox(lab, "list").stdout
+
+
 def test_replies_over_the_days_limit_wait_and_the_operator_is_told_once(tmp_path, repo, braked):
     lab = braked("moderate = false\nmax_per_day = 1\n")
     lab.post(patches(repo, tmp_path / "one", 1, count=3))
