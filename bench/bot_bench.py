@@ -60,6 +60,7 @@ dir = "{tree.parent / 'bench-workspaces'}"
 from = "bootbot <bootbot@example.org>"
 smtp = "{sink.url}"
 reply_on = ["pass", "regression", "apply-failed", "build-failed"]
+moderate = false   # the bench counts replies sent, not held for review
 [commands]
 require_dkim = false
 [poll]
