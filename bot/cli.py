@@ -144,7 +144,8 @@ def _check(args, config, declared) -> int:
             series = series_module.fetch(args.series)
     except series_module.SeriesError as e:
         raise UsageError(str(e)) from None
-    tree = args.tree or (Path.cwd() if (Path.cwd() / ".git").exists() else None)
+    # the current folder when it is a tree a kind's marks know: not any git repository (bootbot's own clone)
+    tree = args.tree or (Path.cwd() if declared.kind_of(Path.cwd()) else None)
     # a line per stage on stderr, terminal or not: a cold first check is minutes of work
     folder = check.check(series, settings.load(config, args.accel, declared),
                          progress=lambda message: print(f"bootbot: {message}", file=sys.stderr, flush=True),

@@ -1,10 +1,15 @@
 """Reading series with b4: from mboxes made by `git format-patch`, and from a real public-inbox."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import DECLARED, ROOT
 from inbox import PublicInbox
 from tiny_tree import git, mbox, patches
 from bot.changes import series as series_module
@@ -96,3 +101,25 @@ def test_check_takes_a_message_id_from_the_configured_archive(repo, tmp_path, bo
         assert missing.code == 2 and "no thread" in missing.stderr
     finally:
         archive.close()
+
+
+def test_check_takes_the_current_folder_as_the_tree_only_when_it_is_one(repo, tmp_path, config):
+    """Run from a git repository of no tree kind (bootbot's own clone, say), the configured tree
+    is checked; run from a tree, that tree."""
+    base = git(repo, "rev-parse", "HEAD").strip()
+    (repo / "Documentation/old.rst").write_text("new words\n")
+    git(repo, "commit", "-q", "-am", "docs: reword")
+    [posted] = git(repo, "format-patch", "-o", str(tmp_path / "docs"), f"{base}..HEAD").split()
+    other = tmp_path / "other"
+    other.mkdir()
+    git(other, "init", "-q")
+    for mark in DECLARED.trees["linux"].marks:   # what makes the tiny tree a Linux tree
+        (repo / mark).parent.mkdir(parents=True, exist_ok=True)
+        (repo / mark).touch()
+    for cwd, named in [(other, "--tree ~/linux"), (repo, f"--tree {repo}")]:
+        out = tmp_path / f"{cwd.name}.json"
+        run = subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(config), "check", posted,
+                              "--json", str(out)], cwd=cwd, capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert run.returncode == 0, run.stderr
+        assert json.loads(out.read_text())["reproduce"].endswith(named)
