@@ -1,6 +1,8 @@
 """Workspaces on the tiny tree: which base a series applies to, and checks running side by side."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bot.changes import series as series_module
@@ -45,6 +47,25 @@ def test_a_series_without_a_known_base_goes_where_its_files_are_as_it_found_them
     with workspace.acquire(repo, tmp_path / "ws", slots=1) as ws:
         ws.checkout(base.commit)
         assert len(ws.apply(series.am_mbox)) == 2
+
+
+def test_the_base_guess_ignores_files_an_earlier_patch_made(repo, tmp_path):
+    """Patch 1 creates a file and patch 2 changes it: patch 2's blob is patch 1's work, which no
+    commit of the tree holds; the guess goes by the other files."""
+    series_module.configure_b4("http://127.0.0.1:9/unused")
+    made_on = git(repo, "rev-parse", "HEAD").strip()
+    (repo / "arch/x86/boot/new.c").write_text("int made;\n")
+    (repo / "arch/x86/boot/main.c").write_text("int main;\nint step;\n")
+    git(repo, "add", "arch/x86/boot/new.c")
+    git(repo, "commit", "-q", "-am", "x86/boot: make new.c")
+    (repo / "arch/x86/boot/new.c").write_text("int made;\nint changed;\n")
+    git(repo, "commit", "-q", "-am", "x86/boot: change new.c")
+    made = git(repo, "format-patch", "-o", str(tmp_path / "p"), f"{made_on}..HEAD").split()
+    git(repo, "reset", "-q", "--hard", made_on)
+    series = series_module.read_mbox(mbox(tmp_path / "s.mbox", [Path(m) for m in made]))
+    assert [path for path, _ in series.blobs] == ["arch/x86/boot/main.c"]
+    base = workspace.resolve_base(repo, None, "master", series.blobs)
+    assert base.commit == made_on and base.how.startswith("guessed")
 
 
 def test_checks_at_once_take_different_workspaces(repo, tmp_path):

@@ -52,11 +52,15 @@ class Series:
 
     @property
     def blobs(self) -> list[tuple[str, str]]:
-        """Each file the series changes, with the blob it had before the series: what its base held."""
+        """Each file the series changes, with the blob it had before the series: what its base held.
+        Not a file an earlier patch made or renamed: its blob is that patch's work."""
         first: dict[str, str] = {}
+        touched: set[str] = set()
         for patch in self.patches:
             for path, blob in patch.blobs:
-                first.setdefault(path, blob)
+                if path not in touched:
+                    first.setdefault(path, blob)
+            touched.update(patch.files)
         return list(first.items())
 
     @property
