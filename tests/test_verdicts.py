@@ -237,6 +237,20 @@ def test_a_failure_boots_the_cached_base_again_now_and_retries_under_its_timing(
     assert again.limits[0]["pvh"] == (ENTRIES["pvh"].timeout, ENTRIES["pvh"].silence)   # the base took 1 s
 
 
+def test_a_base_cached_from_a_retry_names_its_log_where_it_is_copied(tmp_path):
+    """The base passed at its second boot (booted again when a series failed): taken from the
+    cache in a later check, its result names the log in boots/base/<entry>/ of that check."""
+    first, second, third = tmp_path / "first", tmp_path / "second", tmp_path / "third"
+    first.mkdir(), second.mkdir(), third.mkdir()
+    decide(tmp_path, Recorded(first, 2), 2)
+    decide(tmp_path, Recorded(second, 2, breaks("pvh", 2, 2)), 2)   # the base booted again: pvh.2
+    assert json.loads((tmp_path / "cache/pvh/result.json").read_text())["log"] == "boots/base/pvh.2/console.log"
+    outcome = decide(tmp_path, Recorded(third, 2), 2)
+    log = outcome.entries["pvh"].base_log
+    assert log == "boots/base/pvh/console.log" and (third / log).is_file()
+    assert json.loads((third / "boots/base/pvh/result.json").read_text())["log"] == log
+
+
 def test_a_lab_error_on_the_base_is_not_cached(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     first.mkdir(), second.mkdir()

@@ -8,7 +8,7 @@ import json
 import os
 import shlex
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -203,8 +203,7 @@ class _Check:
         self.measured = set(judged)   # booted in this run, not taken from the cache
         for e in self.entries:
             if e.name not in judged:
-                _copy_boot(self.cache / e.name, self.folder / "boots" / "base" / e.name)
-                judged[e.name] = Judged([_read_boot(self.folder / "boots" / "base" / e.name)])
+                judged[e.name] = Judged([_take_cached(self.cache / e.name, self.folder, Path("boots/base") / e.name)])
         return judged
 
     def boot_base(self, entries: list[Entry], attempt: int) -> dict[str, Judged]:
@@ -371,6 +370,15 @@ def _copy_boot(source: Path, target: Path) -> None:
         partial.rename(target)
     except OSError:   # another check stored it meanwhile: as good as this one
         shutil.rmtree(partial, ignore_errors=True)
+
+
+def _take_cached(cached: Path, folder: Path, where: Path) -> BootResult:
+    """A cached boot, copied to `where` in the result folder, its log named there (it was booted
+    maybe as a retry, into <entry>.<attempt>)."""
+    _copy_boot(cached, folder / where)
+    taken = replace(_read_boot(folder / where), log=str(where / runner.CONSOLE))
+    (folder / where / runner.RESULT).write_text(json.dumps(asdict(taken), indent=1) + "\n")
+    return taken
 
 
 def _baseline_key(base: str, tree: Tree, parts: Parts, settings: Settings) -> str:
