@@ -50,7 +50,8 @@ class Declarations:
             owners = [t for t in owners if most and counts[t.name] == most] or owners
         if len(owners) != 1:
             if kind:
-                return Selection(None, reason=f"the series does not fit the {kind} tree (it touches {files[0]})")
+                outside = next(f for f in files if not self.trees[kind].owns(f))
+                return Selection(None, reason=f"the series does not fit the {kind} tree (it touches {outside})")
             fits = " and ".join(t.name for t in owners)
             return Selection(None, reason=f"the series fits both the {fits} trees: give the tree with --tree"
                              if owners else "the series fits no tree bootbot knows")
