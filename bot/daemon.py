@@ -53,7 +53,6 @@ def make(config) -> Bot:
     store = Store(state / "bootbot.sqlite3")
     configure_b4(config.get("archive", "url"))
     sender = config.get("mail", "from")
-    smtp_url = config.get("mail", "smtp")
     settings = settings_module.load(config)
     if not any(settings.sites.values()):
         raise ConfigError(f"no tree is configured: the bot needs one ([trees.{next(iter(settings.sites))}] path)")
@@ -67,14 +66,22 @@ def make(config) -> Bot:
                                commands_per_thread=config.get("commands", "per_thread"),
                                read_seconds=config.get("limits", "read_seconds")),
         settings=settings,
-        smtp=None if smtp_url == "outbox" else mail.Smtp(
-            smtp_url, starttls=config.get("mail", "starttls"), username=config.get("mail", "username"),
-            password=config.get("mail", "password")),
+        smtp=_smtp(config),
         outbox_dir=state / "outbox", sender=sender, list_address=config.get("archive", "list"),
         extra_cc=config.get("mail", "cc"), reply_on=set(config.get("mail", "reply_on")),
         retry_seconds=config.get("mail", "retry_seconds"), moderate=config.get("mail", "moderate"),
         mute=config.get("mail", "mute"), max_per_day=config.get("mail", "max_per_day"), lock=state / "bootbot.lock",
         max_attempts=config.get("poll", "max_attempts"))
+
+
+def _smtp(config) -> mail.Smtp | None:
+    url = config.get("mail", "smtp")
+    try:
+        return None if url == "outbox" else mail.Smtp(url, starttls=config.get("mail", "starttls"),
+                                                      username=config.get("mail", "username"),
+                                                      password=config.get("mail", "password"))
+    except ValueError as e:
+        raise ConfigError(f"mail.smtp: {e}") from None
 
 
 def cycle(bot: Bot) -> None:

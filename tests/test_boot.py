@@ -125,6 +125,15 @@ def test_a_broken_configuration_is_one_line_and_exit_2(bootbot, kernel, tmp_path
     assert run.code == 2 and "not valid TOML" in run.stderr and "Traceback" not in run.stderr
 
 
+def test_a_bad_smtp_url_is_one_line_and_exit_2(bootbot, tmp_path):
+    config = tmp_path / "bad-smtp.toml"
+    config.write_text(f'[state]\ndir = "{tmp_path / "state"}"\n[trees.linux]\npath = "{tmp_path}"\n'
+                      '[mail]\nsmtp = "mail.example.org"\n')
+    run = bootbot("poll", config_file=config)
+    assert run.code == 2 and "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    assert "mail.smtp: SMTP URL 'mail.example.org' is not smtp://host:port" in run.stderr
+
+
 @pytest.mark.parametrize("old, says", [
     ('[tree]\npath = "/src/linux"\n', "tree.path is now [trees.linux] path"),
     ('[build]\nfragment = "kernel.config"\n', "build.fragment is now the tree's declaration"),
