@@ -23,7 +23,7 @@ from bot.settings import Settings
 from bot.sources.archive import Archive, ArchiveUnreachable
 from bot.store import StateFull, Store, full, now
 from bot.verdicts import check
-from bot.verdicts.words import ERROR
+from bot.verdicts.words import ERROR, LabError
 
 log = logging.getLogger("bootbot.daemon")
 
@@ -130,6 +130,9 @@ def run_jobs(bot: Bot) -> None:
             if full(e):   # nor the job's fault: the cycle stops, and the job runs again as if killed
                 raise
             _failed(bot, job, attempt, e)
+            continue
+        if outcome.verdict == ERROR and attempt < bot.max_attempts:   # the lab may be well again next cycle
+            _failed(bot, job, attempt, LabError(f"{'; '.join(outcome.detail[:2])} (see {folder})"))
             continue
         with bot.store.transaction() as db:
             db.execute("UPDATE job SET state = 'done', verdict = ?, result = ?, error = NULL WHERE id = ?",

@@ -26,11 +26,12 @@ MAX_ATTEMPTS = 2
 class Faulty(Lab):
     """test_bot's lab, on a tree that is no git tree, refusing series of more than two patches:
     a one-patch series gets as far as the tree and fails there with LabError, which is no
-    verdict; a three-patch series is refused (a real verdict, mailed) before the tree is touched."""
+    verdict; a three-patch series is refused (a real verdict, mailed) before the tree is touched.
+    Given a `tree`, the series get that far."""
 
-    def __init__(self, root: Path, max_attempts: int = MAX_ATTEMPTS):
+    def __init__(self, root: Path, max_attempts: int = MAX_ATTEMPTS, tree: Path | None = None):
         (root / "not-a-tree").mkdir(parents=True)
-        super().__init__(root, root / "not-a-tree", ["refused"], root / "workspaces")
+        super().__init__(root, tree or root / "not-a-tree", ["refused"], root / "workspaces")
         text = self.config.read_text()
         assert "[poll]\n" in text and "[limits]" not in text
         self.config.write_text(text.replace("[poll]\n", f"[poll]\nmax_attempts = {max_attempts}\n")
@@ -91,6 +92,24 @@ def test_a_check_that_raises_is_retried_then_given_up_and_holds_up_nothing(fault
     assert "checking series" not in third.stderr and "job 1" not in third.stderr
     assert faulty.jobs()[0][1:3] == ("failed", 2)
     assert faulty.count("outbox") == 1 and len(faulty.sink.received) == 1
+
+
+def test_a_lab_error_verdict_is_checked_again_next_cycle_and_kept_after_the_last(tmp_path, repo):
+    """The tiny tree has no Makefile: its base does not build, an ERROR verdict, which says
+    nothing about the series. The lab may be well again later: it is tried again, up to
+    max_attempts, and never mailed."""
+    lab = Faulty(tmp_path / "lab", tree=repo)
+    try:
+        lab.post(patches(repo, tmp_path / "p", 1, count=1, cover=False))
+        first = lab.poll()
+        assert first.returncode == 0, first.stderr
+        [said] = [line for line in first.stderr.splitlines() if "job 1:" in line and "attempt 1 of 2" in line]
+        assert "the base tree does not build" in said
+        assert lab.states() == [("queued", 1)]
+        assert lab.poll().returncode == 0
+        assert lab.jobs()[0][1:4] == ("done", 2, "error") and lab.sink.received == []
+    finally:
+        lab.close()
 
 
 # The bot, with a check that kills it (SIGKILL, as the OOM killer would) for one-patch series.
