@@ -156,24 +156,17 @@ def _check(args, config, declared) -> int:
 def _classify(args, config, declared) -> int:
     """Re-judges an old log with today's patterns: what an operator runs after changing them."""
     import re
-    from bot.boots.console import Console
+    from bot.boots.console import Console, judge_log
 
     tree = declared.trees[args.tree]
     entry = _select(tree, args.entry)[0] if args.entry else next(iter(tree.entries.values()))
     success = re.compile(entry.success.replace("{nonce}", "[0-9a-f]+"))   # any run's nonce
     console = Console(success, declared.patterns)
-    lines = args.log.read_bytes().decode("utf-8", "replace").splitlines()
-    for n, line in enumerate(lines):
-        decision = console.feed(line)
-        if decision:
-            if console.failed:
-                for following in lines[n + 1:]:
-                    if not console.more(following):
-                        break
-                decision = console.with_block(decision)
-            print(f"{decision.status}{f' ({decision.kind})' if decision.kind else ''}: line {n + 1}")
-            print("\n".join(f"  {line}" for line in decision.block or (decision.reason,)))
-            return 0 if decision.status == "pass" else 1
+    decision, number = judge_log(console, args.log.read_bytes().decode("utf-8", "replace"))
+    if decision:
+        print(f"{decision.status}{f' ({decision.kind})' if decision.kind else ''}: line {number}")
+        print("\n".join(f"  {line}" for line in decision.block or (decision.reason,)))
+        return 0 if decision.status == "pass" else 1
     print(f"timeout: the log ends undecided; last line: {console.last_line or '(none)'}")
     return 1
 

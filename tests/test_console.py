@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from bot.boots.console import Console
+from bot.boots.console import Console, judge_log
 from bot.verdicts.words import ERROR, FAIL, PASS, TIMEOUT
 from conftest import DATA, ENTRIES, PATTERNS, marker
 
@@ -13,11 +13,7 @@ NONCE = "0123456789abcdef"   # the nonce the captured logs were normalised to
 def judge(log: str, nonce: str = NONCE, success: re.Pattern | None = None):
     """Feeds a captured log line by line, as the runner does; None when nothing decided."""
     console = Console(success or ENTRIES["bios"].success_pattern(nonce), PATTERNS)
-    for line in (DATA / log).read_text(errors="replace").splitlines():
-        decision = console.feed(line)
-        if decision:
-            return decision, console
-    return None, console
+    return judge_log(console, (DATA / log).read_text(errors="replace"))[0], console
 
 
 @pytest.mark.parametrize("log", ["bios-pass.log", "efi-pass.log", "xen-pv-pass.log", "xen-mb1-pass.log",

@@ -6,6 +6,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from bot.verdicts.words import ERROR, FAIL, PASS, TIMEOUT
 
@@ -129,3 +130,20 @@ class Console:
 
     def overran(self, seconds: float) -> Decision:
         return Decision(TIMEOUT, f"not done after {seconds:g} s; last line: {self.last_line or '(none)'}")
+
+
+def judge_log(console: Console, text: str) -> tuple[Decision | None, int]:
+    """A saved console judged as a boot's is read: lines end at newlines only (the runner's
+    rule; a form feed is no line end); the decision, with its failure's report, and the number
+    of the line that made it; (None, 0) when the log ends undecided."""
+    lines: Iterable[str] = iter(text.split("\n"))
+    for n, line in enumerate(lines, 1):
+        decision = console.feed(line)
+        if decision:
+            if console.failed:
+                for following in lines:
+                    if not console.more(following):
+                        break
+                decision = console.with_block(decision)
+            return decision, n
+    return None, 0
