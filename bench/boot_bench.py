@@ -45,7 +45,7 @@ def newest_kernel() -> Path:
         return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
     kernels = sorted(Path("/boot").glob("vmlinuz-*-amd64"), key=version)
     if not kernels:
-        raise BenchError("no /boot/vmlinuz-*-amd64 found; give --bzimage")
+        raise BenchError("no /boot/vmlinuz-*-amd64 found; give --file bzimage=PATH")
     return kernels[-1]
 
 

@@ -1,7 +1,7 @@
 """How the captured part of the console corpus (tests/data/console/captured/) was made: real boots
 of the Linux tree with one failure injected into kernel_init(), each kind with printk's caller
 field on and off, and the stock kernel's own /init glued to a kernel line. Run it again after a
-change of kernel or QEMU; review what it wrote, then label it in tests/data/console/labels.toml.
+change of kernel or QEMU; review what it wrote, then label it in tests/data/labels.toml.
 
     .venv/bin/python tests/capture_consoles.py [--kinds warning,panic,...]
 """

@@ -83,7 +83,7 @@ def test_experimental_entry_fails_the_verdict_only_when_configured(bootbot, kern
     assert bootbot("boot", "--bzimage", str(truncated), "--entries", "xen-pvh", config_file=strict).code == 1
 
 
-def test_xen_pvh_reaches_its_milestone(bootbot, kernel):
+def test_xen_pvh_reaches_its_success_line(bootbot, kernel):
     run = bootbot("boot", "--bzimage", str(kernel), "--entries", "xen-pvh")
     assert run.status("xen-pvh") == "pass"
     assert "Booting kernel on Xen PVH" in run.json["entries"]["xen-pvh"]["reason"]

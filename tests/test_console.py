@@ -71,7 +71,7 @@ def test_xen_and_firmware_failure_lines(line):
 
 
 def test_hypervisor_warning_is_not_a_kernel_warning():
-    # Xen prints "(XEN) WARNING: PVH is an experimental mode"; the xen-pvh milestone follows.
+    # Xen prints "(XEN) WARNING: PVH is an experimental mode"; the xen-pvh entry's success line follows.
     decision, _ = judge("xen-pvh-stall.log", success=re.compile("Booting kernel on Xen PVH"))
     assert decision.status == PASS
     assert "Booting kernel on Xen PVH" in decision.reason

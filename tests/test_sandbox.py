@@ -49,7 +49,7 @@ def run_build(tmp_path: Path, recipe: str, limits: SandboxLimits = ROOMY,
     source = fake_linux(tmp_path, recipe, files)
     out = tmp_path / "build"
     out.mkdir()
-    fragment = tmp_path / "kernel.config"
+    fragment = tmp_path / "linux.config"
     fragment.write_text("CONFIG_FAKE=y\n")
     # the Linux declaration, but for the fragment: the fake .config holds only what it appends
     tree = dataclasses.replace(LINUX, fragment=fragment, artifacts={"bzimage": "arch/x86/boot/bzImage"})
@@ -174,7 +174,7 @@ def test_no_entry_gives_the_guest_a_network():
 def test_a_build_that_skips_an_artifact_fails_naming_it(tmp_path):
     """As Xen's build does without a PE linker: make succeeds, and there is no xen.efi."""
     assert run_build(tmp_path, "true").ok
-    tree = dataclasses.replace(LINUX, fragment=tmp_path / "kernel.config",
+    tree = dataclasses.replace(LINUX, fragment=tmp_path / "linux.config",
                                artifacts={"bzimage": "arch/x86/boot/bzImage", "efi": "xen.efi"})
     built = build_module.build(tree, tmp_path / "linux", tmp_path / "build", 1, Sandbox(UID, ROOMY))
     assert not built.ok and built.errors == ["the build made no xen.efi"]

@@ -208,6 +208,7 @@ def test_an_experimental_entry_decides_only_when_strict(tmp_path, folder, strict
     assert parts.booted.count(("c2", "xen-pvh")) == (3 if strict else 1)   # retried only when it decides
     report = text.text(outcome, folder, "bootbot <b@example.org>")
     assert ("Console of xen-pvh" in report) == strict
+    assert ("* experimental: decides the verdict here" in report) == strict
 
 
 def test_the_base_is_booted_once_and_its_results_come_from_the_cache_after(tmp_path):

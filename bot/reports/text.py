@@ -68,7 +68,8 @@ def _table(outcome: Outcome) -> str:
         label = name + ("*" if e.experimental else "")
         rows.append(f"{label:<{width}} {e.status:<8} {e.baseline:<8} {e.seconds:>7.1f}  {e.reason}")
     if any(e.experimental for e in outcome.entries.values()):
-        rows.append("* experimental: shown, but does not decide the verdict")
+        rows.append("* experimental: decides the verdict here (boot.strict_experimental)" if outcome.strict_experimental
+                    else "* experimental: shown, but does not decide the verdict")
     tried = [f"  {name}: {_boots(e.attempts)} with the series; {_boots(e.base_attempts)} on the base"
              for name, e in outcome.entries.items() if len(e.attempts) > 1 or len(e.base_attempts) > 1]
     if tried:
