@@ -97,6 +97,7 @@ def test_failure_lines(line):
     "[    0.500000] ACPI BIOS Warning (bug): Incorrect checksum in table [BGRT]",
     "userspace says the word BUG: in passing",
     "[    0.000000] Command line: console=ttyS0 panic=-1",
+    "[    5.000001] traps: init[1] general protection fault ip:401000 sp:7ffd0 error:0 in init[401000+1000]",
 ])
 def test_harmless_lines(line):
     console = Console(ENTRIES["bios"].success_pattern(NONCE), PATTERNS)
@@ -177,6 +178,7 @@ BANNER = "[    0.000000] Linux version 6.1.0 (bootbot@bootbot) #1 SMP"
     ("[    2.000000] divide error: 0000 [#1] PREEMPT SMP NOPTI", "oops"),
     ("[   30.000000] INFO: task swapper/0:1 blocked for more than 2 seconds.", "hung-task"),
     ("[   22.000000] watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [swapper/0:1]", "lockup"),
+    ("[    5.000000] PANIC: double fault, error_code: 0x0", "oops"),
     ("l1: [    0.000000] Kernel panic - not syncing: VFS: Unable to mount root fs", "panic"),
 ])
 def test_kernel_lines_count_after_printks_prefix_wherever_it_sits(line, kind):
