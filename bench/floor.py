@@ -11,8 +11,6 @@ from pathlib import Path
 
 from bot import settings as settings_module
 from bot.boots.entry import Entry
-from bot.boots.files import Files
-from bot.sandbox import Sandbox
 
 NONCE = "0123456789abcdef"   # fixed: the floor's files are staged once for every run
 
@@ -23,8 +21,7 @@ def stage(entries: list[Entry], given: dict[str, Path], config, folder: Path) ->
     from bot import declarations
     declared = declarations.load(config.path("checks", "dir"))
     lab = settings_module.lab(config, "tcg")
-    files = Files(given, declared.derivations, lab.host, folder / "cache",
-                  Sandbox(lab.sandbox.uid, settings_module.sandbox_limits(config)))
+    files = settings_module.files(given, declared, lab, settings_module.sandbox_limits(config), cache=folder / "cache")
     for entry in entries:
         directory = folder / entry.name
         shutil.rmtree(directory, ignore_errors=True)   # staged again after each build

@@ -102,9 +102,7 @@ def _config_file(argv: list[str]) -> Path | None:
 def _boot(args, config, declared) -> int:
     from bot import settings
     from bot.boots import runner
-    from bot.boots.files import Files
     from bot.reports import result
-    from bot.sandbox import Sandbox
 
     tree = declared.trees[args.tree]
     entries = _select(tree, args.entries)
@@ -114,8 +112,7 @@ def _boot(args, config, declared) -> int:
     if missing:
         name, users = next(iter(missing.items()))
         raise UsageError(f"give --{name.replace('_', '-')}: {', '.join(users)} boot{'s' * (len(users) == 1)} it")
-    files = Files(given, declared.derivations, lab.host, lab.cache,
-                  Sandbox(lab.sandbox.uid, settings.sandbox_limits(config)))
+    files = settings.files(given, declared, lab, settings.sandbox_limits(config))
     folder = result.new_folder(config.path("state", "dir") / "runs")
     progress = _show_progress if sys.stderr.isatty() else (lambda entry, booted: None)
     results = runner.boot(entries, files, lab, folder, patterns=declared.patterns, probe=tree.probe,

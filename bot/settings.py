@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Mapping
 
 from bot import declarations
+from bot.boots.files import Files
 from bot.boots.runner import Lab
 from bot.changes.guard import SeriesLimits
 from bot.config import Config, ConfigError
@@ -83,6 +84,13 @@ def lab(config: Config, accel: str | None = None) -> Lab:
                probe_seconds=config.get("boot", "kvm_probe_seconds"),
                jobs=config.get("boot", "jobs") or os.cpu_count() or 1,
                cache=config.path("state", "dir") / "cache", sandbox=Sandbox(config.get("sandbox", "uid")))
+
+
+def files(given: Mapping[str, Path], declared: Declarations, lab: Lab, limits: SandboxLimits,
+          given_by: str = "given", cache: Path | None = None) -> Files:
+    """The files entries boot: `given`, else derived (each step confined, within `limits`),
+    else the lab's host files."""
+    return Files(given, declared.derivations, lab.host, cache or lab.cache, Sandbox(lab.sandbox.uid, limits), given_by)
 
 
 def sandbox_limits(config: Config) -> SandboxLimits:

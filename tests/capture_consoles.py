@@ -19,7 +19,6 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 import trees  # noqa: E402
 from bot import config as configuration, declarations, settings  # noqa: E402
 from bot.boots import runner  # noqa: E402
-from bot.boots.files import Files  # noqa: E402
 from bot.sandbox import Sandbox  # noqa: E402
 from bot.trees import build, workspace  # noqa: E402
 
@@ -87,7 +86,7 @@ def capture(declared, config, scratch: Path, kind: str, caller: bool) -> None:
         built = build.build(tree, ws.source, ws.build, 2, Sandbox(lab.sandbox.uid + 1, limits), print)
         if not built.ok:
             raise SystemExit(f"{kind}: the build failed: {built.errors}")
-        files = Files(built.artifacts, declared.derivations, lab.host, scratch / "cache", Sandbox(lab.sandbox.uid, limits))
+        files = settings.files(built.artifacts, declared, lab, limits, cache=scratch / "cache")
         [result] = runner.boot([tree.entries["pvh"]], files, lab, scratch / f"run-{kind}-{caller}",
                                patterns=declared.patterns, probe=None,
                                append=APPEND,
@@ -107,8 +106,8 @@ def glued(config, scratch: Path) -> None:
     files_toml.write_text(text[:start] + f'init = """{GLUED_INIT}"""' + text[end:])
     declared = declarations.load(checks)
     lab = settings.lab(config, "tcg")
-    files = Files({"bzimage": Path("/vmlinuz").resolve()}, declared.derivations, lab.host, scratch / "cache-glued",
-                  Sandbox(lab.sandbox.uid, settings.sandbox_limits(config)))
+    files = settings.files({"bzimage": Path("/vmlinuz").resolve()}, declared, lab, settings.sandbox_limits(config),
+                           cache=scratch / "cache-glued")
     [result] = runner.boot([declared.trees["linux"].entries["pvh"]], files, lab, scratch / "run-glued",
                            patterns=declared.patterns, probe=None)
     shutil.copyfile(scratch / "run-glued" / result.log, OUT / "glued-stock.log")

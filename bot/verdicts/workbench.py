@@ -10,9 +10,9 @@ from typing import Callable
 
 from bot.boots import runner
 from bot.boots.entry import Entry
-from bot.boots.files import Files
 from bot.boots.runner import BootResult
 from bot.sandbox import Sandbox
+from bot import settings as settings_module
 from bot.settings import Settings
 from bot.trees import build as build_module
 from bot.trees.build import Build
@@ -69,8 +69,8 @@ class Workbench:
         self.progress(f"booting {', '.join(e.name for e in entries)} {'on' if phase == 'base' else 'with'} "
                       f"{in_words(phase)}{again}")
         settings = self.settings
-        files = Files(built.artifacts, settings.declarations.derivations, settings.lab.host,
-                      settings.lab.cache, Sandbox(settings.lab.sandbox.uid, settings.sandbox_limits), "built")
+        files = settings_module.files(built.artifacts, settings.declarations, settings.lab, settings.sandbox_limits,
+                                      "built")
         return runner.boot(entries, files, settings.lab, self.folder / "boots" / phase, root=self.folder,
                            patterns=settings.declarations.patterns, probe=self.tree.probe, attempt=attempt,
                            limits=limits,
