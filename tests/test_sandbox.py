@@ -171,6 +171,22 @@ def test_no_entry_gives_the_guest_a_network():
         assert "-nodefaults" in args and not {"-net", "-nic", "-netdev"} & set(args), e.name
 
 
+def test_a_fragment_line_that_does_not_survive_configuring_fails_the_build_naming_it(tmp_path):
+    """A tree whose Kconfig turns a line of the fragment off (the base's, or a series'): a failed
+    build of that commit, which the check then attributes, not a lab error that ends the check."""
+    source = fake_linux(tmp_path, "true", {})
+    makefile = source / "Makefile"
+    makefile.write_text(makefile.read_text().replace(
+        "tinyconfig olddefconfig:\n\t@echo '# fake' >> $(O)/.config\n",
+        "tinyconfig:\n\t@echo '# fake' >> $(O)/.config\nolddefconfig:\n\t@sed -i /CONFIG_FAKE/d $(O)/.config\n"))
+    fragment = tmp_path / "linux.config"
+    fragment.write_text("CONFIG_FAKE=y\n")
+    tree = dataclasses.replace(LINUX, fragment=fragment, artifacts={"bzimage": "arch/x86/boot/bzImage"})
+    (tmp_path / "build").mkdir()
+    built = build_module.build(tree, source, tmp_path / "build", 1, Sandbox(UID, ROOMY))
+    assert not built.ok and built.errors[0].startswith("CONFIG_FAKE did not survive configuring")
+
+
 def test_a_build_that_skips_an_artifact_fails_naming_it(tmp_path):
     """As Xen's build does without a PE linker: make succeeds, and there is no xen.efi."""
     assert run_build(tmp_path, "true").ok

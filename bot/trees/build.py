@@ -10,7 +10,6 @@ from typing import Callable
 
 from bot.sandbox import Finished, Sandbox
 from bot.trees.tree import Step, Tree
-from bot.verdicts.words import LabError
 
 _COMPILER_ERROR = re.compile(r"^\S+:\d+(:\d+)?: (fatal )?error: ")
 _MAKE_DIRECTORY = re.compile(r"^make(\[\d+\])?: (Entering|Leaving) directory ")
@@ -59,7 +58,10 @@ def build(tree: Tree, source: Path, out: Path, jobs: int, sandbox: Sandbox, say:
     and scripts run, so every step is confined and limited."""
     started = time.monotonic()
     steps = _Steps(tree, source, out, jobs, sandbox)
-    finished = configure(tree, steps, say)
+    try:
+        finished = configure(tree, steps, say)
+    except _Lost as e:   # the tree's Kconfig (maybe the series') turned a line of the fragment off
+        return Build(False, round(time.monotonic() - started, 1), steps.log, errors=[str(e)])
     for step in tree.build if finished.ok else ():
         finished = steps.run(step)
         if not finished.ok:
@@ -77,9 +79,13 @@ def build(tree: Tree, source: Path, out: Path, jobs: int, sandbox: Sandbox, say:
     return Build(True, seconds, steps.log, artifacts)
 
 
+class _Lost(Exception):
+    """A line of the fragment did not survive configuring."""
+
+
 def configure(tree: Tree, steps: _Steps, say: Say) -> Finished:
     """Runs the configure steps unless the build folder holds this configuration already;
-    LabError when the fragment's lines do not survive (a dependency of one is off)."""
+    _Lost when the fragment's lines do not survive (a dependency of one is off)."""
     fragment = tree.fragment.read_text() if tree.fragment else ""
     stamp, done = steps.out / STAMP, Finished(0, None)
     digest = hashlib.sha256(repr((tree.make, tree.configure, fragment)).encode()).hexdigest()
@@ -96,8 +102,8 @@ def configure(tree: Tree, steps: _Steps, say: Say) -> Finished:
         lost = [line for line in fragment.splitlines() if line.startswith("CONFIG_")
                 and f"\n{line}\n" not in f"\n{config}\n"]
         if lost:
-            raise LabError(f"{lost[0].split('=')[0]} did not survive configuring (a dependency of it is off): "
-                           f"see {tree.fragment}")
+            raise _Lost(f"{lost[0].split('=')[0]} did not survive configuring (a dependency of it is off): "
+                        f"see {tree.fragment}")
     stamp.write_text(digest)
     return done
 
