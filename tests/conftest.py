@@ -18,6 +18,23 @@ LINUX = DECLARED.trees["linux"]
 ENTRIES = LINUX.entries
 
 
+# An entry added by declaration alone: a Linux entry bootbot does not have.
+Q35 = '''
+[entries.bios-q35]
+description = "bzImage through SeaBIOS on a q35 machine"
+machine = "q35"
+qemu = ["-kernel", "{bzimage}", "-initrd", "{initrd}", "-append", "{cmdline}"]
+'''
+
+
+def with_q35(folder: Path) -> declarations.Declarations:
+    """bootbot's declarations copied into `folder`, with the Linux entry bios-q35 added."""
+    shutil.copytree(DECLARED.folder, folder)
+    entries = folder / "entries" / "linux.toml"
+    entries.write_text(entries.read_text() + Q35)
+    return declarations.load(folder)
+
+
 def marker(nonce: str) -> str:
     """What the initramfs's /init prints in a run with `nonce`: the entries' success line."""
     return ENTRIES["bios"].success.replace("{nonce}", nonce)

@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 
 from bot import config as configuration, settings
-from bot.boots import entry, runner
+from bot.boots import runner
 from bot.boots.files import Files
-from conftest import DECLARED, LINUX
+from conftest import DECLARED, LINUX, with_q35
 
 pytestmark = pytest.mark.boot
 CORE = "bios,efi,pvh,xen-pv"
@@ -90,13 +90,7 @@ def test_xen_pvh_reaches_its_success_line(bootbot, kernel):
 
 
 def test_an_entry_declared_in_data_boots_without_code(kernel, config, tmp_path):
-    (tmp_path / "linux.toml").write_text((DECLARED.folder / "entries" / "linux.toml").read_text() + '''
-[entries.bios-q35]
-description = "bzImage through SeaBIOS on a q35 machine"
-machine = "q35"
-qemu = ["-kernel", "{bzimage}", "-initrd", "{initrd}", "-append", "{cmdline}"]
-''')
-    added = entry.load(tmp_path / "linux.toml")["bios-q35"]
+    added = with_q35(tmp_path / "checks").trees["linux"].entries["bios-q35"]
     lab = settings.lab(configuration.load(config), accel="tcg")
     files = Files({"bzimage": kernel}, DECLARED.derivations, lab.host, lab.cache, lab.sandbox)
     [result] = runner.boot([added], files, lab, tmp_path / "run", patterns=DECLARED.patterns, probe=LINUX.probe)

@@ -2,11 +2,10 @@
 import pytest
 
 from bot import declarations
-from bot.boots import entry
 from bot.boots.files import Files
 from bot.sandbox import Sandbox
 from bot.verdicts.words import LabError
-from conftest import DECLARED, ENTRIES, LINUX
+from conftest import DECLARED, ENTRIES, LINUX, with_q35
 
 RUN = {"accel": "tcg", "nonce": "abc123", "append": ""}
 
@@ -90,13 +89,7 @@ def test_the_kind_of_a_tree_is_known_by_its_marks(tmp_path):
 
 
 def test_a_new_entry_is_one_declaration(tmp_path):
-    (tmp_path / "linux.toml").write_text((DECLARED.folder / "entries" / "linux.toml").read_text() + '''
-[entries.bios-q35]
-description = "bzImage through SeaBIOS on a q35 machine"
-machine = "q35"
-qemu = ["-kernel", "{bzimage}", "-initrd", "{initrd}", "-append", "{cmdline}"]
-''')
-    added = entry.load(tmp_path / "linux.toml")["bios-q35"]
+    added = with_q35(tmp_path / "checks").trees["linux"].entries["bios-q35"]
     args = added.qemu_args(RUN)
     assert args[args.index("-machine") + 1] == "q35"
     assert args[args.index("-append") + 1] == "console=ttyS0 panic=-1 bootbot_nonce=abc123"

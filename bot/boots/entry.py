@@ -4,9 +4,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import string
-import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
@@ -78,11 +76,6 @@ def path_matches(pattern: str, path: str) -> bool:
     if pattern.endswith("/"):
         return path.startswith(pattern)
     return fnmatch.fnmatchcase(path, pattern)
-
-
-def load(path: Path) -> dict[str, Entry]:
-    """The entries declared in `path` (named after their tree), by name, in declaration order."""
-    return parse(tomllib.loads(path.read_text()), path.stem)
 
 
 def parse(data: dict, tree: str) -> dict[str, Entry]:
