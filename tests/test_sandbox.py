@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shutil
 import socket
 import uuid
 from pathlib import Path
@@ -45,10 +46,13 @@ def fake_linux(root: Path, recipe: str, files: dict[str, str]) -> Path:
 
 
 def run_build(tmp_path: Path, recipe: str, limits: SandboxLimits = ROOMY,
-              files: dict[str, str] = {}) -> build_module.Build:
+              files: dict[str, str] = {}, warm: bool = False) -> build_module.Build:
+    """Builds the fake tree, in a new build folder unless `warm` (the one built before, kept)."""
+    if warm:
+        shutil.rmtree(tmp_path / "linux")
     source = fake_linux(tmp_path, recipe, files)
     out = tmp_path / "build"
-    out.mkdir()
+    out.mkdir(exist_ok=warm)
     fragment = tmp_path / "linux.config"
     fragment.write_text("CONFIG_FAKE=y\n")
     # the Linux declaration, but for the fragment: the fake .config holds only what it appends
@@ -171,20 +175,13 @@ def test_no_entry_gives_the_guest_a_network():
         assert "-nodefaults" in args and not {"-net", "-nic", "-netdev"} & set(args), e.name
 
 
-def test_a_fragment_line_that_does_not_survive_configuring_fails_the_build_naming_it(tmp_path):
-    """A tree whose Kconfig turns a line of the fragment off (the base's, or a series'): a failed
+def test_a_fragment_line_a_commit_turns_off_fails_that_build_in_a_warm_folder_too(tmp_path):
+    """A commit whose Kconfig turns a line of the fragment off (the base's, or a series'): make
+    re-syncs .config itself in a folder configured before, so every build is checked: a failed
     build of that commit, which the check then attributes, not a lab error that ends the check."""
-    source = fake_linux(tmp_path, "true", {})
-    makefile = source / "Makefile"
-    makefile.write_text(makefile.read_text().replace(
-        "tinyconfig olddefconfig:\n\t@echo '# fake' >> $(O)/.config\n",
-        "tinyconfig:\n\t@echo '# fake' >> $(O)/.config\nolddefconfig:\n\t@sed -i /CONFIG_FAKE/d $(O)/.config\n"))
-    fragment = tmp_path / "linux.config"
-    fragment.write_text("CONFIG_FAKE=y\n")
-    tree = dataclasses.replace(LINUX, fragment=fragment, artifacts={"bzimage": "arch/x86/boot/bzImage"})
-    (tmp_path / "build").mkdir()
-    built = build_module.build(tree, source, tmp_path / "build", 1, Sandbox(UID, ROOMY))
-    assert not built.ok and built.errors[0].startswith("CONFIG_FAKE did not survive configuring")
+    assert run_build(tmp_path, "true").ok   # configured, and the fragment's line holds
+    assert run_build(tmp_path, "sed -i /CONFIG_FAKE/d $(O)/.config", warm=True).errors == [
+        f"CONFIG_FAKE is off in the built configuration (a dependency of it is off): see {tmp_path / 'linux.config'}"]
 
 
 def test_a_build_that_skips_an_artifact_fails_naming_it(tmp_path):

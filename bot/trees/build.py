@@ -58,10 +58,7 @@ def build(tree: Tree, source: Path, out: Path, jobs: int, sandbox: Sandbox, say:
     and scripts run, so every step is confined and limited."""
     started = time.monotonic()
     steps = _Steps(tree, source, out, jobs, sandbox)
-    try:
-        finished = configure(tree, steps, say)
-    except _Lost as e:   # the tree's Kconfig (maybe the series') turned a line of the fragment off
-        return Build(False, round(time.monotonic() - started, 1), steps.log, errors=[str(e)])
+    finished = configure(tree, steps, say)
     for step in tree.build if finished.ok else ():
         finished = steps.run(step)
         if not finished.ok:
@@ -76,16 +73,25 @@ def build(tree: Tree, source: Path, out: Path, jobs: int, sandbox: Sandbox, say:
     missing = [path for path in artifacts.values() if not path.is_file()]
     if missing:   # a build can skip a target and succeed (Xen without a PE linker makes no xen.efi)
         return Build(False, seconds, steps.log, errors=[f"the build made no {p.relative_to(out)}" for p in missing])
+    lost = lost_lines(tree, out)
+    if lost:   # the commit's Kconfig turned a line of the fragment off (make re-syncs .config itself)
+        return Build(False, seconds, steps.log, errors=[f"{lost[0].split('=')[0]} is off in the built configuration "
+                                                        f"(a dependency of it is off): see {tree.fragment}"])
     return Build(True, seconds, steps.log, artifacts)
 
 
-class _Lost(Exception):
-    """A line of the fragment did not survive configuring."""
+def lost_lines(tree: Tree, out: Path) -> list[str]:
+    """The fragment's lines the configuration in `out` does not hold: checked after every build,
+    since each commit's Kconfig decides them, not only the one that configured the folder."""
+    if not (tree.config and tree.fragment):
+        return []
+    config = f"\n{(out / tree.config).read_text()}\n"
+    return [line for line in tree.fragment.read_text().splitlines()
+            if line.startswith("CONFIG_") and f"\n{line}\n" not in config]
 
 
 def configure(tree: Tree, steps: _Steps, say: Say) -> Finished:
-    """Runs the configure steps unless the build folder holds this configuration already;
-    _Lost when the fragment's lines do not survive (a dependency of one is off)."""
+    """Runs the configure steps unless the build folder holds this configuration already."""
     fragment = tree.fragment.read_text() if tree.fragment else ""
     stamp, done = steps.out / STAMP, Finished(0, None)
     digest = hashlib.sha256(repr((tree.make, tree.configure, fragment)).encode()).hexdigest()
@@ -97,13 +103,6 @@ def configure(tree: Tree, steps: _Steps, say: Say) -> Finished:
         done = steps.run(step)
         if not done.ok:
             return done
-    if tree.config and fragment:
-        config = (steps.out / tree.config).read_text()
-        lost = [line for line in fragment.splitlines() if line.startswith("CONFIG_")
-                and f"\n{line}\n" not in f"\n{config}\n"]
-        if lost:
-            raise _Lost(f"{lost[0].split('=')[0]} did not survive configuring (a dependency of it is off): "
-                        f"see {tree.fragment}")
     stamp.write_text(digest)
     return done
 
