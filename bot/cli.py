@@ -50,8 +50,8 @@ def _parser(declared) -> argparse.ArgumentParser:
     boot.add_argument("--silence", type=float, metavar="SECONDS", help="declare a boot hung after this much console silence")
     check = commands.add_parser("check", help="apply a series, build, boot what it touches, compare with the base")
     check.add_argument("series", help="an mbox file, or a Message-ID or archive link to fetch")
-    check.add_argument("--tree", type=Path, help="the git tree to apply to; default: the current directory, "
-                                                 "else the configured tree of the series' kind")
+    check.add_argument("--tree", type=Path, help="the git tree to apply to; default: the current directory when it "
+                                                 "is a git tree of a kind, else the configured tree of the series' kind")
     check.add_argument("--json", type=Path, metavar="FILE", help="write the outcome as JSON")
     check.add_argument("--accel", choices=["auto", "kvm", "tcg"], help="default from the configuration")
     classify = commands.add_parser("classify", help="judge a saved console log as a boot would be judged")
@@ -142,7 +142,7 @@ def _check(args, config, declared) -> int:
     except series_module.SeriesError as e:
         raise UsageError(str(e)) from None
     # the current folder when it is a tree a kind's marks know: not any git repository (bootbot's own clone)
-    tree = args.tree or (Path.cwd() if declared.kind_of(Path.cwd()) else None)
+    tree = args.tree or (Path.cwd() if (Path.cwd() / ".git").exists() and declared.kind_of(Path.cwd()) else None)
     # a line per stage on stderr, terminal or not: a cold first check is minutes of work
     folder = check.check(series, settings.load(config, args.accel, declared),
                          progress=lambda message: print(f"bootbot: {message}", file=sys.stderr, flush=True),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -104,8 +105,9 @@ def test_check_takes_a_message_id_from_the_configured_archive(repo, tmp_path, bo
 
 
 def test_check_takes_the_current_folder_as_the_tree_only_when_it_is_one(repo, tmp_path, config):
-    """Run from a git repository of no tree kind (bootbot's own clone, say), the configured tree
-    is checked; run from a tree, that tree."""
+    """Run from a git repository of no tree kind (bootbot's own clone, say), or from a tree that
+    is no git tree (an unpacked tarball), the configured tree is checked; run from a git tree of
+    a kind, that tree."""
     base = git(repo, "rev-parse", "HEAD").strip()
     (repo / "Documentation/old.rst").write_text("new words\n")
     git(repo, "commit", "-q", "-am", "docs: reword")
@@ -116,7 +118,9 @@ def test_check_takes_the_current_folder_as_the_tree_only_when_it_is_one(repo, tm
     for mark in DECLARED.trees["linux"].marks:   # what makes the tiny tree a Linux tree
         (repo / mark).parent.mkdir(parents=True, exist_ok=True)
         (repo / mark).touch()
-    for cwd, named in [(other, "--tree ~/linux"), (repo, f"--tree {repo}")]:
+    unpacked = tmp_path / "unpacked"
+    shutil.copytree(repo, unpacked, ignore=shutil.ignore_patterns(".git"))
+    for cwd, named in [(other, "--tree ~/linux"), (unpacked, "--tree ~/linux"), (repo, f"--tree {repo}")]:
         out = tmp_path / f"{cwd.name}.json"
         run = subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(config), "check", posted,
                               "--json", str(out)], cwd=cwd, capture_output=True, text=True, timeout=60,

@@ -196,6 +196,7 @@ def test_an_experimental_base_that_times_out_is_a_lab_error_only_when_it_decides
     parts = Recorded(folder, 2, {(BASE, "xen-pvh"): TIMEOUT})
     outcome = decide(tmp_path, parts, 2, entries=("pvh", "xen-pvh"), strict=strict)
     assert outcome.verdict == verdict
+    assert parts.booted.count((BASE, "xen-pvh")) == (3 if strict else 1)   # retried only when it decides
     if not strict:
         assert outcome.entries["xen-pvh"].baseline == TIMEOUT and outcome.entries["pvh"].status == PASS
 

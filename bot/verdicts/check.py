@@ -227,10 +227,11 @@ class _Check:
 
     def boot(self, built: Build, entries: list[Entry], phase: str, limits, first: int = 1,
              tries: int | None = None) -> dict[str, Judged]:
-        """Boots `entries`, each again while it fails, up to `tries` boots (`confirm` in all)."""
+        """Boots `entries`, each that decides the verdict again while it fails, up to `tries` boots
+        (`confirm` in all)."""
         judged = {r.entry: Judged([r]) for r in self.parts.boot(built, entries, phase, first, limits)}
         for attempt in range(first + 1, first + (tries or self.rules.confirm)):
-            again = [e for e in entries if judged[e.name].status in (FAIL, TIMEOUT)]
+            again = [e for e in entries if judged[e.name].status in (FAIL, TIMEOUT) and self.counts(e)]
             if not again:
                 break
             for r in self.parts.boot(built, again, phase, attempt, limits):
