@@ -207,6 +207,7 @@ def _bot(args, config, declared) -> int:
 
 def _outbox(args, config, declared) -> int:
     """The operator's hand on the brake: held replies go out only when approved here."""
+    import sqlite3
     from email.parser import BytesHeaderParser
     from bot.store import Store
 
@@ -225,9 +226,12 @@ def _outbox(args, config, declared) -> int:
     wanted, allowed = {"approve": ("pending", ("held",)), "drop": ("dropped", ("held", "pending"))}[args.action]
     if row["state"] not in allowed:
         raise UsageError(f"reply {args.id} is {row['state']}: it cannot be {args.action}d")
-    with store.transaction() as db:   # only as it was read: the bot may have sent it meanwhile
-        changed = db.execute("UPDATE outbox SET state = ?, next_try = 0 WHERE id = ? AND state = ?",
-                             (wanted, args.id, row["state"])).rowcount
+    try:
+        with store.transaction() as db:   # only as it was read: the bot may have sent it meanwhile
+            changed = db.execute("UPDATE outbox SET state = ?, next_try = 0 WHERE id = ? AND state = ?",
+                                 (wanted, args.id, row["state"])).rowcount
+    except sqlite3.OperationalError as e:   # the bot holds the database while a mail goes out
+        raise UsageError(f"the state database is busy ({e}): try again in a minute") from None
     if not changed:
         raise UsageError(f"reply {args.id} changed meanwhile: see bootbot outbox list")
     print(f"reply {args.id}: {wanted}" + (" (it goes out at the bot's next cycle)" if wanted == "pending" else ""))

@@ -200,33 +200,33 @@ def deliver(bot: Bot) -> None:
         return
     if isinstance(bot.moderate, str) and bot.moderate:
         for row in bot.store.rows("SELECT * FROM outbox WHERE state = 'held' AND reviewed = 0 ORDER BY id"):
-            _once(bot, row, "reviewed = 1", "state = 'held'",
-                  mail.review_copy(parse_message(row["raw"]), row["id"], bot.moderate))
+            _once(bot, row, "reviewed = 1", mail.review_copy(parse_message(row["raw"]), row["id"], bot.moderate))
     budget = _left_today(bot)
     for row in bot.store.rows("SELECT * FROM outbox WHERE state = 'pending' AND next_try <= ? ORDER BY id", now()):
         if budget is not None and budget <= 0:
             _tell_once(bot, f"max_per_day {time.strftime('%Y-%m-%d')}", f"mail.max_per_day ({bot.max_per_day}) "
                        "reached: the other replies wait in the outbox")
             return
-        if _once(bot, row, "state = 'sent', sent_at = :now", "state = 'pending'",
-                 parse_message(row["raw"])) and budget is not None:
+        if _once(bot, row, "state = 'sent', sent_at = :now", parse_message(row["raw"])) and budget is not None:
             budget -= 1
 
 
-def _once(bot: Bot, row, mark: str, still: str, message) -> bool:
+def _once(bot: Bot, row, mark: str, message) -> bool:
     """Sends `message` for outbox `row`, marking it (`mark`, an SQL assignment) in the transaction
-    that sends it, unless the row is no longer as it was read (`still`, an SQL condition): the
-    operator may have dropped it meanwhile. A full state/ must stop the cycle before a mail goes out, not after (unmarked,
-    it would go out again): the attempt is written first, needing room on the disk, and the mark
-    is committed once the mail is out. Only a disk filling up between the two writes can still
-    send one twice. A failure waits longer each time."""
+    that sends it; nothing when the row's state is no longer the one read (the operator approved
+    or dropped it meanwhile). A full state/ must stop the cycle before a mail goes out, not after
+    (unmarked, it would go out again): the attempt is written first, needing room on the disk,
+    and the mark is committed once the mail is out. Only a disk filling up between the two
+    writes can still send one twice. A failure waits longer each time."""
     wait = bot.retry_seconds[min(row["attempts"], len(bot.retry_seconds) - 1)]
+    same = {"id": row["id"], "state": row["state"], "now": now(), "next": now() + wait}
     with bot.store.transaction() as db:
-        db.execute("UPDATE outbox SET attempts = attempts + 1, next_try = ? WHERE id = ?", (now() + wait, row["id"]))
+        if not db.execute("UPDATE outbox SET attempts = attempts + 1, next_try = :next WHERE id = :id "
+                          "AND state = :state", same).rowcount:
+            return False
     try:
         with bot.store.transaction() as db:
-            if not db.execute(f"UPDATE outbox SET {mark} WHERE id = :id AND {still}",
-                              {"now": now(), "id": row["id"]}).rowcount:
+            if not db.execute(f"UPDATE outbox SET {mark} WHERE id = :id AND state = :state", same).rowcount:
                 return False
             _send(bot, message)
     except mail.DeliveryError as e:
