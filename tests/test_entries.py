@@ -118,3 +118,8 @@ def test_a_broken_declaration_is_one_lab_error_naming_its_file(tmp_path):
     (copy / "files.toml").write_text("[vmlinux\n")
     with pytest.raises(LabError, match="files.toml"):
         declarations.load(copy)
+    shutil.copyfile(DECLARED.folder / "files.toml", copy / "files.toml")
+    linux = copy / "trees" / "linux.toml"   # a probe that cannot be run under TCG cannot tell a broken build
+    linux.write_text(linux.read_text().replace('qemu = ["-accel", "{accel}", ', 'qemu = ["-accel", "kvm", '))
+    with pytest.raises(LabError, match=r"linux.toml: ValueError: \[probe\] qemu must say"):
+        declarations.load(copy)

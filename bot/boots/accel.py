@@ -22,6 +22,7 @@ from bot.sandbox import Sandbox
 from bot.verdicts.words import PASS, LabError
 
 KVM_DEVICE = Path("/dev/kvm")
+TCG_SLOWER = 4   # the probe's limit under TCG, in KVM's: a loaded host must not make a working build look broken
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def _probed(probe: Probe, files: Files, qemu_binary: str, cache: Path, seconds: 
         pass
     if boots(probe, "kvm", files, qemu_binary, seconds, sandbox, patterns):
         accel = "kvm"
-    elif boots(probe, "tcg", files, qemu_binary, seconds, sandbox, patterns):
+    elif boots(probe, "tcg", files, qemu_binary, TCG_SLOWER * seconds, sandbox, patterns):
         accel = "tcg"
     else:
         return None

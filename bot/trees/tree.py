@@ -62,6 +62,8 @@ class Tree:
 def load(path: Path, entries_path: Path) -> Tree:
     data = tomllib.loads(path.read_text())
     probe = data.get("probe")
+    if probe and "{accel}" not in probe["qemu"]:   # it boots under KVM, then under TCG to tell a broken build
+        raise ValueError('[probe] qemu must say "-accel", "{accel}"')
     entries = tomllib.loads(entries_path.read_text()) if entries_path.exists() else {}
     return Tree(
         name=path.stem, description=data.get("description", path.stem), paths=tuple(data["paths"]),
