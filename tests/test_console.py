@@ -145,13 +145,16 @@ def test_last_words_without_a_newline_decide_as_soon_as_the_console_pauses(tmp_p
 
 
 
-@pytest.mark.parametrize("after", ["yes ''", "yes '' | tr -d '\\n'"], ids=["blank-lines", "a-line-without-end"])
-def test_a_console_that_keeps_talking_after_a_failure_is_cut(tmp_path, after):
+@pytest.mark.parametrize("after", ["yes ''", "yes '' | tr -d '\\n'", "while :; do echo; sleep 0.2; done"],
+                         ids=["blank-lines", "a-line-without-end", "a-trickle-of-blank-lines"])
+def test_a_console_that_keeps_talking_after_a_failure_is_cut(tmp_path, after, monkeypatch):
     """After a failure's line the report is read on, within a bound of time and bytes: a machine
-    that prints blank lines, or one line that never ends, does not hold the boot."""
+    that prints blank lines, one line that never ends, or a trickle too slow for the byte bound
+    and too fast to pause, does not hold the boot."""
     import time
     from bot.boots import qemu
     from bot.sandbox import Sandbox
+    monkeypatch.setattr(qemu, "BLOCK_SECONDS", 3.0)
     fake = tmp_path / "fake-qemu"
     fake.write_text(f"#!/bin/sh\necho '[    1.0] BUG: scheduling while atomic: swapper/0/1/0x00000002'\n{after}\n")
     fake.chmod(0o755)
