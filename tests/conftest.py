@@ -3,6 +3,7 @@ when one is missing the test fails, saying what to install; it is never skipped.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,12 @@ from pathlib import Path
 import pytest
 
 from bot import declarations
+
+# git as on a new machine: no identity of the user's. A fresh machine's git knows none, and
+# bootbot's git commands must not need one (a `git am --abort` did, failing every check there).
+os.environ.update(GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1")
+for name in ("EMAIL", "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
+    os.environ.pop(name, None)
 
 DECLARED = declarations.load()   # the real declarations under checks/
 PATTERNS = DECLARED.patterns

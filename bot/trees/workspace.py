@@ -18,6 +18,7 @@ import git
 
 from bot.verdicts.words import LabError
 
+# Who commits the applied patches, and who aborts a failed `git am`: a new machine's git knows nobody.
 _IDENTITY = {"GIT_COMMITTER_NAME": "bootbot", "GIT_COMMITTER_EMAIL": "bootbot@localhost"}
 
 
@@ -36,7 +37,9 @@ class Workspace:
 
     @property
     def repo(self) -> git.Repo:
-        return git.Repo(self.source)
+        repo = git.Repo(self.source)
+        repo.git.update_environment(**_IDENTITY)
+        return repo
 
     def checkout(self, commit: str) -> None:
         if (Path(self.repo.git_dir) / "rebase-apply").exists():
