@@ -37,7 +37,7 @@ def choose(setting: str, probe: Probe | None, files: Files, qemu_binary: str, ca
            seconds: float, sandbox: Sandbox, patterns: Patterns) -> str:
     """"kvm" or "tcg" for setting "kvm", "tcg" or "auto"; "auto" probes once per host boot. KVM asked
     for is probed too, and is used or fails the run (LabError): a hanging KVM would look like
-    kernels that hang."""
+    kernels that hang. A probe that boots under neither proves nothing: the setting stands."""
     if setting == "tcg":
         return setting
     usable = os.access(KVM_DEVICE, os.R_OK | os.W_OK)
