@@ -137,7 +137,7 @@ def harmless_pvh_series(tmp_path: Path) -> Path:
     ])
 
 
-def test_a_regression_gets_one_reply_threaded_to_the_culprit(lab):
+def test_a_regression_gets_one_reply_threaded_to_the_culprit(lab, tmp_path):
     messages = posted(EXAMPLE)
     for message in messages:
         lab.inbox.deliver(message)
@@ -162,6 +162,27 @@ def test_a_regression_gets_one_reply_threaded_to_the_culprit(lab):
     thread = lab.db().execute("SELECT thread FROM message WHERE msgid = ?",
                               (reply.message["Message-ID"].strip("<>"),)).fetchone()
     assert ["<%s>" % thread[0]] == ids(email.message_from_bytes(messages[0], policy=default)["Message-ID"])
+
+    # A maintainer takes the series with b4 from that thread: the bot's tags are not taken as trailers.
+    applied = b4_am(lab.inbox.url, culprit["Message-ID"], tmp_path / "b4")
+    trailers = re.findall(r"^[\w-]+-by: .*$", applied, re.M)
+    assert "Signed-off-by: Ann Developer <ann@example.org>" in trailers and not [t for t in trailers if "bootbot" in t]
+    # In the list's conventions: the Subject on its line, plain 8bit or 7bit text, never quoted-printable.
+    head = reply.raw.split(b"\r\n\r\n", 1)[0].decode()
+    assert f"\r\nSubject: Re: {culprit['Subject']}\r\n" in head
+    assert re.search(r"Content-Transfer-Encoding: (7bit|8bit)\r\n", head), head
+
+
+def b4_am(archive: str, msgid: str, out: Path) -> str:
+    """What `b4 am` makes of the thread of `msgid` in the archive: the mbox a maintainer applies."""
+    out.mkdir()
+    env = {**os.environ, "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "b4.midmask", "GIT_CONFIG_VALUE_0": f"{archive}/%s",
+           "XDG_CACHE_HOME": str(out / "cache"), "XDG_CONFIG_HOME": str(out / "config")}
+    run = subprocess.run([str(ROOT / ".venv" / "bin" / "b4"), "am", "--no-cover", "-o", str(out), msgid.strip("<>")],
+                         cwd=out, env=env, capture_output=True, text=True, timeout=120)
+    made = list(out.glob("*.mbx"))
+    assert run.returncode == 0 and made, run.stdout + run.stderr
+    return made[0].read_text()
 
 
 def test_retest_is_obeyed_from_a_maintainer_only(lab, tmp_path):

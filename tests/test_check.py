@@ -50,7 +50,7 @@ def test_harmless_series_passes_everywhere(tree, check, tmp_path):
     assert [p["index"] for p in run.json["series"]["patches"]] == [1, 2]
     assert run.json["series"]["patches"][1]["subject"] == "x86/pvh: comment the entry"
     assert run.statuses() == {name: ("pass", "pass") for name in ("bios", "efi", "pvh", "xen-pv", "xen-pvh")}
-    assert run.stdout.startswith("bootbot: PASS") and "Tested-by: bootbot" in run.stdout
+    assert run.stdout.startswith("bootbot: PASS") and "| Tested-by: bootbot" in run.stdout
 
 
 def test_breaking_the_16_bit_setup_breaks_bios_only(tree, check, tmp_path):
@@ -65,7 +65,7 @@ def test_breaking_the_16_bit_setup_breaks_bios_only(tree, check, tmp_path):
     assert run.statuses()["efi"] == ("pass", "pass") and run.statuses()["xen-pv"] == ("pass", "pass")
     assert run.json["culprit"]["index"] == 1
     assert "First bad patch: [1/1] x86/boot: fault in main()" in run.stdout
-    assert "qemu-system-x86_64" in run.stdout and "Reported-by: bootbot" in run.stdout
+    assert "qemu-system-x86_64" in run.stdout and "| Reported-by: bootbot" in run.stdout
 
 
 def test_breaking_the_efi_stub_breaks_efi_only(tree, check, tmp_path):

@@ -49,6 +49,20 @@ def sink():
         yield running
 
 
+@pytest.mark.parametrize("body", ["ascii only\n", "a console says \u2018d\u00e9j\u00e0 vu\u2019\n"])
+def test_a_reply_keeps_a_long_subject_on_its_line_and_its_text_plain(body):
+    """The list's conventions: the Subject begins on its own line however long; the body is
+    text/plain in 7bit or 8bit with its long console lines as they are, never quoted-printable."""
+    subject = "[PATCH v2 2/3] x86/boot: move the PVH entry where the loaders of every kind can find it"
+    long_line = "[    0.000000] " + "x" * 150
+    message = report(parsed(PATCH.replace(b"[PATCH v2 2/3] x86/boot: move the PVH entry", subject.encode())),
+                     body=body + long_line + "\n")
+    lines = header_lines(message)
+    assert f"Subject: Re: {subject}".encode() in lines
+    assert (b"Content-Transfer-Encoding: 7bit" if body.isascii() else b"Content-Transfer-Encoding: 8bit") in lines
+    assert long_line.encode() in message.as_bytes().split(b"\r\n")
+
+
 @pytest.mark.parametrize("policy", [email.policy.compat32, default])
 def test_a_reply_threads_under_the_patch(policy):
     message = report(parsed(PATCH, policy), extra_cc=["Boris <boris@example.net>"])

@@ -39,7 +39,9 @@ def _policy():
     registry = HeaderRegistry()
     registry.map_to_type("references", _MessageIds)
     registry.map_to_type("in-reply-to", _MessageIds)
-    return SMTP.clone(header_factory=registry)
+    # Long lines as they are: no header folded before its first word (a Subject on the next line),
+    # and text/plain in 8bit (7bit when ASCII), never quoted-printable, as the list's mail is.
+    return SMTP.clone(header_factory=registry, max_line_length=998)
 
 
 POLICY = _policy()

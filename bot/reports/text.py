@@ -29,10 +29,16 @@ def text(outcome: Outcome, folder: Path, bot_address: str) -> str:
         parts.append(_console(failed, folder / outcome.entries[failed].log, outcome.entries[failed]))
     if outcome.verdict != SKIP:
         parts.append(_reproduce(outcome, folder, failed))
-    trailer = {PASS: "Tested-by", REGRESSION: "Reported-by", BUILD_FAILED: "Reported-by"}.get(outcome.verdict)
-    if trailer:
-        parts.append(f"If this helps, you may add:\n  {trailer}: {bot_address}")
+    tag = _TAGS.get(outcome.verdict)
+    if tag:   # "| " first, as 0-day does: b4 would take a bare tag line as a trailer of the patch
+        parts.append(f"{tag[1]}\n| {tag[0]}: {bot_address}")
     return "\n\n".join(parts) + "\n"
+
+
+_FIX_TAG = ("Reported-by", "If you fix this in a separate patch (not a new version of this series), "
+                           "kindly add the tag below:")
+_TAGS = {REGRESSION: _FIX_TAG, BUILD_FAILED: _FIX_TAG,
+         PASS: ("Tested-by", "If you want this test recorded in the series, add the tag below by hand:")}
 
 
 def _summary(outcome: Outcome) -> str:
