@@ -163,7 +163,6 @@ class _Check:
         self.cache, self.folder, self.rules, self.progress = cache, folder, rules, progress
         self.outcome = Outcome(PASS, series_facts(series), base=base, strict_experimental=rules.strict)
         self.builds = Builds(parts, self.outcome)
-        self.base_built = False   # in this run: a cached base's results need no build
 
     def counts(self, entry: Entry) -> bool:
         """Whether the entry decides the verdict (an experimental one only when strict)."""
@@ -222,7 +221,6 @@ class _Check:
         built = self.builds.at(self.base, "base")
         if not built.ok:
             raise _BaseBroken(built)
-        self.base_built = True
         return built
 
     def boot(self, built: Build, entries: list[Entry], phase: str, limits, first: int = 1,
@@ -269,7 +267,7 @@ class _Check:
     def build_failed(self, built: Build) -> Outcome:
         """Names the first patch that does not build, once the base builds here now (its results
         may have come from the cache, built with another compiler or in another state)."""
-        if not self.base_built:
+        if not any(b.phase == "base" for b in self.outcome.builds):   # a cached base's results needed none
             self.build_base()
         self.progress("finding the patch that broke the build")
         culprit = _first_bad(len(self.commits), lambda k: not self.builds.at(self.commits[k - 1], f"patches-1-{k}").ok)

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from bot import settings as settings_module
 from bot.boots import runner
 from bot.boots.entry import Entry
 from bot.boots.runner import BootResult
 from bot.sandbox import Sandbox
-from bot import settings as settings_module
 from bot.settings import Settings
 from bot.trees import build as build_module
 from bot.trees.build import Build
