@@ -116,12 +116,13 @@ def _boot(args, config, declared) -> int:
     folder = result.new_folder(config.path("state", "dir") / "runs")
     progress = _show_progress if sys.stderr.isatty() else (lambda entry, booted: None)
     results = runner.boot(entries, files, lab, folder, patterns=declared.patterns, probe=tree.probe,
-                          append=args.append, silence=args.silence, progress=progress)
+                          symbols=tree.symbols_of(given), append=args.append, silence=args.silence, progress=progress)
     print(_table(results, folder))
     if args.json:
         args.json.write_text(json.dumps({"accel": results[0].accel, "entries": {r.entry: {
             "status": r.status, "seconds": r.seconds, "reason": r.reason, "log": str(folder / r.log),
-            "experimental": r.experimental, "kind": r.kind, "block": r.block} for r in results}}, indent=2) + "\n")
+            "experimental": r.experimental, "kind": r.kind, "block": r.block, "location": r.location}
+            for r in results}}, indent=2) + "\n")
     strict = config.get("boot", "strict_experimental")
     return 1 if any(fails(r.status, r.experimental, strict) for r in results) else 0
 
@@ -257,11 +258,15 @@ def _show_progress(entry: str, result) -> None:
 
 
 def _table(results, folder: Path) -> str:
+    from bot.boots.locate import Location
+
     width = max(len(r.entry) for r in results) + 1
     rows = [f"{'entry':<{width}} {'status':<8} {'seconds':>7}  decided by"]
     for r in results:
         name = r.entry + ("*" if r.experimental else "")
         rows.append(f"{name:<{width}} {r.status:<8} {r.seconds:>7.1f}  {r.reason}")
+        if r.location:
+            rows.append(f"{'':<{width}} {'':<8} {'':>7}  {Location(**r.location)}")
     if any(r.experimental for r in results):
         rows.append("* experimental: shown, but does not fail the verdict unless configured to")
     rows.append(f"console logs: {folder}")

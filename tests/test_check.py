@@ -4,6 +4,7 @@ The tree is made once per machine from Debian's linux-source tarball (scripts/li
 session's first check builds from empty folders (tests/test_cold.py), the ones after it incrementally."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,34 @@ def test_breaking_the_16_bit_setup_breaks_bios_only(tree, check, tmp_path):
     assert run.json["culprit"]["index"] == 1
     assert "First bad patch: [1/1] x86/boot: fault in main()" in run.stdout
     assert "qemu-system-x86_64" in run.stdout and "| Reported-by: bootbot" in run.stdout
+    # located on the retry, from QEMU's exception log: in 16-bit code, by setup.elf
+    where = run.json["entries"]["bios"]["location"]
+    assert where["what"].startswith("triple fault: #") and where["mode"] == "real", where
+    assert where["symbol"].startswith("main+") and where["file"] == "arch/x86/boot/main.c", where
+    assert run.json["entries"]["bios"]["changed"] == {"patch": 1, "line": triple_fault.splitlines()[1]}
+
+
+def test_a_hang_in_16_bit_code_is_located_by_the_registers_at_the_silence_limit(tree, session_config, tmp_path):
+    """Nothing reaches the console from the setup code: where it spins is read from the vCPU."""
+    checks = tmp_path / "checks"
+    shutil.copytree(ROOT / "checks", checks)
+    entries = checks / "entries" / "linux.toml"   # the limit it waits for, shorter than a real setup needs
+    entries.write_text(entries.read_text().replace('[entries.bios]\n', '[entries.bios]\nsilence = 15\n'))
+    config = tmp_path / "bootbot.toml"
+    config.write_text(session_config.read_text() + f'[checks]\ndir = "{checks}"\n[boot]\nconfirm = 2\n')
+    run = trees.Check(series(tree, tmp_path, [
+        ("x86/boot: spin in main()", {"arch/x86/boot/main.c": add_after("\tinit_default_io_ops();\n",
+                                                                        '\tasm volatile("1: jmp 1b");\n')}),
+    ]), tree, config, tmp_path / "outcome.json")
+    assert run.statuses()["bios"] == ("timeout", "pass"), run.stdout + run.stderr
+    where = run.json["entries"]["bios"]["location"]
+    assert (where["what"], where["mode"], where["file"]) == ("hung", "real", "arch/x86/boot/main.c"), where
+    assert where["symbol"].startswith("main+")
+    line = (tree / "arch/x86/boot/main.c").read_text().splitlines().index("\tinit_default_io_ops();") + 2
+    assert where["line"] == line
+    assert run.stdout.startswith("bootbot: REGRESSION: bios stops booting at [PATCH 1/1] x86/boot: spin in main()\n"
+                                 f"bios: hung at {where['symbol']} (arch/x86/boot/main.c:{line})\n"
+                                 '  patch 1 made that line: asm volatile("1: jmp 1b");\n'), run.stdout
 
 
 def test_breaking_the_efi_stub_breaks_efi_only(tree, check, tmp_path):
@@ -95,6 +124,11 @@ def test_the_middle_patch_that_breaks_pvh_is_the_culprit(tree, check, tmp_path):
     # prefixes 1 (boots) and 2 (breaks): two builds to name the culprit, no more
     assert [b["phase"] for b in run.json["builds"] if b["phase"].startswith("patches")] == ["patches-1-1", "patches-1-2"]
     assert [a["status"] for a in run.json["entries"]["pvh"]["attempts"]] == ["fail", "fail", "fail"]
+    # the machine reset without a word: located from QEMU's exception log of a retry
+    head = (tree / "arch/x86/platform/pvh/head.S").read_text().splitlines()
+    line = head.index("SYM_CODE_START_LOCAL(pvh_start_xen)") + 3   # the ud2 after it and the hint
+    assert (f"pvh: triple fault: #UD at pvh_start_xen+0x0 (arch/x86/platform/pvh/head.S:{line})\n"
+            "  patch 2 made that line: ud2\n") in run.stdout, run.stdout
 
 
 def test_breaking_startup_xen_breaks_xen_pv(tree, check, tmp_path):
@@ -105,6 +139,10 @@ def test_breaking_startup_xen_breaks_xen_pv(tree, check, tmp_path):
     assert run.json["verdict"] == "regression", run.stdout
     assert run.statuses()["xen-pv"] == ("fail", "pass")
     assert run.json["culprit"]["index"] == 1
+    # from Xen's report of dom0's crash, looked up in the series' vmlinux
+    head = (tree / "arch/x86/xen/xen-head.S").read_text().splitlines()
+    line = head.index("SYM_CODE_START(startup_xen)") + 5   # the ud2 after cld
+    assert f"xen-pv: dom0 crashed: #UD at startup_xen+0x1 (arch/x86/xen/xen-head.S:{line})\n" in run.stdout, run.stdout
 
 
 def test_a_series_that_does_not_apply_names_the_patch(tree, check, tmp_path):

@@ -39,11 +39,21 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class Address:
+    """A failure report's line that gives an instruction pointer as a bare number."""
+    pattern: re.Pattern             # its group "pc" holds it, in hex
+    mode: str                       # the CPU's mode: how the build's files look it up
+    what: str                       # what happened, in the report's words
+    exception: re.Pattern | None    # a line before it whose group "exception" names the fault
+
+
+@dataclass(frozen=True)
 class Patterns:
     failures: tuple[Failure, ...]
     timed: re.Pattern      # a failure line wherever a printk prefix, Xen's or none is needed
     bare: re.Pattern       # a kernel failure line at the start of a line, without a printk time
     image_refused: re.Pattern
+    addresses: tuple[Address, ...] = ()
 
     @classmethod
     def load(cls, path: Path) -> Patterns:
@@ -59,7 +69,10 @@ class Patterns:
         return cls(tuple(failures),
                    re.compile(f"{_PRINTK}{_LEVEL}(?:{kernel})|{_XEN}(?:{xen})|{anywhere}"),
                    re.compile(f"^{_LEVEL}(?:{kernel})"),
-                   re.compile("|".join(f"(?:{p})" for p in data["image_refused"])))
+                   re.compile("|".join(f"(?:{p})" for p in data["image_refused"])),
+                   tuple(Address(re.compile(a["pattern"]), a["mode"], a["what"],
+                                 re.compile(a["exception"]) if a.get("exception") else None)
+                         for a in data.get("address", ())))
 
     def failure(self, line: str, bare: bool) -> Failure | None:
         """The failure `line` reports, if any; `bare`: kernel lines may come without a time."""
@@ -114,15 +127,21 @@ class Console:
     def with_block(self, decision: Decision) -> Decision:
         return Decision(decision.status, decision.reason, decision.kind, tuple(self.block))
 
-    def exited(self, returncode: int, stderr: str) -> Decision:
-        """QEMU ended before the console decided anything."""
+    def exited(self, returncode: int, stderr: str, stopped: str = "") -> Decision:
+        """QEMU ended before the console decided anything; `stopped`: why the guest stopped,
+        when QMP said (guest-reset: with -no-reboot, a triple fault; guest-shutdown)."""
         complaint = clean(stderr.strip().splitlines()[-1]) if stderr.strip() else ""
         if self.patterns.image_refused.search(stderr):
             return Decision(FAIL, f"QEMU refused the kernel image: {complaint}", "image")
         if returncode != 0:
             return Decision(ERROR, f"QEMU failed (exit {returncode}): {complaint or 'no message'}")
-        return Decision(FAIL, "the machine reset or powered off before success "
-                              f"(triple fault?); last line: {self.last_line or '(none)'}", "reset")
+        last = f"last line: {self.last_line or '(none)'}"
+        if stopped == "guest-reset":
+            return Decision(FAIL, f"the machine reset before success (a triple fault, or the kernel's reboot); {last}",
+                            "reset")
+        if stopped == "guest-shutdown":
+            return Decision(FAIL, f"the machine powered off before success; {last}", "poweroff")
+        return Decision(FAIL, f"the machine reset or powered off before success (triple fault?); {last}", "reset")
 
     def silent(self, seconds: float) -> Decision:
         return Decision(TIMEOUT, f"no console output for {seconds:g} s; "

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from bot.boots.console import Console, Decision
+from bot.boots.diagnostics import Diagnostics
 from bot.sandbox import Sandbox, stop
 from bot.verdicts.words import ERROR, FAIL, LabError
 
@@ -20,33 +21,38 @@ BLOCK_BYTES = 65536   # of a failure's report at most: a line that never ends is
 
 
 def run(command: list[str], cwd: Path, log: Path, console: Console, timeout: float, silence: float,
-        sandbox: Sandbox, readable: list[Path]) -> Decision:
+        sandbox: Sandbox, readable: list[Path], exceptions: bool = False) -> Decision:
     """Runs QEMU with the serial console on its stdout, writes every console byte to `log`,
-    and stops QEMU the moment `console` decides or a limit runs out. The kernel is the series'
-    work: QEMU runs confined, seeing of the host only `readable` and its run folder `cwd`."""
+    and stops QEMU the moment `console` decides or a limit runs out, leaving QEMU's diagnostics
+    in `cwd` (its exception log when `exceptions`). The kernel is the series' work: QEMU runs
+    confined, seeing of the host only `readable` and its run folder `cwd`."""
     binary = shutil.which(command[0])
     if binary is None:
         return Decision(ERROR, f"cannot start {command[0]}: no such program")
+    diagnostics = Diagnostics(cwd, exceptions)
     try:
         # by its full path: the sandbox's PATH is the system's, and a QEMU elsewhere is bound in
-        confined = sandbox.confine([binary, *command[1:]], cwd=cwd, readable=[binary, *readable],
+        confined = sandbox.confine([binary, *command[1:], *diagnostics.args()], cwd=cwd, readable=[binary, *readable],
                                    writable=[cwd], devices=_devices(command))
     except LabError as e:
         return Decision(ERROR, str(e))
-    try:
-        qemu = subprocess.Popen(confined, cwd=cwd, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    except OSError as e:
-        return Decision(ERROR, f"cannot start {command[0]}: {e.strerror}")
-    try:
-        with log.open("wb") as out:
-            return _read_console(qemu, out, console, timeout, silence)
-    finally:
-        stop(qemu)
+    with diagnostics:
+        try:
+            qemu = subprocess.Popen(confined, cwd=cwd, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except OSError as e:
+            return Decision(ERROR, f"cannot start {command[0]}: {e.strerror}")
+        diagnostics.watch(qemu)
+        try:
+            with log.open("wb") as out:
+                return _read_console(qemu, out, console, timeout, silence, diagnostics)
+        finally:
+            stop(qemu)
 
 
-def _read_console(qemu: subprocess.Popen, out, console: Console, timeout: float, silence: float) -> Decision:
-    decision, rest = _first_decision(qemu, out, console, timeout, silence)
+def _read_console(qemu: subprocess.Popen, out, console: Console, timeout: float, silence: float,
+                  diagnostics: Diagnostics) -> Decision:
+    decision, rest = _first_decision(qemu, out, console, timeout, silence, diagnostics)
     if decision.status == FAIL and console.failed:
         _read_block(qemu, out, console, rest)
         return console.with_block(decision)
@@ -54,7 +60,7 @@ def _read_console(qemu: subprocess.Popen, out, console: Console, timeout: float,
 
 
 def _first_decision(qemu: subprocess.Popen, out, console: Console, timeout: float,
-                    silence: float) -> tuple[Decision, bytes]:
+                    silence: float, diagnostics: Diagnostics) -> tuple[Decision, bytes]:
     """The decision, and what was read after the line that made it."""
     started = last_output = time.monotonic()
     pending, stderr, tail_judged = b"", b"", True
@@ -66,7 +72,10 @@ def _first_decision(qemu: subprocess.Popen, out, console: Console, timeout: floa
             if now - started >= timeout:
                 return _decide_tail(console, pending) or console.overran(timeout), b""
             if now - last_output >= silence:
-                return _decide_tail(console, pending) or console.silent(silence), b""
+                decision = _decide_tail(console, pending)
+                if not decision:
+                    diagnostics.take_registers()   # where it hangs, before it is stopped
+                return decision or console.silent(silence), b""
             if not tail_judged and now - last_output >= TAIL_PAUSE:
                 # Some last words end without a newline, then the machine halts (Xen's head.S
                 # "ERR: ...", the decompressor's "-- System halted"): judge them once it pauses.
@@ -91,7 +100,7 @@ def _first_decision(qemu: subprocess.Popen, out, console: Console, timeout: floa
                         if decision:
                             return decision, b"\n".join([*lines[n + 1:], pending])
     decision = _decide_tail(console, pending)
-    return decision or console.exited(qemu.wait(), stderr.decode("utf-8", "replace")), b""
+    return decision or console.exited(qemu.wait(), stderr.decode("utf-8", "replace"), diagnostics.stopped), b""
 
 
 def _read_block(qemu: subprocess.Popen, out, console: Console, rest: bytes) -> None:

@@ -17,10 +17,13 @@ from bot.boots.console import Console, Decision, Patterns
 from bot.boots.entry import Entry
 from bot.boots.files import Files
 from bot.boots.kernel_image import BadImage
+from bot.boots.locate import Location, locate
+from bot.boots.symbols import Symbols
 from bot.sandbox import Sandbox
-from bot.verdicts.words import ERROR, FAIL, LabError
+from bot.verdicts.words import ERROR, FAIL, TIMEOUT, LabError
 
 CONSOLE, COMMAND, RESULT = "console.log", "command", "result.json"   # in each entry's folder
+LOCATE_BYTES = 1 << 20   # of a failed boot's console, from its end, searched for a crash's address
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class BootResult:
     files: dict[str, str] = field(default_factory=dict)   # each file it booted: where it came from
     kind: str = ""                                        # of failure (checks/console.toml)
     block: list[str] = field(default_factory=list)        # the failure's report, from its first line
+    location: dict = field(default_factory=dict)          # where it died, when the console did not say (Location)
 
     def progress_line(self) -> str:
         return f"  {self.entry}: {self.status} after {self.seconds:g} s"
@@ -60,20 +64,23 @@ Limits = Mapping[str, tuple[float, float]]   # by entry: its overall and silence
 
 
 def boot(entries: list[Entry], files: Files, lab: Lab, folder: Path, *, patterns: Patterns,
-         probe: Probe | None, root: Path | None = None, append: str = "", silence: float | None = None,
-         attempt: int = 1, limits: Limits = {}, progress: Progress = lambda entry, result: None) -> list[BootResult]:
+         probe: Probe | None, symbols: Symbols = Symbols({}), root: Path | None = None, append: str = "",
+         silence: float | None = None, attempt: int = 1, limits: Limits = {},
+         progress: Progress = lambda entry, result: None) -> list[BootResult]:
     """Boots through every entry, each in `folder`/<entry> (<entry>.<attempt> from the second
-    attempt on); results name logs relative to `root`."""
+    attempt on); results name logs relative to `root`. A boot that fails is located in `symbols`;
+    a retry runs with QEMU's exception log, which costs a passing boot nothing then (bench/)."""
     folder.mkdir(parents=True, exist_ok=True)
     chosen = accel.choose(lab.accel, probe, files, lab.qemu, lab.cache, lab.probe_seconds, lab.sandbox, patterns)
     files.prepare([name for entry in entries for name in entry.files], {v for entry in entries for v in entry.values})
     run = {"accel": chosen, "nonce": secrets.token_hex(8), "append": append}
+    where = Where(patterns, symbols, exceptions=attempt > 1)
 
     def one(entry: Entry) -> BootResult:
         progress(entry.name, None)
         timeout, quiet = limits.get(entry.name, (entry.timeout, silence or entry.silence))
         name = entry.name if attempt == 1 else f"{entry.name}.{attempt}"
-        result = _boot_entry(entry, files, lab, run, folder / name, root or folder, patterns, timeout, quiet)
+        result = _boot_entry(entry, files, lab, run, folder / name, root or folder, where, timeout, quiet)
         progress(entry.name, result)
         return result
 
@@ -83,8 +90,16 @@ def boot(entries: list[Entry], files: Files, lab: Lab, folder: Path, *, patterns
     return [done[e.name] for e in entries]
 
 
+@dataclass(frozen=True)
+class Where:
+    """How a failed boot is located."""
+    patterns: Patterns
+    symbols: Symbols
+    exceptions: bool   # QEMU logs the guest's exceptions
+
+
 def _boot_entry(entry: Entry, files: Files, lab: Lab, run: dict[str, str], directory: Path, root: Path,
-                patterns: Patterns, timeout: float, silence: float) -> BootResult:
+                where: Where, timeout: float, silence: float) -> BootResult:
     directory.mkdir()
     log = directory / CONSOLE
     started = time.monotonic()
@@ -97,11 +112,22 @@ def _boot_entry(entry: Entry, files: Files, lab: Lab, run: dict[str, str], direc
     else:
         command = [lab.qemu, *entry.qemu_args(run)]
         (directory / COMMAND).write_text(shlex.join(command) + "\n")
-        decision = qemu.run(command, directory, log, Console(entry.success_pattern(run["nonce"]), patterns),
-                            timeout, silence, lab.sandbox, readable)
+        decision = qemu.run(command, directory, log, Console(entry.success_pattern(run["nonce"]), where.patterns),
+                            timeout, silence, lab.sandbox, readable, where.exceptions)
+    location = _locate(directory, log, where) if decision.status in (FAIL, TIMEOUT) else None
     result = BootResult(entry.name, decision.status, round(time.monotonic() - started, 1), decision.reason,
                         str(log.relative_to(root)), entry.experimental, run["accel"],
                         {name: files.describe(name, entry.values) for name in entry.files},
-                        decision.kind, list(decision.block))
+                        decision.kind, list(decision.block), asdict(location) if location else {})
     (directory / RESULT).write_text(json.dumps(asdict(result), indent=1) + "\n")
     return result
+
+
+def _locate(directory: Path, log: Path, where: Where) -> Location | None:
+    try:
+        with log.open("rb") as f:   # a crash report is at the end of a console
+            f.seek(max(0, log.stat().st_size - LOCATE_BYTES))
+            console = f.read().decode("utf-8", "replace")
+    except OSError:
+        console = ""
+    return locate(directory, console, where.patterns.addresses, where.symbols)

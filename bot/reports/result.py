@@ -4,7 +4,9 @@ folder. Its layout:
 
     outcome.json                    the verdict and its facts (Outcome)
     boots/<phase>/<entry>/          console.log, command, result.json of each boot; the phase is
-                                    base, series, or patches-1-<k> in the culprit search
+                                    base, series, or patches-1-<k> in the culprit search; and,
+                                    where the machine stopped or hung, QEMU's registers then
+                                    (registers) and, in a retry, its exception log (interrupts.log)
     builds/<n>-<phase>/build.log    the log of each build
 """
 from __future__ import annotations
@@ -33,6 +35,8 @@ class EntryOutcome:
     base_attempts: list[dict] = field(default_factory=list)   # reason, log; and each on the base
     kind: str = ""                                            # of failure, with the change
     block: list[str] = field(default_factory=list)            # its report, as the console has it
+    location: dict = field(default_factory=dict)   # where it died, when the console did not say (Location)
+    changed: dict = field(default_factory=dict)    # the patch that made the line it died on: patch, line
 
 
 @dataclass
@@ -61,6 +65,7 @@ class Outcome:
     strict_experimental: bool = False
     reproduce: str = ""              # the command that checks the same again
     build_steps: list[str] = field(default_factory=list)   # how the tree was configured and built
+    fragment: list[str] = field(default_factory=list)      # the configuration lines the build adds
 
 
 def new_folder(results: Path) -> Path:

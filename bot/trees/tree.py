@@ -11,6 +11,10 @@ from typing import Mapping
 from bot.boots import entry as entry_module
 from bot.boots.accel import Probe
 from bot.boots.entry import Entry, path_matches
+from bot.boots.symbols import Symbols
+
+
+MODES = ("real", "protected", "long")   # of the CPU, as [symbols] names them
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class Tree:
     fragment: Path | None
     config: str | None                # what configuring leaves in the build folder
     artifacts: Mapping[str, str]      # file name: where the build leaves it, in the build folder
+    symbols: Mapping[str, tuple[str, ...]]   # CPU mode: the artifacts whose symbols cover its code
     probe: Probe | None
     entries: Mapping[str, Entry]
     common_paths: tuple[str, ...]     # paths no entry names as its own that can break every entry
@@ -51,6 +56,11 @@ class Tree:
         """Whether the git tree at `tree` is of this kind (it has the kind's marks)."""
         return bool(self.marks) and all((tree / mark).is_file() for mark in self.marks)
 
+    def symbols_of(self, artifacts: Mapping[str, Path], source: Path | None = None) -> Symbols:
+        """The lookup of addresses in a build's `artifacts` (those it has of [symbols])."""
+        return Symbols({mode: tuple((name, artifacts[name]) for name in names if name in artifacts)
+                        for mode, names in self.symbols.items()}, source)
+
     def argv(self, step: Step, values: Mapping[str, str]) -> list[str]:
         """A step's arguments with the values filled in, "{make}" spliced."""
         argv = []
@@ -65,6 +75,9 @@ def load(path: Path, entries_path: Path) -> Tree:
     if probe and "{accel}" not in probe["qemu"]:   # it boots under KVM, then under TCG to tell a broken build
         raise ValueError('[probe] qemu must say "-accel", "{accel}"')
     entries = tomllib.loads(entries_path.read_text()) if entries_path.exists() else {}
+    for mode, names in data.get("symbols", {}).items():
+        if mode not in MODES or not set(names) <= set(data["artifacts"]):
+            raise ValueError(f"[symbols] {mode}: the modes are {', '.join(MODES)}, each a list of [artifacts] names")
     return Tree(
         name=path.stem, description=data.get("description", path.stem), paths=tuple(data["paths"]),
         marks=tuple(data.get("marks", ())), common_paths=tuple(entries.get("common", {}).get("paths", ())),
@@ -73,5 +86,6 @@ def load(path: Path, entries_path: Path) -> Tree:
         build=tuple(Step(tuple(s["run"]), s.get("cwd")) for s in data["build"]),
         fragment=path.with_name(data["fragment"]) if data.get("fragment") else None, config=data.get("config"),
         artifacts=MappingProxyType(dict(data["artifacts"])),
+        symbols=MappingProxyType({mode: tuple(names) for mode, names in data.get("symbols", {}).items()}),
         probe=probe and Probe(path.stem, tuple(probe["qemu"]), probe["banner"]),
         entries=MappingProxyType(entry_module.parse(entries, path.stem) if entries else {}))

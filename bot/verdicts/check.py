@@ -45,6 +45,9 @@ class Parts(Protocol):
         """Boots `entries` of a build once, into boots/<phase>/<entry>[.<attempt>] of the folder,
         each within its limits (overall, silence) when `limits` names it."""
 
+    def origin(self, commit: str, path: str, line: int) -> tuple[str, str] | None:
+        """The commit that last changed line `line` of `path` at `commit`, and the line's text."""
+
 
 class _LabFailed(Exception):
     """A boot ended in a lab error while finding the culprit: no patch can be blamed."""
@@ -82,6 +85,8 @@ def check(series: Series, settings: Settings, progress: Progress = lambda messag
             outcome = decide(series, selection.entries, base.commit, parts, cache, folder, settings.rules, progress)
         outcome.tree, outcome.reproduce, outcome.base_how = tree, facts["reproduce"], base.how
         outcome.build_steps = build_steps(selection.tree)
+        fragment = selection.tree.fragment
+        outcome.fragment = [l for l in fragment.read_text().splitlines() if l and not l.startswith("#")] if fragment else []
     result.write(folder, outcome)
     return folder
 
@@ -137,9 +142,12 @@ class _BaseTimedOut(Exception):
 
 def _entry_outcome(series: Judged, base: Judged) -> EntryOutcome:
     shown = series.deciding
+    # the fullest: with a symbol, then with the fault named (a retry keeps QEMU's exception log)
+    located = [a.location for a in series.attempts if a.location]
+    location = max(located, key=lambda l: (bool(l.get("symbol")), ":" in l["what"]), default={})
     return EntryOutcome(series.status, base.status, shown.seconds, shown.reason, shown.log, base.deciding.log,
                         shown.experimental, shown.accel, shown.files, _attempts(series.attempts),
-                        _attempts(base.earlier + base.attempts), shown.kind, shown.block)
+                        _attempts(base.earlier + base.attempts), shown.kind, shown.block, location)
 
 
 def _attempts(results: list[BootResult]) -> list[dict]:
@@ -191,7 +199,18 @@ class _Check:
             outcome.verdict, outcome.detail = ERROR, [str(e)]
             return outcome
         outcome.entries = {e.name: _entry_outcome(judged[e.name], self.based[e.name]) for e in self.entries}
+        for entry in outcome.entries.values():
+            entry.changed = self.changed(entry.location)
         return self.verdict(judged)
+
+    def changed(self, location: dict) -> dict:
+        """The patch of the series that made the source line a boot died on, and the line."""
+        if not location.get("file"):
+            return {}
+        origin = self.parts.origin(self.commits[-1], location["file"], location["line"])
+        if not origin or origin[0] not in self.commits:
+            return {}
+        return {"patch": self.commits.index(origin[0]) + 1, "line": origin[1]}
 
     def baseline(self) -> dict[str, Judged]:
         """The base's result for each entry, in boots/base/ of the folder: booted (and confirmed)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import git
+
 from bot import settings as settings_module
 from bot.boots import runner
 from bot.boots.entry import Entry
@@ -49,6 +51,16 @@ class Workbench:
         self.ws.checkout(base)
         return self.ws.apply(mbox)
 
+    def origin(self, commit: str, path: str, line: int) -> tuple[str, str] | None:
+        """The commit that last changed line `line` of `path` at `commit`, and the line."""
+        try:
+            blame = self.ws.repo.git.blame("--porcelain", "-L", f"{line},{line}", commit, "--", path)
+        except git.GitCommandError:   # no such file or line there
+            return None
+        lines = blame.splitlines()
+        text = next((l[1:] for l in lines if l.startswith("\t")), None)
+        return (lines[0].split()[0], text) if lines and text is not None else None
+
     def build(self, commit: str, phase: str) -> Build:
         self.progress(f"building {in_words(phase)} ({commit[:12]})")
         self.ws.checkout(commit)
@@ -72,6 +84,7 @@ class Workbench:
         files = settings_module.files(built.artifacts, settings.declarations, settings.lab, settings.sandbox_limits,
                                       "built")
         return runner.boot(entries, files, settings.lab, self.folder / "boots" / phase, root=self.folder,
-                           patterns=settings.declarations.patterns, probe=self.tree.probe, attempt=attempt,
+                           patterns=settings.declarations.patterns, probe=self.tree.probe,
+                           symbols=self.tree.symbols_of(built.artifacts, self.ws.source), attempt=attempt,
                            limits=limits,
                            progress=lambda name, result: result and self.progress(result.progress_line()))
