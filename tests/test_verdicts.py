@@ -34,11 +34,14 @@ class Recorded:
     """Plays back a workspace and a lab: commits c1..cN, builds that fail where told, boots whose
     status is what `statuses` holds for (commit, entry), else pass (a list: the statuses of its
     boots in turn, the last repeating); writes what the real parts write into the result folder
-    (a console and result.json per boot)."""
+    (a console and result.json per boot). A failed boot is located at `located` from its second
+    attempt on (as QEMU's exception log is only kept then); `origins` says which commit made a
+    source line: (path, line): (commit, text)."""
     identity = "recorded"
 
     def __init__(self, folder: Path, count: int, statuses: dict | None = None, broken_builds=(),
-                 apply_fails_at: int | None = None):
+                 apply_fails_at: int | None = None, located: dict | None = None, origins: dict | None = None):
+        self.located, self.origins = located or {}, origins or {}
         self.folder, self.commits = folder, [f"c{k}" for k in range(1, count + 1)]
         self.statuses, self.broken_builds, self.apply_fails_at = statuses or {}, set(broken_builds), apply_fails_at
         self.built: list[str] = []
@@ -72,10 +75,14 @@ class Recorded:
             folder.mkdir(parents=True)
             (folder / "console.log").write_text(f"booting {commit}\n{status}: the deciding line\n")
             booted = BootResult(e.name, status, 1.0, f"{status}: the deciding line",
-                                str((folder / "console.log").relative_to(self.folder)), e.experimental, "tcg")
+                                str((folder / "console.log").relative_to(self.folder)), e.experimental, "tcg",
+                                location=self.located if status != PASS and attempt > 1 else {})
             (folder / "result.json").write_text(json.dumps(booted.__dict__))
             results.append(booted)
         return results
+
+    def origin(self, commit: str, path: str, line: int):
+        return self.origins.get((path, line))
 
 
 def breaks(entry: str, at: int, count: int, status: str = FAIL) -> dict:
@@ -115,6 +122,19 @@ def test_the_patch_that_breaks_an_entry_is_named_wherever_it_is(tmp_path, count)
         assert outcome.culprit["msgid"] == f"patch-{at}@example.org"
         # the base, the series, then a binary search over the prefixes
         assert len(parts.built) <= 2 + math.ceil(math.log2(count))
+
+
+HEAD_S = "arch/x86/platform/pvh/head.S"
+LOCATED = {"what": "triple fault: #UD", "mode": "protected", "pc": "0x1000480", "symbol": "pvh_start_xen+0x0",
+           "file": HEAD_S, "line": 54, "binary": "vmlinux"}
+
+
+@pytest.mark.parametrize("made_by, changed", [("c2", {"patch": 2, "line": "\tud2"}), ("c0ffee", {})])
+def test_where_a_boot_died_is_kept_with_the_patch_that_made_that_line(tmp_path, folder, made_by, changed):
+    parts = Recorded(folder, 3, breaks("pvh", 2, 3), located=LOCATED, origins={(HEAD_S, 54): (made_by, "\tud2")})
+    entry = decide(tmp_path, parts, 3).entries["pvh"]
+    # the first attempt, which the verdict quotes, has no location: a retry's is kept
+    assert entry.location == LOCATED and entry.changed == changed
 
 
 @pytest.mark.parametrize("at", [1, 2, 3])
@@ -267,10 +287,29 @@ def test_the_report_is_read_from_the_result_folder_alone(tmp_path, folder):
     result.write(folder, outcome)
     moved = folder.rename(tmp_path / "elsewhere")   # nothing in it names where it was made
     report = text.text(result.read(moved), moved, "bootbot <b@example.org>")
-    assert report.startswith("bootbot: REGRESSION in [PATCH 0/3] x86: steps")
+    assert report.startswith("bootbot: REGRESSION: pvh stops booting at [PATCH 2/3] x86: step 2\n")
+    assert "In [PATCH 0/3] x86: steps; pvh boots on the base." in report
     assert "First bad patch: [2/3] x86: step 2" in report
-    assert "Console of pvh, up to the line that decided it:\n  booting c3\n  fail: the deciding line" in report
+    assert "Console of pvh, up to the line that decided it (=>):\n  booting c3\n=> fail: the deciding line" in report
     assert "bootbot check series.mbox --tree ~/linux" in report
+
+
+def test_the_report_says_where_it_died_first_and_keeps_prose_within_80_columns(tmp_path, folder):
+    parts = Recorded(folder, 3, breaks("pvh", 2, 3), located=LOCATED, origins={(HEAD_S, 54): ("c2", "\tud2")})
+    outcome = decide(tmp_path, parts, 3, entries=("efi", "pvh"))
+    outcome.series["patches"][1]["subject"] = "x86/pvh: a subject as long as they come on the list, " + "word " * 8
+    outcome.reproduce = "bootbot check 20261130.long-message-id-of-the-series@example.org --tree ~/linux"
+    report = text.text(outcome, folder, "bootbot <bootbot@example.org>")
+    lines = report.splitlines()
+    assert lines[0] == "bootbot: REGRESSION: pvh stops booting at [PATCH 2/3] x86/pvh: a subject as long"
+    where = lines.index("pvh: triple fault: #UD at pvh_start_xen+0x0 (arch/x86/platform/pvh/head.S:54)")
+    assert where == 2 and lines[3] == "  patch 2 made that line: ud2"
+    # the table shows what changed against the base, and names the rest
+    table = lines[lines.index(next(l for l in lines if l.startswith("entry "))):]
+    assert [row.split()[0] for row in table[1:3]] == ["pvh", "As"] and "efi (pass)" in table[2]
+    # quoted console lines, commands and table rows stay whole; prose is wrapped
+    prose = [l for l in lines if not l.startswith(("  ", "=> ", "efi ", "pvh ", "| "))]
+    assert all(len(l) <= 80 for l in prose), [l for l in prose if len(l) > 80]
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import shlex
 import shutil
 import tempfile
 import tomllib
@@ -90,7 +91,8 @@ class Files:
         if derivation is None:
             return f"the host's: {self.host.get(name, '(none)')}"
         made = "per run" if self._per_run(name, set(values)) else "cached"
-        return f"made {made} from {', '.join(derivation.inputs)} (checks/files.toml [{name}])"
+        how = RECIPES[derivation.step](derivation) if derivation.step else shlex.join(derivation.command)
+        return f"made {made} from {', '.join(derivation.inputs)} (checks/files.toml [{name}]): {how}"
 
     def _find(self, name: str, strings: Mapping[str, str], folder: Path) -> Path:
         if self._per_run(name, set(strings)):
@@ -204,3 +206,19 @@ def _text(inputs, output: Path, options) -> None:
 
 STEPS: dict[str, Callable[[dict, Path, Mapping], None]] = {
     "vmlinux-from-bzimage": _vmlinux, "gunzip": _gunzip, "initramfs": _initramfs, "text": _text}
+
+
+def _initramfs_recipe(derivation: Derivation) -> str:
+    place = {"busybox": "bin/busybox", **derivation.options.get("place", {})}
+    placed = ", ".join(f"{name} as /{place[name].strip('/')}" for name in derivation.inputs)
+    init = "; ".join(line for line in derivation.options["init"].splitlines() if not line.startswith("#!"))
+    return f"a newc cpio with {placed} and an /init (#!/bin/busybox sh) that runs: {init}"
+
+
+# Each step in words a reader can follow by hand, for the reproduce section of a report.
+RECIPES: dict[str, Callable[[Derivation], str]] = {
+    "vmlinux-from-bzimage": lambda d: "the ELF inside the bzImage (the kernel's scripts/extract-vmlinux)",
+    "gunzip": lambda d: "gunzip -c (a file not gzipped as it is)",
+    "initramfs": _initramfs_recipe,
+    "text": lambda d: "the text: " + " / ".join(d.options["text"].strip().splitlines()),
+}

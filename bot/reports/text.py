@@ -1,27 +1,31 @@
 """The report of a check, read from its result folder alone: a short plain-text mail body."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from bot.boots.console import clean
+from bot.boots.locate import Location
 from bot.boots.runner import COMMAND
 from bot.reports.result import Outcome
 from bot.verdicts.words import APPLY_FAILED, BUILD_FAILED, FLAKY, PASS, REFUSED, REGRESSION, SKIP, fails
 
 CONSOLE_LINES = 20   # of console before the deciding line, when no failure report follows it
 CONTEXT_LINES = 8    # before a failure's report, which is quoted whole (up to its bound)
+WIDTH = 80           # of prose in a list mail
+MARK = "=> "         # before the console line that decided a boot
 
 
 def text(outcome: Outcome, folder: Path, bot_address: str) -> str:
     parts = [_summary(outcome)]
     if outcome.base:
-        parts.append(f"Base: {outcome.base[:12]}, {outcome.base_how or 'as given'}.")
+        parts.append(_wrap(f"Base: {outcome.base[:12]}, {outcome.base_how or 'as given'}."))
     if outcome.entries:
         parts.append(_table(outcome))
     if outcome.culprit:
         p = outcome.culprit
-        parts.append(f"First bad patch: [{p['index']}/{len(outcome.series['patches'])}] {p['subject']}\n"
-                     f"  Message-ID: <{p['msgid']}>")
+        parts.append(_wrap(f"First bad patch: [{p['index']}/{len(outcome.series['patches'])}] {p['subject']}", "  ")
+                     + f"\n  Message-ID: <{p['msgid']}>")
     if outcome.detail and outcome.verdict not in (PASS, SKIP, FLAKY):
         parts.append("\n".join(f"  {line}" for line in outcome.detail))
     failed = _first_failed(outcome)
@@ -31,8 +35,13 @@ def text(outcome: Outcome, folder: Path, bot_address: str) -> str:
         parts.append(_reproduce(outcome, folder, failed))
     tag = _TAGS.get(outcome.verdict)
     if tag:   # "| " first, as 0-day does: b4 would take a bare tag line as a trailer of the patch
-        parts.append(f"{tag[1]}\n| {tag[0]}: {bot_address}")
+        parts.append(f"{_wrap(tag[1])}\n| {tag[0]}: {bot_address}")
     return "\n\n".join(parts) + "\n"
+
+
+def _wrap(prose: str, indent: str = "") -> str:
+    """Prose at the list's width; a word longer than a line (a path, a command) stays whole."""
+    return textwrap.fill(prose, WIDTH, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
 
 
 _FIX_TAG = ("Reported-by", "If you fix this in a separate patch (not a new version of this series), "
@@ -48,14 +57,13 @@ def _summary(outcome: Outcome) -> str:
     title = f"[PATCH{version}{count}] {s['subject']}"
     if outcome.verdict == PASS:
         booted = ", ".join(outcome.entries)
-        return f"bootbot: PASS for {title}\nEvery boot entry the series touches boots as on the base: {booted}."
+        return f"bootbot: PASS for {title}\n" + _wrap(f"Every boot entry the series touches boots as on the base: {booted}.")
     if outcome.verdict == SKIP:
-        return f"bootbot: SKIP for {title}\nNothing was built or booted: {outcome.detail[0]}."
+        return f"bootbot: SKIP for {title}\n" + _wrap(f"Nothing was built or booted: {outcome.detail[0]}.")
     if outcome.verdict == FLAKY:
-        return f"bootbot: FLAKY for {title}\n{outcome.detail[0][0].upper()}{outcome.detail[0][1:]}."
+        return f"bootbot: FLAKY for {title}\n" + _wrap(f"{outcome.detail[0][0].upper()}{outcome.detail[0][1:]}.")
     if outcome.verdict == REGRESSION:
-        return (f"bootbot: REGRESSION in {title}\n"
-                f"No longer boots with the series, but does on the base: {', '.join(outcome.regressed)}.")
+        return _regression(outcome, title)
     if outcome.verdict == APPLY_FAILED:
         return (f"bootbot: APPLY FAILED for {title}\n"
                 + (f"Patch {outcome.culprit['index']} does not apply" if outcome.culprit else
@@ -67,17 +75,40 @@ def _summary(outcome: Outcome) -> str:
     return f"bootbot: ERROR while checking {title}\nThe lab failed, not the series: nothing is blamed on it."
 
 
+def _regression(outcome: Outcome, title: str) -> str:
+    """Which entry broke and at which patch first; then where each died, when it is known."""
+    broken = ", ".join(outcome.regressed)
+    p = outcome.culprit
+    lines = [_wrap(f"bootbot: REGRESSION: {broken} stops booting at [PATCH {p['index']}/"
+                   f"{len(outcome.series['patches'])}] {p['subject']}" if p else
+                   f"bootbot: REGRESSION: {broken} stops booting with {title}")]
+    for name in outcome.regressed:
+        entry = outcome.entries[name]
+        if entry.location:
+            lines.append(_wrap(f"{name}: {Location(**entry.location)}", "  "))
+        if entry.changed:
+            lines.append(f"  patch {entry.changed['patch']} made that line: {entry.changed['line'].strip()}")
+    booted = "boots" if len(outcome.regressed) == 1 else "boot"
+    lines.append(_wrap(f"In {title}; {broken} {booted} on the base."))
+    return "\n".join(lines)
+
+
 def _table(outcome: Outcome) -> str:
     width = max(len(name) for name in outcome.entries) + 1
     rows = [f"{'entry':<{width}} {'series':<8} {'base':<8} {'seconds':>7}  decided by"]
-    for name, e in outcome.entries.items():
+    same = [name for name, e in outcome.entries.items() if e.status == e.baseline]
+    shown = outcome.entries if outcome.verdict == PASS or len(same) == len(outcome.entries) else \
+        {name: e for name, e in outcome.entries.items() if name not in same}
+    for name, e in shown.items():
         label = name + ("*" if e.experimental else "")
         rows.append(f"{label:<{width}} {e.status:<8} {e.baseline:<8} {e.seconds:>7.1f}  {e.reason}")
-    if any(e.experimental for e in outcome.entries.values()):
+    if any(e.experimental for e in shown.values()):
         rows.append("* experimental: decides the verdict here (boot.strict_experimental)" if outcome.strict_experimental
                     else "* experimental: shown, but does not decide the verdict")
+    if len(shown) < len(outcome.entries):
+        rows.append(f"As on the base: {', '.join(f'{name} ({outcome.entries[name].status})' for name in same)}")
     tried = [f"  {name}: {_boots(e.attempts)} with the series; {_boots(e.base_attempts)} on the base"
-             for name, e in outcome.entries.items() if len(e.attempts) > 1 or len(e.base_attempts) > 1]
+             for name, e in shown.items() if len(e.attempts) > 1 or len(e.base_attempts) > 1]
     if tried:
         rows += ["Booted more than once, in order:", *tried]
     return "\n".join(rows)
@@ -93,29 +124,39 @@ def _first_failed(outcome: Outcome) -> str | None:
 
 
 def _console(name: str, log: Path, entry) -> str:
-    """The console up to the deciding line, then the failure's report (its block) when it made one."""
+    """The last lines before the deciding line, the deciding line marked, then the rest of the
+    failure's report (its block) when it made one."""
     try:
         lines = [clean(line) for line in log.read_text(errors="replace").splitlines()]
     except OSError:
         return f"Console of {name}: (no log)"
     lines = [line for line in lines if line]
-    end = next((i for i, line in enumerate(lines) if line == entry.reason), len(lines))
+    end = next((i for i, line in enumerate(lines) if line == entry.reason), None)
+    if end is None:   # decided by no line: a silence, a reset, a limit
+        if not lines:
+            return f"Console of {name}: nothing, it stayed silent."
+        return f"Console of {name}, its last lines:\n" + "\n".join(f"  {line}" for line in lines[-CONSOLE_LINES:])
     before = lines[max(0, end - (CONTEXT_LINES if entry.block else CONSOLE_LINES)):end]
-    if entry.block:
-        return (f"Console of {name}, up to the {entry.kind} report that decided it:\n"
-                + "\n".join(f"  {line}" for line in before) + "\n" + "\n".join(f"> {line}" for line in entry.block))
-    excerpt = (before + lines[end:end + 1]) or ["(nothing: the console stayed silent)"]
-    return f"Console of {name}, up to the line that decided it:\n" + "\n".join(f"  {line}" for line in excerpt)
+    after = entry.block[1:] if entry.block else []
+    return (f"Console of {name}, up to the line that decided it ({MARK.strip()}):\n"
+            + "\n".join([*(f"  {line}" for line in before), f"{MARK}{lines[end]}", *(f"  {line}" for line in after)]))
 
 
 def _reproduce(outcome: Outcome, folder: Path, failed: str | None) -> str:
-    lines = ["Reproduce:", f"  {outcome.reproduce}"]
-    if outcome.build_steps:
-        lines += [f"  The {outcome.tree} build, out of tree:", *(f"    {step}" for step in outcome.build_steps)]
+    """What a reader runs: bootbot's one line, or by hand the build, the files and QEMU's command
+    line, with file names relative to a folder that holds the files."""
+    lines = ["Reproduce, with bootbot:", f"  {outcome.reproduce}"]
+    if outcome.build_steps and outcome.base:
+        lines += [f"Or by hand: the series applied on {outcome.base[:12]} ({outcome.tree}), built out of tree:",
+                  *(f"  {step}" for step in outcome.build_steps)]
+    if outcome.fragment:   # a fragment's lines, a few to a line here: short enough to quote whole
+        lines += ["  where the fragment has these lines (one per line in the file):",
+                  textwrap.indent(textwrap.fill(" ".join(outcome.fragment), WIDTH - 4, break_long_words=False,
+                                                break_on_hyphens=False), "    ")]
     if failed:
         entry = outcome.entries[failed]
-        lines += [f"  The files {failed} boots:", *(f"    {name}: {whence}" for name, whence in entry.files.items())]
-        boot = (folder / entry.log).parent
-        if (boot / COMMAND).exists():
-            lines += [f"  QEMU ({failed}), from {boot}:", f"    {(boot / COMMAND).read_text().strip()}"]
+        lines += [f"The files {failed} boots:", *(f"  {name}: {whence}" for name, whence in entry.files.items())]
+        command = (folder / entry.log).parent / COMMAND
+        if command.exists():
+            lines += ["and QEMU, from a folder that holds them:", f"  {command.read_text().strip()}"]
     return "\n".join(lines)
