@@ -76,3 +76,16 @@ def test_qemus_exception_log_is_read_as_written_and_only_its_end_kept(tmp_path):
     kept = (tmp_path / INTERRUPTS).read_bytes()
     assert len(kept) == diagnostics.KEEP_BYTES and kept.endswith(b"\0Triple fault\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == [INTERRUPTS]   # the FIFO is gone
+
+
+def test_registers_are_quoted_only_where_the_console_gave_no_report_of_its_own(tmp_path):
+    """A kernel that panics says where itself; the registers at the reset it then asks for
+    would name its reboot code."""
+    from bot.boots.console import Decision
+    from bot.boots.runner import Where, _locate
+    folder = run_folder(tmp_path, **{REGISTERS: "pvh-ud2.registers"})
+    (folder / "console.log").write_text("[    0.1] Kernel panic - not syncing: VFS: Unable to mount root fs\n")
+    where = Where(declarations.load().patterns, Symbols({}), exceptions=False)
+    assert _locate(folder, folder / "console.log", where, Decision("fail", "Kernel panic", "panic")) is None
+    reset = _locate(folder, folder / "console.log", where, Decision("fail", "the machine reset", "reset"))
+    assert reset == Location("reset", "protected", "0x1000480")

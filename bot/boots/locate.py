@@ -53,9 +53,12 @@ class _Point:
     pc: int
 
 
-def locate(folder: Path, console: str, addresses: tuple[Address, ...], symbols: Symbols) -> Location | None:
-    """Where the boot in `folder` (its console text `console`) died, from what it left there."""
-    point = _from_console(console, addresses) or _from_registers(folder / REGISTERS, folder / INTERRUPTS)
+def locate(folder: Path, console: str, addresses: tuple[Address, ...], symbols: Symbols,
+           registers: bool = True) -> Location | None:
+    """Where the boot in `folder` (its console text `console`) died, from what it left there;
+    `registers`: whether QEMU's registers may say it (not after a report of the kernel's own)."""
+    point = _from_console(console, addresses) or (registers and _from_registers(folder / REGISTERS,
+                                                                                folder / INTERRUPTS)) or None
     if point is None:
         return None
     place = symbols.lookup(point.mode, point.ip, point.pc)

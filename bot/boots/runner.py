@@ -114,7 +114,7 @@ def _boot_entry(entry: Entry, files: Files, lab: Lab, run: dict[str, str], direc
         (directory / COMMAND).write_text(shlex.join(command) + "\n")
         decision = qemu.run(command, directory, log, Console(entry.success_pattern(run["nonce"]), where.patterns),
                             timeout, silence, lab.sandbox, readable, where.exceptions)
-    location = _locate(directory, log, where) if decision.status in (FAIL, TIMEOUT) else None
+    location = _locate(directory, log, where, decision) if decision.status in (FAIL, TIMEOUT) else None
     result = BootResult(entry.name, decision.status, round(time.monotonic() - started, 1), decision.reason,
                         str(log.relative_to(root)), entry.experimental, run["accel"],
                         {name: files.describe(name, entry.values) for name in entry.files},
@@ -123,11 +123,14 @@ def _boot_entry(entry: Entry, files: Files, lab: Lab, run: dict[str, str], direc
     return result
 
 
-def _locate(directory: Path, log: Path, where: Where) -> Location | None:
+def _locate(directory: Path, log: Path, where: Where, decision: Decision) -> Location | None:
+    """Where it died, when its console gave no failure's report of its own (a kernel's panic
+    says where; the registers at the reset that follows would name the reboot code)."""
     try:
         with log.open("rb") as f:   # a crash report is at the end of a console
             f.seek(max(0, log.stat().st_size - LOCATE_BYTES))
             console = f.read().decode("utf-8", "replace")
     except OSError:
         console = ""
-    return locate(directory, console, where.patterns.addresses, where.symbols)
+    unexplained = decision.status == TIMEOUT or decision.kind in ("reset", "poweroff")
+    return locate(directory, console, where.patterns.addresses, where.symbols, registers=unexplained)
