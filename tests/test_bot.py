@@ -151,7 +151,11 @@ def test_a_regression_gets_one_reply_threaded_to_the_culprit(lab, tmp_path):
     assert reply.message["To"] == culprit["From"]
     assert LIST in reply.message["Cc"]
     assert reply.message["Auto-Submitted"] == "auto-generated"
-    assert "REGRESSION" in reply.message.get_content() and "First bad patch: [2/3]" in reply.message.get_content()
+    body = reply.message.get_content().replace("\r\n", "\n")
+    assert "REGRESSION" in body and "First bad patch: [2/3]" in body
+    # where pvh died, though its console said nothing: the ud2 patch 2 puts in pvh_start_xen
+    assert re.search(r"^pvh: triple fault: #UD at pvh_start_xen\+0x0 \(arch/x86/platform/pvh/head\.S:\d+\)\n"
+                     r"  patch 2 made that line: ud2$", body, re.M), body
     assert set(reply.recipients) == {"ann@example.org", LIST}
 
     # The reply comes back through the list: it lands in the patch's thread, and is not answered.
@@ -171,6 +175,10 @@ def test_a_regression_gets_one_reply_threaded_to_the_culprit(lab, tmp_path):
     head = reply.raw.split(b"\r\n\r\n", 1)[0].decode()
     assert f"\r\nSubject: Re: {culprit['Subject']}\r\n" in head
     assert re.search(r"Content-Transfer-Encoding: (7bit|8bit)\r\n", head), head
+    # Prose within 80 columns; longer lines only where a command, a console line or a table row is quoted.
+    entries = ("bios", "efi", "pvh", "xen-pv", "xen-pvh")
+    long = [line for line in body.splitlines() if len(line) > 80 and not line.startswith(("  ", "=> ", "| ", *entries))]
+    assert not long, long
 
 
 def b4_am(archive: str, msgid: str, out: Path) -> str:
@@ -203,7 +211,7 @@ def test_retest_is_obeyed_from_a_maintainer_only(lab, tmp_path):
     answers = {r.message["In-Reply-To"]: r.message.get_content() for r in replies[1:]}
     assert "bootbot: PASS" in answers["<retest@example.org>"] and "\nbios " in answers["<retest@example.org>"]
     assert "no entry named floppy: the linux tree's entries are bios, efi, pvh, xen-pv, xen-pvh" in \
-        answers["<floppy@example.org>"]
+        " ".join(answers["<floppy@example.org>"].split())   # as prose, wrapped at 80 columns
     assert lab.poll().returncode == 0
     assert len(lab.sink.received) == 3   # nothing else was answered, nothing twice
 

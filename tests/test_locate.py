@@ -27,7 +27,7 @@ def test_a_reset_is_located_by_the_registers_and_named_by_the_fault_that_began_i
     folder = run_folder(tmp_path, **{REGISTERS: "pvh-ud2.registers"})
     assert locate(folder, "", ADDRESSES, Symbols({})) == Location("reset", "protected", "0x1000480")
     # a retry's exception log: #UD, then #GP delivering it (the IDT is empty), then #DF, then the reset
-    run_folder(tmp_path, **{INTERRUPTS: "pvh-ud2.interrupts.log"})
+    run_folder(tmp_path, **{INTERRUPTS: "pvh-ud2.interrupts"})
     assert locate(folder, "", ADDRESSES, Symbols({})) == Location("triple fault: #UD", "protected", "0x1000480")
 
 
@@ -46,12 +46,12 @@ def test_a_hung_cpu_is_located_by_its_registers_in_16_bit_code(tmp_path):
 
 
 def test_a_crashed_dom0_is_located_from_xens_report_with_the_exception_it_names(tmp_path):
-    console = (DATA / "xen-pv-ud2.console.log").read_text()
+    console = (DATA / "xen-pv-ud2.console").read_text()
     assert locate(tmp_path, console, ADDRESSES, Symbols({})) == Location("dom0 crashed: #UD", "long", "0xffffffff818de161")
 
 
 def test_nothing_is_located_without_registers_or_a_crash_report(tmp_path):
-    run_folder(tmp_path, **{INTERRUPTS: "pvh-ud2.interrupts.log"})
+    run_folder(tmp_path, **{INTERRUPTS: "pvh-ud2.interrupts"})
     assert locate(tmp_path, "(XEN) RIP:    e008:[<ffff82d040204b78>] Xen's own, symbolized", ADDRESSES,
                   Symbols({})) is None
 
