@@ -34,6 +34,7 @@ class Diagnostics:
         self._answered = threading.Event()
         self._tail = bytearray()
         self._threads: list[threading.Thread] = []
+        self._qmp: _Qmp | None = None   # while connected
 
     def args(self) -> list[str]:
         args = ["-qmp", f"unix:{QMP},server=on,wait=off", "-action", "shutdown=pause"]
@@ -63,6 +64,8 @@ class Diagnostics:
 
     def __exit__(self, *exc) -> None:
         self._done.set()
+        if self._qmp:   # wakes the thread waiting for an event now, not at its next timeout
+            self._qmp.close()
         for thread in self._threads:
             thread.join()
         if self.exceptions:
@@ -72,7 +75,7 @@ class Diagnostics:
 
     def _follow(self, qemu: subprocess.Popen) -> None:
         try:
-            qmp = _Qmp.connect(self.folder, qemu, self._done)
+            qmp = self._qmp = _Qmp.connect(self.folder, qemu, self._done)
             with qmp or _Qmp(None):
                 while qmp and not self._done.is_set():
                     if self._wanted.is_set():
@@ -97,7 +100,7 @@ class Diagnostics:
     def _drain(self, fd: int) -> None:
         try:
             while True:
-                ready = select.select([fd], [], [], 0.2)[0]
+                ready = select.select([fd], [], [], 0.05)[0]
                 chunk = _read(fd) if ready else b""
                 if chunk:
                     self._tail += chunk
@@ -146,6 +149,13 @@ class _Qmp:
     def __exit__(self, *exc) -> None:
         if self.sock:
             self.sock.close()
+
+    def close(self) -> None:
+        """Ends the connection for its reader too, at once."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def command(self, command: dict):
         """The command's answer ("return"), or None if QEMU does not give it in time; EOFError
