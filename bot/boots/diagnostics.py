@@ -76,8 +76,10 @@ class Diagnostics:
     def _follow(self, qemu: subprocess.Popen) -> None:
         try:
             qmp = self._qmp = _Qmp.connect(self.folder, qemu, self._done)
-            with qmp or _Qmp(None):
-                while qmp and not self._done.is_set():
+            if qmp is None:
+                return
+            with qmp:
+                while not self._done.is_set():
                     if self._wanted.is_set():
                         self._write_registers(qmp, HUNG)
                         return
@@ -116,7 +118,7 @@ class Diagnostics:
 class _Qmp:
     """One QMP connection: commands and their answers, events between them."""
 
-    def __init__(self, sock: socket.socket | None):
+    def __init__(self, sock: socket.socket):
         self.sock, self.buffer, self.events = sock, b"", []
 
     @classmethod
@@ -147,8 +149,7 @@ class _Qmp:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.sock:
-            self.sock.close()
+        self.sock.close()
 
     def close(self) -> None:
         """Ends the connection for its reader too, at once."""

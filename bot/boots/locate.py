@@ -16,10 +16,9 @@ from bot.boots.symbols import Symbols
 _VECTORS = {0: "#DE", 1: "#DB", 2: "NMI", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD", 7: "#NM", 8: "#DF",
             10: "#TS", 11: "#NP", 12: "#SS", 13: "#GP", 14: "#PF", 16: "#MF", 17: "#AC", 18: "#MC",
             19: "#XM", 20: "#VE", 21: "#CP"}
-# QEMU's line for each interrupt it delivers (target/i386/tcg/seg_helper.c do_interrupt_all),
-# followed by a register dump in protected and long mode, not in real mode.
-_INTERRUPT = re.compile(r"^\s*\d+: v=(?P<vector>[0-9a-f]{2}) e=[0-9a-f]{4} i=(?P<soft>\d) cpl=\d+ "
-                        r"IP=[0-9a-f]{4}:(?P<ip>[0-9a-f]+) pc=(?P<pc>[0-9a-f]+)", re.M)
+# QEMU's line for each interrupt it delivers, in protected and long mode only
+# (target/i386/tcg/seg_helper.c do_interrupt_all): where the CPU was.
+_INTERRUPT = re.compile(r"^\s*\d+: v=[0-9a-f]{2} e=[0-9a-f]{4} i=\d cpl=\d+ IP=[0-9a-f]{4}:[0-9a-f]+ pc=(?P<pc>[0-9a-f]+)")
 # QEMU's line for each exception raised (target/i386/tcg/excp_helper.c check_exception), in
 # every mode: real mode has no line of the kind above.
 _RAISED = re.compile(r"^check_exception old: 0x[0-9a-f]+ new 0x(?P<vector>[0-9a-f]+)")

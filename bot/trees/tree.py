@@ -56,6 +56,10 @@ class Tree:
         """Whether the git tree at `tree` is of this kind (it has the kind's marks)."""
         return bool(self.marks) and all((tree / mark).is_file() for mark in self.marks)
 
+    def settings(self) -> list[str]:
+        """The fragment's CONFIG_ lines: what every build of this kind must have set."""
+        return [l for l in self.fragment.read_text().splitlines() if l.startswith("CONFIG_")] if self.fragment else []
+
     def symbols_of(self, artifacts: Mapping[str, Path], source: Path | None = None) -> Symbols:
         """The lookup of addresses in a build's `artifacts` (those it has of [symbols])."""
         return Symbols({mode: tuple((name, artifacts[name]) for name in names if name in artifacts)

@@ -85,8 +85,7 @@ def check(series: Series, settings: Settings, progress: Progress = lambda messag
             outcome = decide(series, selection.entries, base.commit, parts, cache, folder, settings.rules, progress)
         outcome.tree, outcome.reproduce, outcome.base_how = tree, facts["reproduce"], base.how
         outcome.build_steps = build_steps(selection.tree)
-        fragment = selection.tree.fragment
-        outcome.fragment = [l for l in fragment.read_text().splitlines() if l and not l.startswith("#")] if fragment else []
+        outcome.fragment = selection.tree.settings()
     result.write(folder, outcome)
     return folder
 
