@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 import trees  # noqa: E402  (the tests' helpers: the Linux tree, series, archive, SMTP sink)
-from bot.sources.archive import Archive  # noqa: E402
+from bot.sources.inbox import Inbox  # noqa: E402
 from bot.store import Store  # noqa: E402
 from inbox import PublicInbox  # noqa: E402
 from smtp_sink import SmtpSink  # noqa: E402
@@ -51,6 +51,10 @@ def config(root: Path, tree: Path, inbox: PublicInbox, sink: SmtpSink) -> Path:
 dir = "{root / 'state'}"
 [archive]
 url = "{inbox.serve()}"
+[[sources]]
+name = "xen-devel"
+kind = "inbox"
+url = "{inbox.url}"
 list = "{inbox.address}"
 [trees.linux]
 path = "{tree}"
@@ -83,7 +87,7 @@ def idle_polls(root: Path, url: str, rounds: int) -> tuple[list[float], list[flo
     """Idle polls through bootbot's poller (a copy of the bot's state, the bot stopped) against
     the same manifest request by hand."""
     store = Store(root / "state" / "bootbot.sqlite3")
-    archive = Archive(url, root / "state" / "archive", store)
+    archive = Inbox("xen-devel", store, set(), url=url, mirrors=root / "state" / "sources" / "xen-devel")
     count = []
     archive.http.hooks["response"].append(lambda response, *a, **k: count.append(response.url))
     archive.poll()   # the bot may have stopped between a delivery and its poll: catch up first

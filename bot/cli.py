@@ -64,6 +64,7 @@ def _parser(declared) -> argparse.ArgumentParser:
     poll = commands.add_parser("poll", help="the list bot: fetch the archive, check new series, reply")
     poll.add_argument("--once", action="store_true", help="one full cycle, then exit (else: as serve)")
     commands.add_parser("serve", help="the list bot, forever: one cycle every poll.interval_seconds")
+    commands.add_parser("sources", help="the list bot's sources: each one's cursor, last poll, last new item, error")
     outbox = commands.add_parser("outbox", help="the list bot's replies: list them; show, approve or drop one")
     outbox.add_argument("action", choices=["list", "show", "approve", "drop"])
     outbox.add_argument("id", type=int, nargs="?", help="the reply (its number in `outbox list`)")
@@ -80,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "json", None) and not args.json.parent.resolve().is_dir():
             raise UsageError(f"--json {args.json}: no such directory {args.json.parent}")
         run = {"boot": _boot, "check": _check, "classify": _classify, "report": _report, "poll": _bot,
-               "serve": _bot, "outbox": _outbox}[args.command]
+               "serve": _bot, "outbox": _outbox,
+               "sources": _sources}[args.command]
         return run(args, config, declared)
     except (UsageError, configuration.ConfigError, LabError) as e:
         print(f"bootbot: {e}", file=sys.stderr)
@@ -203,6 +205,31 @@ def _bot(args, config, declared) -> int:
     except StateFull as e:   # a full disk under state/: one line; the step it hit was rolled back
         print(f"bootbot: {e}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _sources(args, config, declared) -> int:
+    """What the bot follows and how far it has read: from the state alone, no server is asked."""
+    import time
+    from bot import settings, sources
+    from bot.store import Store
+
+    store = Store(config.path("state", "dir") / "bootbot.sqlite3")
+
+    def when(at) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at)) if at else "never"
+
+    for source in sources.load(config, settings.load(config, declared=declared), store):
+        polled = store.one("SELECT * FROM source_poll WHERE source = ?", source.name)
+        facts = dict(polled) if polled else {}
+        print(f"{source.name}: {type(source).__name__.lower()} {getattr(source, 'where', source.url)}")
+        for key, value in source.cursors().items():
+            print(f"  cursor {key}: {when(float(value)) if key == 'since' else value}")
+        print(f"  last poll: {when(facts.get('polled'))}" + (f", failed: {facts['error']}" if facts.get("error") else
+                                                            f", ok" if facts.get("polled") else ""))
+        if facts.get("error"):
+            print(f"  last good poll: {when(facts.get('succeeded'))}")
+        print(f"  last new: {when(facts.get('new_at'))}" + (f" ({facts['new_item']})" if facts.get("new_item") else ""))
     return 0
 
 

@@ -8,7 +8,9 @@ from pathlib import Path
 DEFAULT = Path(__file__).resolve().parents[1] / "config" / "bootbot.toml"
 # Keys an older bootbot read, and what to write instead.
 MOVED = {("tree", "path"): "[trees.linux] path", ("tree", "branch"): "[trees.linux] branch",
-         ("build", "fragment"): "the tree's declaration (checks/trees/linux.toml: fragment)"}
+         ("build", "fragment"): "the tree's declaration (checks/trees/linux.toml: fragment)",
+         ("archive", "list"): "[[sources]] list (each source has its own)"}
+LISTS = "sources"   # the one array of tables
 
 
 class ConfigError(Exception):
@@ -33,6 +35,10 @@ class Config:
     def table(self, table: str) -> dict:
         return dict(self.tables.get(table, {}))
 
+    def list(self, name: str) -> list[dict]:
+        """The [[name]] tables, each with "_file": the file that gave it (its relative paths' folder)."""
+        return [dict(v) for v in self.tables.get(name, [])]
+
     def path(self, table: str, key: str) -> Path:
         value = Path(os.path.expanduser(self.get(table, key)))
         return value if value.is_absolute() else (self.sources[table, key].parent / value).resolve()
@@ -49,6 +55,11 @@ def load(override: Path | None = None) -> Config:
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"configuration {path} is not valid TOML: {e}") from None
         for table, values in data.items():
+            if table == LISTS:   # [[sources]]: a file that names any names them all
+                if not (isinstance(values, list) and all(isinstance(v, dict) for v in values)):
+                    raise ConfigError(f"configuration {path}: {LISTS} must be [[{LISTS}]] tables")
+                tables[LISTS] = [{**v, "_file": path} for v in values]
+                continue
             if not isinstance(values, dict):
                 raise ConfigError(f"configuration {path}: {table} must be a table")
             moved = [f"{table}.{key} is now {MOVED[table, key]}" for key in values if (table, key) in MOVED]

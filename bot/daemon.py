@@ -1,5 +1,5 @@
-"""The list bot: a cycle fetches the archive, files new mail, checks queued series and delivers
-replies through the outbox; `serve` runs cycles on a schedule, never two at once."""
+"""The list bot: a cycle polls the sources, files new mail and branch heads, checks queued changes
+and delivers replies through the outbox; `serve` runs cycles on a schedule, never two at once."""
 from __future__ import annotations
 
 import fcntl
@@ -11,16 +11,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import requests
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from bot import settings as settings_module
 from bot.changes import assembly
-from bot.changes.series import configure_b4, parse_message
+from bot.changes.series import SeriesError, configure_b4, parse_message
 from bot.config import ConfigError
 from bot.mail import reply as mail
 from bot.reports import result, text
 from bot.settings import Settings
-from bot.sources.archive import Archive, ArchiveUnreachable
+from bot import sources as sources_module
+from bot.sources import Source
+from bot.sources.branch import Branch
 from bot.store import StateFull, Store, full, now
 from bot.verdicts import check
 from bot.verdicts.words import ERROR, LabError
@@ -31,15 +34,14 @@ log = logging.getLogger("bootbot.daemon")
 @dataclass
 class Bot:
     store: Store
-    archive: Archive
+    sources: list[Source]
     policy: assembly.Policy
     settings: Settings
     smtp: mail.Smtp | None        # None: replies go to state/outbox/ as files
     outbox_dir: Path
     sender: str
-    list_address: str
     extra_cc: list[str]
-    reply_on: set[str]
+    reply_on: set[str]            # for a series whose source is no longer configured
     retry_seconds: list[float]    # waits after each failed delivery; the last repeats forever
     moderate: bool | str          # hold replies until approved; an address: and send it each for review
     mute: bool                    # send nothing; replies wait in the outbox
@@ -56,10 +58,11 @@ def make(config) -> Bot:
     settings = settings_module.load(config)
     if not any(settings.sites.values()):
         raise ConfigError(f"no tree is configured: the bot needs one ([trees.{next(iter(settings.sites))}] path)")
+    sources = sources_module.load(config, settings, store)
+    if not sources:
+        raise ConfigError("no [[sources]]: the bot would follow nothing")
     return Bot(
-        store=store,
-        archive=Archive(config.get("archive", "url"), state / "archive", store,
-                        max_message_bytes=config.get("limits", "max_message_bytes")),
+        store=store, sources=sources,
         policy=assembly.Policy(own_addresses=[sender], maintainers=config.get("commands", "maintainers"),
                                require_dkim=config.get("commands", "require_dkim"),
                                grace_seconds=config.get("poll", "grace_seconds"),
@@ -67,7 +70,7 @@ def make(config) -> Bot:
                                read_seconds=config.get("limits", "read_seconds")),
         settings=settings,
         smtp=_smtp(config),
-        outbox_dir=state / "outbox", sender=sender, list_address=config.get("archive", "list"),
+        outbox_dir=state / "outbox", sender=sender,
         extra_cc=config.get("mail", "cc"), reply_on=set(config.get("mail", "reply_on")),
         retry_seconds=config.get("mail", "retry_seconds"), moderate=config.get("mail", "moderate"),
         mute=config.get("mail", "mute"), max_per_day=config.get("mail", "max_per_day"), lock=state / "bootbot.lock",
@@ -102,15 +105,51 @@ def cycle(bot: Bot) -> None:
 
 
 def _steps(bot: Bot) -> None:
-    try:
-        bot.archive.poll()
-    except ArchiveUnreachable as e:
-        log.warning("archive unreachable, cursor kept: %s", e)
+    sources_module.poll(bot.sources)
     assembly.take_new_messages(bot.store, bot.policy)
     assembly.queue_complete_series(bot.store, bot.policy,
                                    lambda s: bot.settings.checkable(s.files))
+    queue_pushes(bot)
     run_jobs(bot)
     deliver(bot)
+
+
+def _source(bot: Bot, name: str | None) -> Source | None:
+    return next((s for s in bot.sources if s.name == name), None)
+
+
+def queue_pushes(bot: Bot) -> None:
+    """Queues each new branch head whose commits touch a boot path of its tree; records the
+    others as skipped. A push of a source no longer configured waits for it to come back."""
+    for push in bot.store.rows("SELECT * FROM push WHERE state = 'waiting' ORDER BY id"):
+        source = _source(bot, push["source"])
+        if not isinstance(source, Branch):
+            continue
+        try:
+            change = source.change(push["base"], push["head"])
+            state = "queued" if bot.settings.checkable(change.files, source.tree_path) else "skipped"
+        except Exception as e:   # whatever one push does, the others go on
+            if full(e):
+                raise
+            log.exception("push %s of %s could not be assessed; set aside", push["head"], source.name)
+            state = "failed"
+        with bot.store.transaction() as db:
+            db.execute("UPDATE push SET state = ? WHERE id = ?", (state, push["id"]))
+            if state == "queued":
+                db.execute("INSERT INTO job (push_id, state, created) VALUES (?, 'queued', ?)", (push["id"], now()))
+
+
+def _change(bot: Bot, job):
+    """The change a job checks, the tree it goes to (None: as its files say) and how the
+    reproduce line names it."""
+    if job["series_id"] is not None:
+        head = bot.store.one("SELECT head FROM series WHERE id = ?", job["series_id"])["head"]
+        return assembly.load(bot.store, job["series_id"], bot.policy.read_seconds), None, shlex.quote(head)
+    push = bot.store.one("SELECT * FROM push WHERE id = ?", job["push_id"])
+    source = _source(bot, push["source"])
+    if not isinstance(source, Branch):
+        raise ConfigError(f"source {push['source']} is no longer a configured branch")
+    return source.change(push["base"], push["head"]), source.tree_path, ""
 
 
 def run_jobs(bot: Bot) -> None:
@@ -119,11 +158,12 @@ def run_jobs(bot: Bot) -> None:
         with bot.store.transaction() as db:
             db.execute("UPDATE job SET state = 'running', attempts = attempts + 1 WHERE id = ?", (job["id"],))
         attempt = job["attempts"] + 1
-        log.info("job %d: checking series %d (attempt %d)", job["id"], job["series_id"], attempt)
+        what = f"series {job['series_id']}" if job["series_id"] is not None else f"push {job['push_id']}"
+        log.info("job %d: checking %s (attempt %d)", job["id"], what, attempt)
         try:
-            series = assembly.load(bot.store, job["series_id"], bot.policy.read_seconds)
-            head = bot.store.one("SELECT head FROM series WHERE id = ?", job["series_id"])["head"]
-            folder = check.check(series, bot.settings, only=job["entries"].split() or None, source=shlex.quote(head))
+            change, tree_path, name = _change(bot, job)
+            folder = check.check(change, bot.settings, only=job["entries"].split() or None, tree_path=tree_path,
+                                 source=name)
             outcome = result.read(folder)
             reply = _reply(bot, job, outcome, folder)
         except Exception as e:   # no verdict (a broken tree, an unreadable series): not the author's to hear
@@ -138,6 +178,7 @@ def run_jobs(bot: Bot) -> None:
             db.execute("UPDATE job SET state = 'done', verdict = ?, result = ?, error = NULL WHERE id = ?",
                        (outcome.verdict, folder.name, job["id"]))
             db.execute("UPDATE series SET state = 'checked' WHERE id = ?", (job["series_id"],))
+            db.execute("UPDATE push SET state = 'checked' WHERE id = ?", (job["push_id"],))
             if reply is not None:
                 db.execute("INSERT INTO outbox (job_id, message_id, raw, state, next_try) VALUES (?, ?, ?, ?, ?)",
                            (job["id"], reply["Message-ID"], bytes(reply), "held" if bot.moderate else "pending", now()))
@@ -172,22 +213,68 @@ def _failed(bot: Bot, job, attempt: int, error: Exception) -> None:
 
 
 def _reply(bot: Bot, job, outcome: result.Outcome, folder: Path):
-    """The reply a job's outcome calls for, or None: commands are always answered, new series
-    by policy; a lab error is never mailed, since it says nothing about the author's work."""
-    if outcome.verdict == ERROR or not (job["command_msgid"] or outcome.verdict in bot.reply_on):
+    """The reply a job's outcome calls for, or None: commands are always answered, changes by
+    their source's policy; a lab error is never mailed, since it says nothing about the author's work."""
+    if job["series_id"] is None:
+        return _push_reply(bot, job, outcome, folder)
+    series = bot.store.one("SELECT s.head, m.source FROM series s LEFT JOIN message m ON m.msgid = s.head "
+                           "WHERE s.id = ?", job["series_id"])
+    source = _source(bot, series["source"])
+    reply_on = source.reply_on if source else bot.reply_on
+    if outcome.verdict == ERROR or not (job["command_msgid"] or outcome.verdict in reply_on):
         return None
-    series = bot.store.one("SELECT head FROM series WHERE id = ?", job["series_id"])
     parent_id = job["command_msgid"] or (outcome.culprit["msgid"] if outcome.culprit else series["head"])
     parent = bot.store.one("SELECT raw FROM message WHERE msgid = ?", parent_id)
     if parent is None:
         log.warning("job %d: parent %s is not in the archive; no reply", job["id"], parent_id)
         return None
+    parent = parse_message(parent["raw"])
+    cc = [*(source.cc if source else []), *bot.extra_cc]
+    if source and source.reply_all:   # mail found anywhere: answered where it went
+        cc = [*mail.recipients(parent), *cc]
+    return _made(bot, job, lambda message_id: mail.reply(parent, text.text(outcome, folder, bot.sender), bot.sender,
+                                                          cc, message_id), parent_id)
+
+
+def _push_reply(bot: Bot, job, outcome: result.Outcome, folder: Path):
+    """A branch's regression goes to the culprit's author and committer and the source's cc,
+    threaded to the commit's posting on lore when its Link: names one."""
+    push = bot.store.one("SELECT source FROM push WHERE id = ?", job["push_id"])
+    source = _source(bot, push["source"])
+    if outcome.verdict == ERROR or source is None or outcome.verdict not in source.reply_on:
+        return None
+    culprit = outcome.culprit or {}
+    to = list(dict.fromkeys(filter(None, (culprit.get("author"), culprit.get("committer")))))
+    cc = [*source.cc, *bot.extra_cc]
     body = text.text(outcome, folder, bot.sender)
+    parent = _posting(bot, culprit) if culprit.get("msgid") else None
+    if parent is not None:
+        return _made(bot, job, lambda message_id: mail.reply(parent, body, bot.sender, cc, message_id, to=to),
+                     culprit["msgid"])
+    return _made(bot, job, lambda message_id: mail.new(body.splitlines()[0], body, bot.sender, to or cc, cc,
+                                                       message_id), source.name)
+
+
+def _posting(bot: Bot, culprit: dict):
+    """A commit's posting: from the store when a source brought it, else from its Link:."""
+    stored = bot.store.one("SELECT raw FROM message WHERE msgid = ?", culprit["msgid"])
+    if stored is not None:
+        return parse_message(stored["raw"])
     try:
-        return mail.reply(parse_message(parent["raw"]), body, bot.sender, bot.list_address, bot.extra_cc,
-                          mail.make_message_id(f"job-{job['id']}", bot.sender))
+        answer = requests.get(f"{culprit['link'].rstrip('/')}/raw", timeout=30)
+        answer.raise_for_status()
+        return parse_message(answer.content)
+    except (requests.RequestException, SeriesError) as e:
+        log.warning("the posting of %s (%s) could not be read, so the mail starts a thread: %s",
+                    culprit["commit"][:12], culprit["link"], e)
+        return None
+
+
+def _made(bot: Bot, job, make, about: str):
+    try:
+        return make(mail.make_message_id(f"job-{job['id']}", bot.sender))
     except ValueError as e:   # no usable From or Message-ID to answer: nobody to reply to
-        log.warning("job %d: cannot reply to %s: %s", job["id"], parent_id, e)
+        log.warning("job %d: cannot mail about %s: %s", job["id"], about, e)
         return None
 
 

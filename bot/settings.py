@@ -54,10 +54,10 @@ class Settings:
         kind = self.declarations.kind_of(tree_path) if tree_path else None
         return self.declarations.select(files, only, kind, self._present)
 
-    def checkable(self, files: list[str]) -> bool:
-        """Whether the list bot can check a change to `files`: it touches a boot path of a tree
-        the configuration has."""
-        selection = self.select(files)
+    def checkable(self, files: list[str], tree_path: Path | None = None) -> bool:
+        """Whether the list bot can check a change to `files` (of the tree at `tree_path`, when
+        known): it touches a boot path of a tree the configuration has."""
+        selection = self.select(files, tree_path=tree_path)
         return bool(selection.entries) and self.sites.get(selection.tree.name) is not None
 
     def _present(self, tree: Tree, files: list[str]) -> set[str]:

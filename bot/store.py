@@ -10,10 +10,29 @@ from contextlib import contextmanager
 from pathlib import Path
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS cursor (
-    epoch INTEGER PRIMARY KEY,
-    commit_id TEXT NOT NULL,       -- the last archive commit whose message is stored
-    fingerprint TEXT               -- the manifest's fingerprint when it was fetched
+CREATE TABLE IF NOT EXISTS source_cursor (
+    source TEXT NOT NULL,          -- its name in [[sources]]
+    key TEXT NOT NULL,             -- what it follows: an inbox's "epoch N", a query's "since", a branch's "head"
+    value TEXT NOT NULL,           -- how far it has read: a commit, a time
+    fingerprint TEXT,              -- an inbox epoch's manifest fingerprint when it was fetched
+    PRIMARY KEY (source, key)
+);
+CREATE TABLE IF NOT EXISTS source_poll (
+    source TEXT PRIMARY KEY,
+    polled REAL,                   -- the last poll, and the last that succeeded
+    succeeded REAL,
+    new_at REAL,                   -- when it last brought something new, and what
+    new_item TEXT,
+    error TEXT                     -- why the last poll failed; NULL once one succeeds
+);
+CREATE TABLE IF NOT EXISTS push (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    base TEXT NOT NULL,            -- the head checked before (or the merge base, after a force-push)
+    head TEXT NOT NULL,
+    state TEXT NOT NULL,           -- waiting, queued, skipped, checked, failed (set aside)
+    first_seen REAL NOT NULL,
+    UNIQUE (source, head)
 );
 CREATE TABLE IF NOT EXISTS message (
     msgid TEXT PRIMARY KEY,
@@ -21,7 +40,8 @@ CREATE TABLE IF NOT EXISTS message (
     thread TEXT NOT NULL,          -- the thread's root Message-ID (References[0], else itself)
     parent TEXT,                   -- In-Reply-To
     received REAL NOT NULL,
-    handled INTEGER NOT NULL DEFAULT 0
+    handled INTEGER NOT NULL DEFAULT 0,
+    source TEXT                    -- the source that stored it first: a series' replies follow its policy
 );
 CREATE TABLE IF NOT EXISTS series (
     id INTEGER PRIMARY KEY,
@@ -43,7 +63,8 @@ CREATE TABLE IF NOT EXISTS patch (
 );
 CREATE TABLE IF NOT EXISTS job (
     id INTEGER PRIMARY KEY,
-    series_id INTEGER NOT NULL REFERENCES series(id),
+    series_id INTEGER REFERENCES series(id),   -- a mailed series' check, or
+    push_id INTEGER REFERENCES push(id),       -- a branch's new commits'
     command_msgid TEXT UNIQUE,     -- the retest mail it answers; NULL for a new series
     entries TEXT NOT NULL DEFAULT '',
     state TEXT NOT NULL,           -- queued, running, done, cancelled, failed (given up)
@@ -83,10 +104,29 @@ class Store:
         self.db.execute("PRAGMA synchronous=FULL")   # a reply recorded is a reply kept
         self.db.executescript(SCHEMA)
         # A database made before these columns: CREATE TABLE IF NOT EXISTS leaves its tables as they were.
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """A database made by an older bootbot: CREATE TABLE IF NOT EXISTS leaves its tables as they were."""
+        if next((c["notnull"] for c in self.rows("PRAGMA table_info(job)") if c["name"] == "series_id"), 0):
+            self._remake("job")   # a job was a series' alone: SQLite cannot drop NOT NULL in place
         for table, column, kind in (("job", "error", "TEXT"), ("job", "result", "TEXT"), ("outbox", "sent_at", "REAL"),
-                                    ("outbox", "reviewed", "INTEGER NOT NULL DEFAULT 0")):
+                                    ("outbox", "reviewed", "INTEGER NOT NULL DEFAULT 0"), ("message", "source", "TEXT"),
+                                    ("job", "push_id", "INTEGER REFERENCES push(id)")):
             if column not in {c["name"] for c in self.rows(f"PRAGMA table_info({table})")}:
                 self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+    def _remake(self, table: str) -> None:
+        """`table` made again as SCHEMA has it, its rows kept (columns it lacked get their defaults)."""
+        with self.transaction() as db:
+            db.execute("PRAGMA legacy_alter_table = ON")   # the outbox's reference must keep naming `job`
+            db.execute(f"ALTER TABLE {table} RENAME TO old_{table}")
+            create = SCHEMA[SCHEMA.index(f"CREATE TABLE IF NOT EXISTS {table} ("):]
+            db.execute(create[:create.index(");") + 2])
+            kept = [c["name"] for c in db.execute(f"PRAGMA table_info(old_{table})")]
+            db.execute(f"INSERT INTO {table} ({', '.join(kept)}) SELECT {', '.join(kept)} FROM old_{table}")
+            db.execute(f"DROP TABLE old_{table}")
+            db.execute("PRAGMA legacy_alter_table = OFF")
 
     @contextmanager
     def transaction(self):

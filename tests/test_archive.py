@@ -8,7 +8,8 @@ import pytest
 
 from bot.changes import assembly
 from conftest import DECLARED
-from bot.sources.archive import Archive, ArchiveUnreachable
+from bot.sources import Unreachable
+from bot.sources.inbox import Inbox
 from bot.changes.series import configure_b4
 from bot.store import Store
 from inbox import PublicInbox
@@ -27,7 +28,8 @@ class Watched:
         self.url = self.inbox.serve()
         configure_b4(self.url)
         self.store = Store(root / "state" / "bootbot.sqlite3")
-        self.archive = Archive(self.url, root / "state" / "archive", self.store, max_message_bytes=MAX_MESSAGE)
+        self.archive = Inbox("xen-devel", self.store, set(), url=self.url, mirrors=root / "state" / "archive",
+                             max_message_bytes=MAX_MESSAGE)
         self.requests = 0
         self.archive.http.hooks["response"].append(self._count)
 
@@ -60,39 +62,40 @@ def watched(tmp_path):
 
 def test_an_idle_poll_is_one_small_request(watched, repo, tmp_path):
     watched.post(patches(repo, tmp_path / "p", 1))
-    assert watched.archive.poll() == 3
+    assert watched.archive.poll() == "3 messages"
     mirror_fetched = (tmp_path / "state/archive/0.git/FETCH_HEAD").stat().st_mtime_ns
     watched.requests = 0
-    assert watched.archive.poll() == 0
+    assert watched.archive.poll() == ""
     assert watched.requests == 1   # the manifest; its fingerprint says nothing moved
     assert (tmp_path / "state/archive/0.git/FETCH_HEAD").stat().st_mtime_ns == mirror_fetched
     watched.post(patches(repo, tmp_path / "q", 2, count=1, cover=False))
-    assert watched.archive.poll() == 1
+    assert watched.archive.poll() == "1 messages"
     assert watched.store.one("SELECT COUNT(*) FROM message")[0] == 4
 
 
 def test_a_new_epoch_is_noticed_and_read(watched, repo, tmp_path):
     watched.post(patches(repo, tmp_path / "p", 1, count=1, cover=False))
-    assert watched.archive.poll() == 1
+    assert watched.archive.poll() == "1 messages"
     watched.inbox.start_epoch(1, b"From: Ann <ann@example.org>\nTo: xen-devel@lists.example.org\n"
                                  b"Subject: in the next epoch\nMessage-ID: <next-epoch@example.org>\n"
                                  b"Date: Thu, 26 Nov 2026 11:00:00 +0000\n\nhello\n")
-    assert watched.archive.poll() == 1
+    assert watched.archive.poll() == "1 messages"
     assert watched.store.one("SELECT COUNT(*) FROM message WHERE msgid = 'next-epoch@example.org'")[0] == 1
-    assert [r[0] for r in watched.store.rows("SELECT epoch FROM cursor ORDER BY epoch")] == [0, 1]
-    assert watched.archive.poll() == 0
+    assert [r[0] for r in watched.store.rows("SELECT key FROM source_cursor ORDER BY key")] == ["epoch 0", "epoch 1"]
+    assert watched.archive.poll() == ""
 
 
 def test_an_unreachable_archive_keeps_the_cursor_and_loses_nothing(watched, repo, tmp_path):
     watched.post(patches(repo, tmp_path / "p", 1, count=1, cover=False))
     watched.archive.poll()
-    cursor = watched.store.one("SELECT commit_id FROM cursor")[0]
+    cursor = watched.store.one("SELECT value FROM source_cursor")[0]
     watched.post(patches(repo, tmp_path / "q", 2, count=1, cover=False))
-    away = Archive("http://127.0.0.1:9/xen-devel", tmp_path / "state" / "archive", watched.store, timeout=5)
-    with pytest.raises(ArchiveUnreachable):
+    away = Inbox("xen-devel", watched.store, set(), url="http://127.0.0.1:9/xen-devel",
+                 mirrors=tmp_path / "state" / "archive", timeout=5)
+    with pytest.raises(Unreachable):
         away.poll()
-    assert watched.store.one("SELECT commit_id FROM cursor")[0] == cursor
-    assert watched.archive.poll() == 1
+    assert watched.store.one("SELECT value FROM source_cursor")[0] == cursor
+    assert watched.archive.poll() == "1 messages"
     assert watched.store.one("SELECT COUNT(*) FROM message")[0] == 2
 
 
@@ -106,8 +109,8 @@ def test_a_huge_mail_is_skipped_unread_and_the_cursor_moves_past_it(watched, rep
     watched.assemble()
     assert watched.store.one("SELECT COUNT(*) FROM message WHERE msgid = 'huge@example.org'")[0] == 0
     assert watched.series() == [(1, 1, "queued")]
-    assert [r[0] for r in watched.store.rows("SELECT epoch FROM cursor ORDER BY epoch")] == [0, 1]
-    assert watched.archive.poll() == 0
+    assert [r[0] for r in watched.store.rows("SELECT key FROM source_cursor ORDER BY key")] == ["epoch 0", "epoch 1"]
+    assert watched.archive.poll() == ""
 
 
 @pytest.mark.parametrize("msgid, stored", [(b"<@>", "@"), (b"<a,b@example.org>", "a,b@example.org")])
@@ -118,7 +121,7 @@ def test_a_message_id_python_cannot_parse_is_stored_as_sent(watched, repo, tmp_p
     watched.inbox.start_epoch(1, b"From: Mallory <m@example.org>\nTo: xen-devel@lists.example.org\n"
                                  b"Subject: odd\nMessage-ID: " + msgid + b"\n"
                                  b"Date: Thu, 26 Nov 2026 11:00:00 +0000\n\nhello\n")
-    assert watched.archive.poll() == 2
+    assert watched.archive.poll() == "2 messages"
     assert watched.store.one("SELECT COUNT(*) FROM message WHERE msgid = ?", stored)[0] == 1
 
 

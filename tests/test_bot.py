@@ -41,6 +41,10 @@ class Lab:
 dir = "{self.state}"
 [archive]
 url = "{self.inbox.serve()}"
+[[sources]]
+name = "xen-devel"
+kind = "inbox"
+url = "{self.inbox.url}"
 list = "{LIST}"
 [trees.linux]
 path = "{tree}"

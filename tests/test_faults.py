@@ -167,7 +167,7 @@ def snapshot(faulty: Faulty) -> tuple:
             return db.execute(sql).fetchall()
         messages = rows("SELECT msgid, handled FROM message")
         assert len(messages) in (0, 4)   # the archive's batch: all four or none
-        assert bool(rows("SELECT * FROM cursor")) == bool(messages)   # the cursor moves with them
+        assert bool(rows("SELECT * FROM source_cursor")) == bool(messages)   # the cursor moves with them
         filed = {m for (m,) in rows("SELECT head FROM series UNION SELECT msgid FROM patch")}
         assert filed == {msgid for msgid, handled in messages if handled}   # handled is filed, and only that
         series = rows("SELECT state FROM series")
@@ -278,7 +278,7 @@ def fill(folder: Path) -> Path:
 
 def held(db: sqlite3.Connection) -> list:
     return [db.execute(sql).fetchall() for sql in (
-        "SELECT msgid, handled FROM message ORDER BY msgid", "SELECT * FROM cursor", "SELECT id, state FROM series",
+        "SELECT msgid, handled FROM message ORDER BY msgid", "SELECT * FROM source_cursor", "SELECT id, state FROM series",
         "SELECT id, state, attempts, verdict FROM job", "SELECT id, state, attempts, last_error FROM outbox")]
 
 

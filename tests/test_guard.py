@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.changes import guard, series as series_module
+from bot.changes.change import Change
 from tiny_tree import git, patches
 
 LIMITS = guard.SeriesLimits(max_patches=100, max_series_bytes=5 << 20, max_binary_bytes=1 << 20)
@@ -17,7 +18,7 @@ def b4_settings():
     series_module.configure_b4("http://127.0.0.1:9/unused")
 
 
-def read(path: Path, parts: list[Path], edit=lambda text: text) -> series_module.Series:
+def read(path: Path, parts: list[Path], edit=lambda text: text) -> Change:
     path.write_text(edit("".join(p.read_text() for p in parts)))
     return series_module.read_mbox(path)
 

@@ -35,7 +35,7 @@ def parsed(raw: bytes, policy=default) -> email.message.Message:
 
 
 def report(parent: email.message.Message, body: str = "bootbot: PASS\n", extra_cc=()) -> email.message.EmailMessage:
-    return reply(parent, body, SENDER, LIST, list(extra_cc), REPORT_ID,
+    return reply(parent, body, SENDER, [LIST, *extra_cc], REPORT_ID, date=
                  datetime(2024, 7, 1, 12, 0, tzinfo=timezone.utc))
 
 

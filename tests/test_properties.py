@@ -543,7 +543,7 @@ def test_a_reply_to_any_mail_has_exactly_the_expected_headers(headers, extra_cc)
     plain = None if re.search(r"[\r\n]", sender) else PLAIN_FROM.fullmatch(sender)
     with no_hang():
         try:
-            built = reply(parent_mail(*headers), "bootbot: PASS\n", SENDER, LIST, extra_cc, REPORT_ID, DATE)
+            built = reply(parent_mail(*headers), "bootbot: PASS\n", SENDER, [LIST, *extra_cc], REPORT_ID, date=DATE)
         except ValueError:
             assert not plain, "a mail with a Message-ID and a plain From address is answered"
             return

@@ -12,7 +12,7 @@ import pytest
 from bot import config as configuration, settings as settings_module
 from bot.settings import Rules
 from bot.boots.runner import BootResult
-from bot.changes.series import Patch, Series
+from bot.changes.change import Change, Patch
 from bot.reports import result, text
 from bot.trees.build import Build
 from bot.trees.workspace import ApplyFailed
@@ -24,10 +24,10 @@ from conftest import ENTRIES
 BASE = "b" * 40
 
 
-def series(count: int, files: tuple[str, ...] = ("arch/x86/platform/pvh/head.S",)) -> Series:
+def series(count: int, files: tuple[str, ...] = ("arch/x86/platform/pvh/head.S",)) -> Change:
     patches = tuple(Patch(k, f"x86: step {k}", f"patch-{k}@example.org", "Ann <ann@example.org>", files)
                     for k in range(1, count + 1))
-    return Series("x86: steps", 1, patches, None, None, tuple(b"" for _ in patches))
+    return Change("x86: steps", 1, patches, None, None, tuple(b"" for _ in patches))
 
 
 class Recorded:
@@ -48,7 +48,7 @@ class Recorded:
         self.booted: list[tuple[str, str]] = []
         self.limits: list[dict] = []
 
-    def apply(self, base: str, mbox: bytes) -> list[str]:
+    def apply(self, base: str, change: Change) -> list[str]:
         if self.apply_fails_at == "unnamed":
             raise ApplyFailed(None, "Patch is empty.")
         if self.apply_fails_at:

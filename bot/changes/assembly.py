@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import b4
 
 from bot import timebox
-from bot.changes.series import Series, SeriesError, from_messages, parse_message
+from bot.changes.change import Change
+from bot.changes.series import SeriesError, from_messages, parse_message
 from bot.mail import commands
 from bot.store import Store, full, now
 
@@ -153,7 +154,7 @@ def _supersede(db, series) -> None:
         db.execute("UPDATE series SET state = 'superseded' WHERE id = ? AND state IN ('waiting', 'queued')", (row["id"],))
 
 
-def load(store: Store, series_id: int, seconds: float) -> Series:
+def load(store: Store, series_id: int, seconds: float) -> Change:
     """The series as b4 reads it from its thread's messages: patches, cover and replies (trailers)."""
     series = store.one("SELECT thread, version FROM series WHERE id = ?", series_id)
     raws = [r["raw"] for r in store.rows("SELECT raw FROM message WHERE thread = ? ORDER BY rowid", series["thread"])]
@@ -163,7 +164,7 @@ def load(store: Store, series_id: int, seconds: float) -> Series:
         raise SeriesError(f"series {series['thread']}: {e}") from None
 
 
-def _series_of(raws: list[bytes], source: str, version: int) -> Series:
+def _series_of(raws: list[bytes], source: str, version: int) -> Change:
     """The series of a thread's mails; one Python cannot read (a reply, say) is left out, lest
     anyone could stop a series being checked by answering it with a broken mail."""
     messages = []

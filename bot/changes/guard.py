@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:   # not imported at run time: b4 comes with it, and `bootbot boot` needs none of it
-    from bot.changes.series import Series
+    from bot.changes.change import Change
 
 # Every path a git diff can write to, or claim to come from.
 _PATHS = re.compile(rb"^(?:diff --git a/(\S+) b/(\S+)|(?:---|\+\+\+) (?:[ab]/)?(\S+)|"
@@ -23,8 +23,11 @@ class SeriesLimits:
     max_binary_bytes: int
 
 
-def refusal(series: Series, limits: SeriesLimits) -> str | None:
-    """Why the series must not be applied, or None."""
+def refusal(series: Change, limits: SeriesLimits) -> str | None:
+    """Why the series must not be applied, or None. A branch's commits are never refused: the
+    operator chose the branch, and they are not applied from mail."""
+    if not series.am_messages:
+        return None
     if len(series.patches) > limits.max_patches:
         return f"{len(series.patches)} patches, more than the {limits.max_patches} allowed"
     size = sum(map(len, series.am_messages))

@@ -1,4 +1,4 @@
-"""A patch series, read with b4: newest revision, no cover letter, trailers collected."""
+"""A mailed patch series, read with b4: newest revision, no cover letter, trailers collected."""
 from __future__ import annotations
 
 import copy
@@ -9,11 +9,12 @@ import hashlib
 import io
 import logging
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import b4
 import unidiff
+
+from bot.changes.change import Change, Patch
 
 _INDEX = re.compile(r"index ([0-9a-f]{7,40})\.\.[0-9a-f]{7,40}")
 
@@ -25,47 +26,6 @@ class SeriesError(Exception):
 # What Python's mail parser raises on odd mail, beyond its defects: the default policy parses some
 # headers while it reads a message (3.11: IndexError on "Content-Type: text/plain; a*").
 _UNREADABLE = (ValueError, LookupError, UnicodeError)
-
-
-@dataclass(frozen=True)
-class Patch:
-    index: int          # 1 is the first patch
-    subject: str
-    msgid: str
-    author: str
-    files: tuple[str, ...]
-    blobs: tuple[tuple[str, str], ...] = ()   # (path, its blob before the patch, abbreviated)
-
-
-@dataclass(frozen=True)
-class Series:
-    subject: str
-    version: int
-    patches: tuple[Patch, ...]
-    base_commit: str | None
-    cover_msgid: str | None
-    am_messages: tuple[bytes, ...]   # what `git am` takes, one per patch, trailers applied
-
-    @property
-    def files(self) -> list[str]:
-        return sorted({f for patch in self.patches for f in patch.files})
-
-    @property
-    def blobs(self) -> list[tuple[str, str]]:
-        """Each file the series changes, with the blob it had before the series: what its base held.
-        Not a file an earlier patch made or renamed: its blob is that patch's work."""
-        first: dict[str, str] = {}
-        touched: set[str] = set()
-        for patch in self.patches:
-            for path, blob in patch.blobs:
-                if path not in touched:
-                    first.setdefault(path, blob)
-            touched.update(patch.files)
-        return list(first.items())
-
-    @property
-    def am_mbox(self) -> bytes:
-        return b"".join(self.am_messages)
 
 
 def configure_b4(archive_url: str) -> None:
@@ -80,7 +40,7 @@ def configure_b4(archive_url: str) -> None:
     logging.getLogger("b4").setLevel(logging.CRITICAL)   # b4's own chatter is not our report
 
 
-def read_mbox(path: Path) -> Series:
+def read_mbox(path: Path) -> Change:
     b4.can_network = False
     try:
         data = path.read_bytes()
@@ -97,7 +57,7 @@ def read_mbox(path: Path) -> Series:
     return from_messages(messages, str(path))
 
 
-def fetch(msgid: str) -> Series:
+def fetch(msgid: str) -> Change:
     """The thread of a Message-ID (or an archive link) from the configured archive."""
     b4.can_network = True
     msgid = b4.parse_msgid(msgid)
@@ -115,7 +75,7 @@ def parse_message(raw: bytes) -> email.message.EmailMessage:
         raise SeriesError(f"unreadable message: {e}") from None
 
 
-def from_messages(messages: list, source: str, revision: int | None = None) -> Series:
+def from_messages(messages: list, source: str, revision: int | None = None) -> Change:
     """The series in `messages` (a thread, an mbox): `revision`, or the newest one."""
     box = b4.LoreMailbox()
     for number, message in enumerate(messages):
@@ -133,7 +93,7 @@ def from_messages(messages: list, source: str, revision: int | None = None) -> S
         raise SeriesError(f"{source}: unreadable series: {e}") from None
 
 
-def _series(box, source: str, revision: int | None) -> Series:
+def _series(box, source: str, revision: int | None) -> Change:
     lseries = box.get_series(revision=revision, codereview_trailers=False)
     if lseries is None or not any(p is not None and p.has_diff for p in lseries.patches[1:]):
         raise SeriesError(f"{source} has no patch")
@@ -145,7 +105,7 @@ def _series(box, source: str, revision: int | None) -> Series:
     except SystemExit:   # b4's verdict on a patch with hidden Unicode controls: it logs why and exits
         raise SeriesError(f"{source}: b4 refuses a patch that holds suspicious Unicode control characters") from None
     cover = lseries.patches[0]
-    return Series(
+    return Change(
         subject=(cover or lseries.patches[1]).subject,
         version=lseries.revision,
         patches=tuple(Patch(n, lmsg.subject, lmsg.msgid, email.utils.formataddr((lmsg.fromname, lmsg.fromemail)),

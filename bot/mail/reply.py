@@ -47,31 +47,44 @@ def _policy():
 POLICY = _policy()
 
 
-def reply(parent: email.message.Message, body: str, sender: str, list_address: str,
-          extra_cc: list[str], message_id: str, date: datetime | None = None) -> EmailMessage:
-    """A reply to `parent` from `sender`; ValueError when the parent has no Message-ID or From."""
+def reply(parent: email.message.Message, body: str, sender: str, cc: list[str], message_id: str,
+          to: list[str] | None = None, date: datetime | None = None) -> EmailMessage:
+    """A reply to `parent` from `sender`, to `to` (else the parent's From); ValueError when the
+    parent has no Message-ID or there is nobody to send it to."""
     parent_ids = MESSAGE_ID.findall(_header(parent, "Message-ID", raw=True))
     if not parent_ids:
         raise ValueError("the mail replied to has no Message-ID")
-    to = _addresses([_header(parent, "From")])
-    if not to:
-        raise ValueError("the mail replied to has no From address")
-    message = EmailMessage(policy=POLICY)
-    message["From"] = sender
-    message["To"] = to
-    cc = _cc(to, [list_address, *extra_cc])
-    if cc:
-        message["Cc"] = cc
     subject = REPLY_PREFIX.sub("", _one_line(_decoded(_header(parent, "Subject"))))
-    message["Subject"] = f"Re: {subject}".rstrip()
-    message["Date"] = date or datetime.now(timezone.utc)
-    message["Message-ID"] = message_id
+    message = new(f"Re: {subject}".rstrip(), body, sender, to or [_header(parent, "From")], cc, message_id, date)
     message["In-Reply-To"] = parent_ids[0]
     message["References"] = " ".join(_references(parent, parent_ids[0]))
+    return message
+
+
+def new(subject: str, body: str, sender: str, to: list[str], cc: list[str], message_id: str,
+        date: datetime | None = None) -> EmailMessage:
+    """A mail of the bot's; ValueError when `to` holds no address."""
+    message = EmailMessage(policy=POLICY)
+    message["From"] = sender
+    recipients = _addresses(to)
+    if not recipients:
+        raise ValueError("the mail replied to has no From address" if len(to) == 1 else "nobody to send it to")
+    message["To"] = recipients
+    cc = _cc(recipients, cc)
+    if cc:
+        message["Cc"] = cc
+    message["Subject"] = _one_line(subject)
+    message["Date"] = date or datetime.now(timezone.utc)
+    message["Message-ID"] = message_id
     message["Auto-Submitted"] = "auto-generated"   # RFC 3834: autoresponders must not answer it
     message["X-Bootbot"] = "report"                # how the bot knows its own mail on the list
     message.set_content(body, charset="utf-8")
     return message
+
+
+def recipients(message: email.message.Message) -> list[str]:
+    """Everyone a mail went to (To and Cc): whom a reply to all of it goes to."""
+    return [_header(message, name) for name in ("To", "Cc") if _header(message, name)]
 
 
 def review_copy(held: email.message.Message, number: int, moderator: str) -> EmailMessage:

@@ -23,9 +23,7 @@ def text(outcome: Outcome, folder: Path, bot_address: str) -> str:
     if outcome.entries:
         parts.append(_table(outcome))
     if outcome.culprit:
-        p = outcome.culprit
-        parts.append(_wrap(f"First bad patch: [{p['index']}/{len(outcome.series['patches'])}] {p['subject']}", "  ")
-                     + f"\n  Message-ID: <{p['msgid']}>")
+        parts.append(_first_bad(outcome, outcome.culprit))
     if outcome.detail and outcome.verdict not in (PASS, SKIP, FLAKY):
         parts.append("\n".join(f"  {line}" for line in outcome.detail))
     failed = _first_failed(outcome)
@@ -50,11 +48,31 @@ _TAGS = {REGRESSION: _FIX_TAG, BUILD_FAILED: _FIX_TAG,
          PASS: ("Tested-by", "If you want this test recorded in the series, add the tag below by hand:")}
 
 
+def _first_bad(outcome: Outcome, p: dict) -> str:
+    if "commit" in p:
+        said = [f"Author: {p['author']}", f"Committer: {p['committer']}"] + ([f"Link: <{p['msgid']}>"] if p["msgid"] else [])
+        return _wrap(f"First bad commit: {p['commit'][:12]} {p['subject']}", "  ") + "".join(f"\n  {l}" for l in said)
+    return (_wrap(f"First bad patch: [{p['index']}/{len(outcome.series['patches'])}] {p['subject']}", "  ")
+            + f"\n  Message-ID: <{p['msgid']}>")
+
+
+def _name(outcome: Outcome, p: dict) -> str:
+    """A patch as the list knows it: its subject tag, or a branch's commit id."""
+    if "commit" in p:
+        return f"commit {p['commit'][:12]} ({p['subject']})"
+    return f"[PATCH {p['index']}/{len(outcome.series['patches'])}] {p['subject']}"
+
+
+def _title(series: dict) -> str:
+    if "branch" in series:
+        return series["subject"]
+    version = f" v{series['version']}" if series["version"] > 1 else ""
+    count = f" 0/{len(series['patches'])}" if len(series["patches"]) > 1 else ""
+    return f"[PATCH{version}{count}] {series['subject']}"
+
+
 def _summary(outcome: Outcome) -> str:
-    s = outcome.series
-    version = f" v{s['version']}" if s["version"] > 1 else ""
-    count = f" 0/{len(s['patches'])}" if len(s["patches"]) > 1 else ""
-    title = f"[PATCH{version}{count}] {s['subject']}"
+    title = _title(outcome.series)
     if outcome.verdict == PASS:
         booted = ", ".join(outcome.entries)
         return f"bootbot: PASS for {title}\n" + _wrap(f"Every boot entry the series touches boots as on the base: {booted}.")
@@ -79,15 +97,16 @@ def _regression(outcome: Outcome, title: str) -> str:
     """Which entry broke and at which patch first; then where each died, when it is known."""
     broken = ", ".join(outcome.regressed)
     p = outcome.culprit
-    lines = [_wrap(f"bootbot: REGRESSION: {broken} stops booting at [PATCH {p['index']}/"
-                   f"{len(outcome.series['patches'])}] {p['subject']}" if p else
+    lines = [_wrap(f"bootbot: REGRESSION: {broken} stops booting at {_name(outcome, p)}" if p else
                    f"bootbot: REGRESSION: {broken} stops booting with {title}")]
     for name in outcome.regressed:
         entry = outcome.entries[name]
         if entry.location:
             lines.append(_wrap(f"{name}: {Location(**entry.location)}", "  "))
         if entry.changed:
-            lines.append(f"  patch {entry.changed['patch']} made that line: {entry.changed['line'].strip()}")
+            made = outcome.series["patches"][entry.changed["patch"] - 1]
+            who = f"commit {made['commit'][:12]}" if "commit" in made else f"patch {entry.changed['patch']}"
+            lines.append(f"  {who} made that line: {entry.changed['line'].strip()}")
     booted = "boots" if len(outcome.regressed) == 1 else "boot"
     lines.append(_wrap(f"In {title}; {broken} {booted} on the base."))
     return "\n".join(lines)

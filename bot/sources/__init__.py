@@ -1,0 +1,136 @@
+"""Where changes come from: the configuration's [[sources]], each of a kind (KINDS), each with its
+own cursor (table source_cursor), poll record (source_poll) and reply policy. A poll of one never
+holds up the others: a source that cannot be reached keeps its cursor and says why."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+import re
+
+from bot.store import Store, now
+
+log = logging.getLogger("bootbot.sources")
+_MSGID = re.compile(r"<([^<>\s]+)>")
+
+
+class Unreachable(Exception):
+    """The source could not be read now; its cursor is kept."""
+
+
+@dataclass
+class Source:
+    """What every kind has: a name, its store, and how its changes are answered."""
+    name: str
+    store: Store
+    reply_on: set[str]
+    cc: list[str] = field(default_factory=list)
+    reply_all: bool = False   # answer to all the parent mail went to, not only its author and list
+
+    def poll(self) -> str:
+        """Takes in what is new; says what, "" when nothing is; Unreachable when it cannot."""
+        raise NotImplementedError
+
+    def cursor(self, key: str):
+        return self.store.one("SELECT value, fingerprint FROM source_cursor WHERE source = ? AND key = ?",
+                              self.name, key)
+
+    def move(self, db, key: str, value: str, fingerprint: str | None = None) -> None:
+        """Moves the cursor, in the caller's transaction: with what it read, or not at all."""
+        db.execute("INSERT INTO source_cursor (source, key, value, fingerprint) VALUES (?, ?, ?, ?) "
+                   "ON CONFLICT (source, key) DO UPDATE SET value = excluded.value, "
+                   "fingerprint = COALESCE(excluded.fingerprint, fingerprint)", (self.name, key, value, fingerprint))
+
+    def cursors(self) -> dict[str, str]:
+        return {r["key"]: r["value"] for r in self.store.rows(
+            "SELECT key, value FROM source_cursor WHERE source = ? ORDER BY key", self.name)}
+
+
+def poll(sources: list[Source]) -> None:
+    """Polls each source in turn, recording when, what came, and any error."""
+    for source in sources:
+        started = now()
+        try:
+            new, error = source.poll(), None
+        except Unreachable as e:
+            new, error = "", str(e)
+            log.warning("source %s unreachable, cursor kept: %s", source.name, e)
+        with source.store.transaction() as db:
+            db.execute("INSERT INTO source_poll (source) VALUES (?) ON CONFLICT (source) DO NOTHING", (source.name,))
+            db.execute("UPDATE source_poll SET polled = ?, error = ?, succeeded = CASE WHEN ? IS NULL THEN ? "
+                       "ELSE succeeded END WHERE source = ?", (started, error, error, started, source.name))
+            if new:
+                db.execute("UPDATE source_poll SET new_at = ?, new_item = ? WHERE source = ?",
+                           (started, new, source.name))
+
+
+def store_message(db, raw: bytes, source: str) -> bool:
+    """Stores a mail once, whichever source brings it; whether it was new."""
+    # compat32 reads header values as sent: the default policy parses them, and raises on some
+    # ("Message-ID: <@>") or cuts others ("<a,b@c>" reads "<a").
+    headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+    msgid = first_msgid(headers.get("Message-ID", ""))
+    if not msgid:
+        log.warning("message without a Message-ID skipped")
+        return False
+    parent = first_msgid(headers.get("In-Reply-To", ""))
+    references = _MSGID.findall(str(headers.get("References", "")))
+    thread = references[0] if references else parent or msgid
+    return bool(db.execute("INSERT OR IGNORE INTO message (msgid, raw, thread, parent, received, source) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", (msgid, raw, thread, parent, now(), source)).rowcount)
+
+
+def first_msgid(header) -> str | None:
+    match = _MSGID.search(str(header or ""))
+    return match.group(1) if match else None
+
+
+_KEYS = {"inbox": {"url", "list"}, "query": {"url", "query", "first_days"}, "branch": {"url", "branch", "tree"}}
+_COMMON = {"name", "kind", "reply_on", "cc", "_file"}
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def load(config, settings, store: Store) -> list[Source]:
+    """The configured [[sources]]; ConfigError naming the first that is not right."""
+    from bot.config import ConfigError
+    sources: list[Source] = []
+    for table in config.list("sources"):
+        name, kind = table.get("name"), table.get("kind")
+        where = f"[[sources]] {name!r}" if isinstance(name, str) else "[[sources]]"
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise ConfigError(f"{where}: name must be letters, digits, '.', '_' or '-'")
+        if any(s.name == name for s in sources):
+            raise ConfigError(f"{where}: two sources have this name")
+        if kind not in _KEYS:
+            raise ConfigError(f"{where}: kind must be one of {', '.join(_KEYS)}, not {kind!r}")
+        unknown = sorted(set(table) - _KEYS[kind] - _COMMON)
+        missing = sorted({"url", "branch", "tree"} & _KEYS[kind] - set(table))
+        if unknown or missing:
+            raise ConfigError(f"{where}: {f'unknown key {unknown[0]}' if unknown else f'no {missing[0]}'}")
+        common = dict(name=name, store=store, reply_on=set(table.get("reply_on", config.get("mail", "reply_on"))),
+                      cc=list(table.get("cc", [])))
+        sources.append(_make(kind, table, common, config, settings, where))
+    return sources
+
+
+def _make(kind: str, table: dict, common: dict, config, settings, where: str) -> Source:
+    from bot.config import ConfigError
+    from bot.sources.branch import Branch
+    from bot.sources.inbox import Inbox
+    from bot.sources.query import Query, default_query
+    limit = config.get("limits", "max_message_bytes")
+    if kind == "inbox":
+        made = Inbox(**common, url=table["url"], list_address=table.get("list", ""), max_message_bytes=limit,
+                     mirrors=settings.state / "sources" / common["name"])
+        made.adopt(settings.state / "archive")
+        return made
+    if kind == "query":
+        paths = [p for t in settings.declarations.trees.values()
+                 for p in (*t.common_paths, *(q for e in t.entries.values() for q in e.paths))]
+        return Query(**common, url=table["url"], query=table.get("query") or default_query(paths),
+                     first_days=table.get("first_days", 1), max_message_bytes=limit)
+    site = settings.sites.get(table["tree"])
+    if site is None:
+        raise ConfigError(f"{where}: tree {table['tree']!r} is not a configured tree ([trees.{table['tree']}] path)")
+    return Branch(**common, url=table["url"], branch=table["branch"], tree=table["tree"], tree_path=site.path)

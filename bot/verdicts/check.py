@@ -16,7 +16,7 @@ from bot.boots import runner
 from bot.boots.entry import Entry
 from bot.boots.runner import BootResult
 from bot.changes import guard
-from bot.changes.series import Series
+from bot.changes.change import Change
 from bot.reports import result
 from bot.reports.result import BuildRecord, EntryOutcome, Outcome
 from bot.settings import Rules, Settings
@@ -34,8 +34,9 @@ class Parts(Protocol):
     """What a check needs done; every build and boot it writes into the check's result folder."""
     identity: str   # what the base's results depend on besides the base and the declarations
 
-    def apply(self, base: str, mbox: bytes) -> list[str]:
-        """Applies the series on `base`: its commits, in order; ApplyFailed naming a patch."""
+    def apply(self, base: str, change: Change) -> list[str]:
+        """The change's commits on `base`, in order: a mailed series applied (ApplyFailed naming a
+        patch), a branch's as they are."""
 
     def build(self, commit: str, phase: str) -> Build:
         """Builds `commit`, keeping its log in the folder (Build.log: its path there)."""
@@ -61,7 +62,7 @@ class _BaseBroken(Exception):
         self.built = built
 
 
-def check(series: Series, settings: Settings, progress: Progress = lambda message: None,
+def check(series: Change, settings: Settings, progress: Progress = lambda message: None,
           only: list[str] | None = None, tree_path: Path | None = None, source: str = "SERIES") -> Path:
     """Checks `series`, `only` narrowing the entries it touches to those named (a retest);
     returns its result folder. `tree_path`: the tree to use instead of the configured one;
@@ -70,7 +71,7 @@ def check(series: Series, settings: Settings, progress: Progress = lambda messag
     selection = settings.select(series.files, only, tree_path)
     tree = selection.tree and selection.tree.name
     facts = {"series": series_facts(series), "strict_experimental": settings.rules.strict, "tree": tree,
-             "reproduce": f"bootbot check {source} --tree {shlex.quote(str(tree_path)) if tree_path else f'~/{tree}'}"}
+             "reproduce": _reproduce(series, source, tree, tree_path)}
     refused = guard.refusal(series, settings.series_limits)
     if refused:
         outcome = Outcome(REFUSED, detail=[refused], **facts)
@@ -98,9 +99,19 @@ def build_steps(tree: Tree) -> list[str]:
             for step in (*tree.configure, *tree.build)]
 
 
-def series_facts(series: Series) -> dict:
-    return {"subject": series.subject, "version": series.version,
-            "patches": [{"index": p.index, "subject": p.subject, "msgid": p.msgid} for p in series.patches]}
+def _reproduce(series: Change, source: str, tree: str | None, tree_path: Path | None) -> str:
+    if series.branch:   # no command checks a range yet: the commits, as a person would look at them
+        return f"git fetch {series.branch} && git log --first-parent {series.base_commit}..{series.commits[-1]}"
+    return f"bootbot check {source} --tree {shlex.quote(str(tree_path)) if tree_path else f'~/{tree}'}"
+
+
+def series_facts(series: Change) -> dict:
+    """What reports say of the change: a mailed patch by its Message-ID, a commit by its id,
+    author, committer and Link: posting."""
+    commit = ("commit", "author", "committer", "link")
+    return {"subject": series.subject, "version": series.version, **({"branch": series.branch} if series.branch else {}),
+            "patches": [{"index": p.index, "subject": p.subject, "msgid": p.msgid,
+                         **({key: getattr(p, key) for key in commit} if p.commit else {})} for p in series.patches]}
 
 
 @dataclass
@@ -157,7 +168,7 @@ def _read_boot(folder: Path) -> BootResult:
     return BootResult(**json.loads((folder / runner.RESULT).read_text()))
 
 
-def decide(series: Series, entries: list[Entry], base: str, parts: Parts, cache: Path, folder: Path,
+def decide(series: Change, entries: list[Entry], base: str, parts: Parts, cache: Path, folder: Path,
            rules: Rules = Rules(), progress: Progress = lambda message: None) -> Outcome:
     """The verdict on `series` (applied on `base`) for `entries`: the rules of a check, whatever
     the parts are. `cache` keeps the base's stable results."""
@@ -179,7 +190,7 @@ class _Check:
         outcome = self.outcome
         self.progress(f"applying {len(self.series.patches)} patches on {self.base[:12]}")
         try:
-            self.commits = self.parts.apply(self.base, self.series.am_mbox)
+            self.commits = self.parts.apply(self.base, self.series)
         except workspace.ApplyFailed as e:
             outcome.verdict, outcome.culprit = APPLY_FAILED, e.index and _patch(outcome, e.index)
             outcome.detail = e.message.splitlines()

@@ -14,6 +14,7 @@ from bot import settings as settings_module
 from bot.boots import runner
 from bot.boots.entry import Entry
 from bot.boots.runner import BootResult
+from bot.changes.change import Change
 from bot.sandbox import Sandbox
 from bot.settings import Settings
 from bot.trees import build as build_module
@@ -47,9 +48,9 @@ class Workbench:
         stats = [(f, os.stat(f).st_size, os.stat(f).st_mtime_ns) if os.path.exists(f) else (f,) for f in files]
         return repr(stats)
 
-    def apply(self, base: str, mbox: bytes) -> list[str]:
+    def apply(self, base: str, change: Change) -> list[str]:
         self.ws.checkout(base)
-        return self.ws.apply(mbox)
+        return self.ws.apply(change.am_mbox) if change.am_messages else change.commits
 
     def origin(self, commit: str, path: str, line: int) -> tuple[str, str] | None:
         """The commit that last changed line `line` of `path` at `commit`, and the line."""

@@ -1,5 +1,5 @@
-"""Following a public-inbox v2 archive (lore): its manifest lists the epochs, each a git
-repository with one commit per message (the message is the blob `m`).
+"""A source of kind "inbox": a public-inbox v2 archive (lore's xen-devel), read whole. Its
+manifest lists the epochs, each a git repository with one commit per message (the blob `m`).
 
 An idle poll is one small request: the manifest. Only an epoch whose fingerprint changed is
 fetched, into a local mirror, and read from the stored cursor on. Messages and the cursor move in
@@ -10,46 +10,43 @@ import gzip
 import json
 import logging
 import re
-from email.parser import BytesHeaderParser
-from email.policy import compat32
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import git
 import requests
 
-from bot.store import Store, now
+from bot.sources import Source, Unreachable, store_message
 
-log = logging.getLogger("bootbot.archive")
+log = logging.getLogger("bootbot.inbox")
 _EPOCH = re.compile(r"/git/(\d+)\.git$")
-_MSGID = re.compile(r"<([^<>\s]+)>")
 BATCH = 200   # messages per transaction: a crash repeats at most the work of one batch, never its effect
 
 
-class ArchiveUnreachable(Exception):
-    pass
+@dataclass
+class Inbox(Source):
+    url: str = ""
+    mirrors: Path = Path()
+    list_address: str = ""        # the list's address: Cc of every reply to its series
+    max_message_bytes: int | None = None
+    timeout: float = 30
+    http: requests.Session = field(default_factory=requests.Session)
 
+    def __post_init__(self):
+        self.url = self.url.rstrip("/")
+        self.cc = [self.list_address, *self.cc] if self.list_address else self.cc
 
-class Archive:
-    def __init__(self, url: str, mirrors: Path, store: Store, timeout: float = 30,
-                 max_message_bytes: int | None = None):
-        self.url = url.rstrip("/")
-        self.mirrors = mirrors
-        self.store = store
-        self.max_message_bytes = max_message_bytes
-        self.timeout = timeout
-        self.http = requests.Session()
-
-    def poll(self) -> int:
-        """Stores every message new since the last poll; returns how many."""
+    def poll(self) -> str:
         stored = 0
         for epoch, fingerprint in sorted(self._manifest().items()):
-            cursor = self.store.one("SELECT commit_id, fingerprint FROM cursor WHERE epoch = ?", epoch)
+            cursor = self.cursor(f"epoch {epoch}")
             if cursor and cursor["fingerprint"] == fingerprint:
                 continue
-            stored += self._read_epoch(epoch, cursor["commit_id"] if cursor else None)
+            stored += self._read_epoch(epoch, cursor["value"] if cursor else None)
             with self.store.transaction() as db:
-                db.execute("UPDATE cursor SET fingerprint = ? WHERE epoch = ?", (fingerprint, epoch))
-        return stored
+                db.execute("UPDATE source_cursor SET fingerprint = ? WHERE source = ? AND key = ?",
+                           (fingerprint, self.name, f"epoch {epoch}"))
+        return f"{stored} messages" if stored else ""
 
     def _manifest(self) -> dict[int, str]:
         try:
@@ -57,7 +54,7 @@ class Archive:
             answer.raise_for_status()
             manifest = json.loads(gzip.decompress(answer.content))
         except (requests.RequestException, OSError, ValueError) as e:
-            raise ArchiveUnreachable(f"{self.url}/manifest.js.gz: {e}") from None
+            raise Unreachable(f"{self.url}/manifest.js.gz: {e}") from None
         epochs = {}
         for path, facts in manifest.items():
             match = _EPOCH.search(path)
@@ -70,7 +67,7 @@ class Archive:
         try:
             mirror.git.fetch("--quiet", f"{self.url}/git/{epoch}.git", "+refs/heads/master:refs/heads/master")
         except git.GitCommandError as e:
-            raise ArchiveUnreachable(f"fetching epoch {epoch}: {e.stderr.strip()}") from None
+            raise Unreachable(f"fetching epoch {epoch}: {e.stderr.strip()}") from None
         span = f"{cursor}..master" if cursor else "master"
         commits = mirror.git.rev_list("--reverse", span).split()
         for start in range(0, len(commits), BATCH):
@@ -79,10 +76,9 @@ class Archive:
                 for commit in batch:
                     raw = self._message_of(mirror, commit)
                     if raw is not None:
-                        _store(db, raw)
-                db.execute("INSERT INTO cursor (epoch, commit_id) VALUES (?, ?) ON CONFLICT (epoch) "
-                           "DO UPDATE SET commit_id = excluded.commit_id", (epoch, batch[-1]))
-        log.info("epoch %d: %d new commits", epoch, len(commits))
+                        store_message(db, raw, self.name)
+                self.move(db, f"epoch {epoch}", batch[-1])
+        log.info("%s epoch %d: %d new commits", self.name, epoch, len(commits))
         return len(commits)
 
     def _message_of(self, mirror: git.Repo, commit: str) -> bytes | None:
@@ -103,22 +99,15 @@ class Archive:
             return git.Repo.init(path, bare=True)
         return git.Repo(path)
 
-
-def _store(db, raw: bytes) -> None:
-    # compat32 reads header values as sent: the default policy parses them, and raises on some
-    # ("Message-ID: <@>") or cuts others ("<a,b@c>" reads "<a").
-    headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
-    msgid = first_msgid(headers.get("Message-ID", ""))
-    if not msgid:
-        log.warning("archive message without a Message-ID skipped")
-        return
-    parent = first_msgid(headers.get("In-Reply-To", ""))
-    references = _MSGID.findall(str(headers.get("References", "")))
-    thread = references[0] if references else parent or msgid
-    db.execute("INSERT OR IGNORE INTO message (msgid, raw, thread, parent, received) VALUES (?, ?, ?, ?, ?)",
-               (msgid, raw, thread, parent, now()))
-
-
-def first_msgid(header) -> str | None:
-    match = _MSGID.search(str(header or ""))
-    return match.group(1) if match else None
+    def adopt(self, legacy_mirrors: Path) -> None:
+        """An older bootbot's one archive (table `cursor`, mirrors in state/archive/) becomes this
+        source's, so an upgrade reads on from where it was instead of from the start."""
+        if not self.store.one("SELECT name FROM sqlite_master WHERE name = 'cursor'"):
+            return
+        with self.store.transaction() as db:
+            for row in db.execute("SELECT epoch, commit_id, fingerprint FROM cursor").fetchall():
+                self.move(db, f"epoch {row['epoch']}", row["commit_id"], row["fingerprint"])
+            db.execute("DROP TABLE cursor")
+        if legacy_mirrors.is_dir() and not self.mirrors.exists():
+            self.mirrors.parent.mkdir(parents=True, exist_ok=True)
+            legacy_mirrors.rename(self.mirrors)

@@ -1,0 +1,55 @@
+"""What a check checks: a base and an ordered list of patches. A mailed series' patches are
+applied with `git am`; a branch's are its commits, as they are."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Patch:
+    index: int          # 1 is the first patch
+    subject: str
+    msgid: str          # a mailed patch's Message-ID; a commit's Link: posting, else ""
+    author: str
+    files: tuple[str, ...]
+    blobs: tuple[tuple[str, str], ...] = ()   # (path, its blob before the patch, abbreviated)
+    commit: str = ""    # a branch's commit
+    committer: str = ""
+    link: str = ""      # a commit's Link: (its posting on lore)
+
+
+@dataclass(frozen=True)
+class Change:
+    subject: str
+    version: int
+    patches: tuple[Patch, ...]
+    base_commit: str | None
+    cover_msgid: str | None = None
+    am_messages: tuple[bytes, ...] = ()   # a mailed series: what `git am` takes, one per patch, trailers applied
+    branch: str = ""                      # a branch's commits: where they are ("tip x86/boot")
+
+    @property
+    def commits(self) -> list[str]:
+        """The commits of a branch's change; empty for a mailed series (they come from `git am`)."""
+        return [p.commit for p in self.patches if p.commit]
+
+    @property
+    def files(self) -> list[str]:
+        return sorted({f for patch in self.patches for f in patch.files})
+
+    @property
+    def blobs(self) -> list[tuple[str, str]]:
+        """Each file the series changes, with the blob it had before the series: what its base held.
+        Not a file an earlier patch made or renamed: its blob is that patch's work."""
+        first: dict[str, str] = {}
+        touched: set[str] = set()
+        for patch in self.patches:
+            for path, blob in patch.blobs:
+                if path not in touched:
+                    first.setdefault(path, blob)
+            touched.update(patch.files)
+        return list(first.items())
+
+    @property
+    def am_mbox(self) -> bytes:
+        return b"".join(self.am_messages)

@@ -1,0 +1,90 @@
+"""A source of kind "query": patch mail anywhere on a public-inbox instance (lore's /all/) that its
+search finds, such as the x86 series that never reach xen-devel. Followed incrementally through
+public-inbox's own search: an idle poll is one Atom request for what was received since the last
+poll; each message not yet stored brings its whole thread (t.mbox.gz), filed as any inbox's."""
+from __future__ import annotations
+
+import gzip
+import logging
+import mailbox
+import tempfile
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+import requests
+
+from bot.sources import Source, Unreachable, store_message
+from bot.store import now
+
+log = logging.getLogger("bootbot.query")
+ATOM = "{http://www.w3.org/2005/Atom}"
+OVERLAP = 3600   # seconds each poll looks back before the last one: mail reaches the index late
+
+
+@dataclass
+class Query(Source):
+    url: str = ""
+    query: str = ""
+    first_days: float = 1
+    max_message_bytes: int | None = None
+    timeout: float = 30
+    http: requests.Session = field(default_factory=requests.Session)
+
+    def __post_init__(self):
+        self.url = self.url.rstrip("/")
+        self.reply_all = True
+
+    def poll(self) -> str:
+        started = now()
+        cursor = self.cursor("since")
+        since = float(cursor["value"]) - OVERLAP if cursor else started - self.first_days * 86400
+        found = self._search(f"({self.query}) AND rt:@{int(since)}..")
+        threads = 0
+        for msgid in found:
+            if self.store.one("SELECT 1 FROM message WHERE msgid = ?", msgid):
+                continue   # known, from this source or another: its thread came with it
+            threads += self._take_thread(msgid)
+        with self.store.transaction() as db:
+            self.move(db, "since", str(started))
+        return f"{threads} threads" if threads else ""
+
+    def _search(self, query: str) -> list[str]:
+        """The Message-IDs the search finds, oldest first."""
+        try:
+            answer = self.http.get(f"{self.url}/", params={"q": query, "x": "A"}, timeout=self.timeout)
+            if answer.status_code == 404:   # public-inbox's answer when nothing matches
+                return []
+            answer.raise_for_status()
+            feed = ElementTree.fromstring(answer.content)
+        except (requests.RequestException, ElementTree.ParseError) as e:
+            raise Unreachable(f"{self.url} search: {e}") from None
+        links = [entry.find(f"{ATOM}link") for entry in feed.iter(f"{ATOM}entry")]
+        return [unquote(link.get("href", "").rstrip("/").rsplit("/", 1)[-1]) for link in reversed(links)
+                if link is not None]
+
+    def _take_thread(self, msgid: str) -> int:
+        try:
+            answer = self.http.get(f"{self.url}/{quote(msgid, safe='@+=')}/t.mbox.gz", timeout=self.timeout)
+            answer.raise_for_status()
+            data = gzip.decompress(answer.content)
+        except (requests.RequestException, OSError) as e:
+            raise Unreachable(f"{self.url}: the thread of <{msgid}>: {e}") from None
+        with tempfile.NamedTemporaryFile(suffix=".mbox") as file:
+            Path(file.name).write_bytes(data)
+            box = mailbox.mbox(file.name)
+            raws = [box.get_bytes(key) for key in box.keys()]
+        with self.store.transaction() as db:
+            for raw in raws:
+                if self.max_message_bytes is None or len(raw) <= self.max_message_bytes:
+                    store_message(db, raw, self.name)
+        log.info("%s: the thread of <%s>, %d messages", self.name, msgid, len(raws))
+        return 1
+
+
+def default_query(paths: list[str]) -> str:
+    """A search for patches touching any of `paths` (entries' path patterns: a trailing / is a
+    folder, * a glob): dfn: matches a file name or a prefix of it."""
+    prefixes = sorted({path.split("*", 1)[0] for path in paths})
+    return " OR ".join(f"dfn:{prefix}" for prefix in prefixes if prefix)

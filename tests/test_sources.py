@@ -1,0 +1,264 @@
+"""Several sources at once, against real servers on loopback: public-inbox archives (searched with
+Xapian for a query source), a git daemon serving a branch, the SMTP sink. The series here are
+refused (more patches than the lab allows) so each gets a real verdict and reply without a
+kernel build; test_bot.py has the branch whose commit breaks a real boot."""
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from git_server import GitServer
+from inbox import PublicInbox
+from smtp_sink import SmtpSink
+from test_bot import ROOT, ids
+from tiny_tree import git, patches
+
+XEN_DEVEL = "xen-devel@lists.example.org"
+X86 = "x86@lists.example.org"
+EFI = "linux-efi@lists.example.org"
+
+
+class Sources:
+    """Three archives (xen-devel and x86 followed whole, linux-efi only through a search), a git
+    server, an SMTP sink, and a bot on the tiny tree whose [[sources]] follow them."""
+
+    def __init__(self, root: Path, repo: Path):
+        self.root, self.repo = root, repo
+        self.inboxes = {name: PublicInbox(root / name, name, address)
+                        for name, address in (("xen-devel", XEN_DEVEL), ("x86", X86), ("linux-efi", EFI))}
+        for inbox in self.inboxes.values():
+            inbox.serve()
+        self.git = GitServer(root / "git")
+        subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(root / "git" / "tip.git")], check=True)
+        self.pushed = 0
+        self.sink = SmtpSink()
+        self.sink.start()
+        self.state = root / "state"
+        self.config = root / "bot.toml"
+        self.config.write_text(f"""
+[state]
+dir = "{self.state}"
+[trees.linux]
+path = "{repo}"
+[build]
+dir = "{root / 'workspaces'}"
+[limits]
+max_patches = 2
+[mail]
+from = "bootbot <bootbot@example.org>"
+smtp = "{self.sink.url}"
+reply_on = ["refused"]
+retry_seconds = [0]
+moderate = false
+cc = ["watchers@example.org"]
+[[sources]]
+name = "xen-devel"
+kind = "inbox"
+url = "{self.inboxes['xen-devel'].url}"
+list = "{XEN_DEVEL}"
+[[sources]]
+name = "x86"
+kind = "inbox"
+url = "{self.inboxes['x86'].url}"
+list = "{X86}"
+[[sources]]
+name = "boot-paths"
+kind = "query"
+url = "{self.inboxes['linux-efi'].url}"
+[[sources]]
+name = "tip-x86-boot"
+kind = "branch"
+url = "{self.git.url('tip.git')}"
+branch = "master"
+tree = "linux"
+cc = ["x86-maintainers@example.org"]
+""")
+
+    def post(self, inbox: str, mails: list[Path]) -> None:
+        for mail in mails:
+            self.inboxes[inbox].deliver(mail.read_bytes().split(b"\n", 1)[1])   # without the mbox From_ line
+        self.inboxes[inbox].restart()   # for its search to find them now
+
+    def poll(self, *wrapped: str) -> subprocess.CompletedProcess:
+        """One cycle of the bot; `wrapped`: "module:function:n", killing it (SIGKILL) at the
+        function's n-th call, as the OOM killer would mid-poll."""
+        command = [sys.executable, "-c", KILLER, *wrapped, "--", "--config", str(self.config), "poll", "--once"]
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+    def rows(self, sql: str) -> list[tuple]:
+        with sqlite3.connect(self.state / "bootbot.sqlite3") as db:
+            return [tuple(r) for r in db.execute(sql)]
+
+    def push(self, *paths: str, reset: str | None = None) -> str:
+        """Commits touching `paths` pushed to the served branch (on `reset`, forced)."""
+        if reset:
+            git(self.repo, "reset", "-q", "--hard", reset)
+        for path in paths:
+            self.pushed += 1   # each commit its own, even within one second on the same parent
+            with (self.repo / path).open("a") as f:
+                f.write(f"more {self.pushed}\n")
+            git(self.repo, "commit", "-q", "-am", f"docs: touch {path} ({self.pushed})")
+        git(self.repo, "push", "-q", "--force", str(self.root / "git" / "tip.git"), "HEAD:master")
+        return git(self.repo, "rev-parse", "HEAD").strip()
+
+    def close(self) -> None:
+        self.sink.stop()
+        self.git.close()
+        for inbox in self.inboxes.values():
+            inbox.close()
+
+
+# The bot, with functions wrapped to kill it: argv is [spec ..., "--", bootbot's arguments].
+KILLER = """
+import importlib, os, signal, sys
+from bot import cli
+specs = sys.argv[1:sys.argv.index("--")]
+for spec in specs:
+    module_name, name, nth = spec.split(":")
+    module = importlib.import_module(module_name)
+    owner, attr = (getattr(module, name.split(".")[0]), name.split(".")[1]) if "." in name else (module, name)
+    real, calls = getattr(owner, attr), []
+    def wrapped(*args, real=real, calls=calls, nth=int(nth), **kwargs):
+        calls.append(1)
+        if len(calls) == nth:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(*args, **kwargs)
+    setattr(owner, attr, wrapped)
+sys.exit(cli.main(sys.argv[sys.argv.index("--") + 1:]))
+"""
+
+
+@pytest.fixture
+def lab(tmp_path, repo):
+    made = Sources(tmp_path, repo)
+    yield made
+    made.close()
+
+
+def refused(lab: Sources, name: str) -> list[Path]:
+    """A three-patch series on the tiny tree, its own by content, cover and subject: refused
+    (max_patches = 2), so answered at once."""
+    mails = patches(lab.repo, lab.root / name, 1, count=3, extra=f"_{name}")
+    for mail in mails:
+        mail.write_text(mail.read_text().replace("<cover-v1.", f"<cover-{name}.")
+                        .replace("*** SUBJECT HERE ***", f"x86/boot: series {name}"))
+    return mails
+
+
+def test_a_series_on_the_second_list_is_answered_there(lab):
+    mails = refused(lab, "on-x86")
+    lab.post("x86", mails)
+    done = lab.poll()
+    assert done.returncode == 0, done.stderr
+    [reply] = lab.sink.wait_for(1)
+    assert reply.message["Cc"].addresses[0].addr_spec == X86
+    assert XEN_DEVEL not in str(reply.message["Cc"]) and "watchers@example.org" in str(reply.message["Cc"])
+    assert "REFUSED" in reply.message.get_content()
+    assert lab.rows("SELECT source FROM message GROUP BY source") == [("x86",)]
+
+
+def test_a_query_finds_a_series_on_a_list_no_inbox_follows_and_answers_all_it_went_to(lab):
+    mails = refused(lab, "on-efi")
+    lab.post("linux-efi", mails)
+    lab.post("linux-efi", patches(lab.repo, lab.root / "docs", 1, count=1, cover=False, path="Documentation/old.rst"))
+    done = lab.poll()
+    assert done.returncode == 0, done.stderr
+    [reply] = lab.sink.wait_for(1)
+    assert EFI in str(reply.message["Cc"]) and "ann@example.org" in str(reply.message["To"])
+    [cover] = [m for m in mails if "0000-" in m.name]
+    assert ids(reply.message["In-Reply-To"]) == [f"<{git_msgid(cover)}>"]
+    # the search found the boot-path series (its whole thread, cover included), not the docs patch
+    assert lab.rows("SELECT COUNT(*), source FROM message") == [(4, "boot-paths")]
+    again = lab.poll()   # an idle poll: nothing new, nothing doubled
+    assert again.returncode == 0 and len(lab.sink.received) == 1
+    assert lab.rows("SELECT COUNT(*) FROM job") == [(1,)]
+
+
+def test_the_same_series_on_two_lists_and_found_by_the_query_is_checked_once_and_answered_once(lab):
+    mails = refused(lab, "everywhere")
+    for inbox in ("xen-devel", "x86", "linux-efi"):
+        lab.post(inbox, mails)
+    done = lab.poll()
+    assert done.returncode == 0, done.stderr
+    assert lab.sink.wait_for(1)
+    assert lab.poll().returncode == 0
+    assert len(lab.sink.received) == 1
+    assert lab.rows("SELECT COUNT(*) FROM series") == [(1,)] and lab.rows("SELECT COUNT(*) FROM job") == [(1,)]
+    assert lab.rows("SELECT COUNT(*) FROM message") == [(4,)]
+    # the first source polled brought it, and its list is the one answered
+    assert lab.rows("SELECT DISTINCT source FROM message") == [("xen-devel",)]
+    assert lab.sink.received[0].message["Cc"].addresses[0].addr_spec == XEN_DEVEL
+
+
+def test_a_branch_is_checked_from_the_head_first_seen_and_a_force_push_from_the_merge_base(lab):
+    first = git(lab.repo, "rev-parse", "HEAD").strip()
+    assert lab.poll().returncode == 0
+    assert lab.rows("SELECT COUNT(*) FROM push") == [(0,)]   # the first sight only marks where to start
+    head = lab.push("Documentation/old.rst", "Documentation/old.rst")
+    assert lab.poll().returncode == 0
+    forced = lab.push("Documentation/old.rst", reset=first)
+    assert lab.poll().returncode == 0
+    assert lab.rows("SELECT base, head, state FROM push ORDER BY id") == [
+        (first, head, "skipped"), (first, forced, "skipped")]   # docs only: nothing to boot
+    assert lab.rows("SELECT value FROM source_cursor WHERE source = 'tip-x86-boot'") == [(forced,)]
+    assert lab.poll().returncode == 0
+    assert lab.rows("SELECT COUNT(*) FROM push") == [(2,)]
+
+
+def test_each_source_kind_killed_mid_poll_keeps_its_cursor_and_doubles_nothing(lab):
+    first = git(lab.repo, "rev-parse", "HEAD").strip()
+    assert lab.poll().returncode == 0   # the branch's first sight
+    lab.post("xen-devel", refused(lab, "a"))
+    lab.post("linux-efi", refused(lab, "b"))
+    lab.post("linux-efi", refused(lab, "c"))
+    head = lab.push("Documentation/old.rst")
+    for source, spec in (("xen-devel", "bot.sources.inbox:store_message:3"),       # inside the inbox's batch
+                         ("boot-paths", "bot.sources.query:store_message:6"),      # inside its second thread
+                         ("tip-x86-boot", "bot.sources.branch:Branch._is_ancestor:1")):   # fetched, not recorded
+        before = lab.rows(f"SELECT key, value FROM source_cursor WHERE source = '{source}'")
+        killed = lab.poll(spec)   # each poll completes the sources before the one it kills
+        assert killed.returncode == -9, (spec, killed.stderr)
+        assert lab.rows(f"SELECT key, value FROM source_cursor WHERE source = '{source}'") == before
+    done = lab.poll()
+    assert done.returncode == 0, done.stderr
+    assert len(lab.sink.wait_for(3)) == 3
+    assert lab.poll().returncode == 0
+    assert len(lab.sink.received) == 3   # one reply per series, none twice
+    assert lab.rows("SELECT COUNT(*), COUNT(DISTINCT msgid) FROM message") == [(12, 12)]
+    assert lab.rows("SELECT COUNT(*) FROM series") == [(3,)] and lab.rows("SELECT COUNT(*) FROM job") == [(3,)]
+    assert lab.rows("SELECT base, head FROM push") == [(first, head)]
+    assert lab.rows("SELECT value FROM source_cursor WHERE source = 'tip-x86-boot'") == [(head,)]
+
+
+def test_bootbot_sources_says_each_cursor_poll_and_error(lab):
+    lab.post("x86", refused(lab, "on-x86"))
+    assert lab.poll().returncode == 0
+    lab.inboxes["xen-devel"].close()   # the xen-devel archive goes away
+    assert lab.poll().returncode == 0
+    shown = subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(lab.config), "sources"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    said = shown.stdout
+    x86 = said[said.index("x86: inbox"):said.index("boot-paths:")]
+    assert "cursor epoch 0: " in x86 and "ok" in x86 and "(4 messages)" in x86
+    xen = said[said.index("xen-devel: inbox"):said.index("x86: inbox")]
+    assert "failed: " in xen and "manifest.js.gz" in xen and "last good poll: 20" in xen
+    branch = said[said.index("tip-x86-boot: branch"):]
+    assert f"cursor head: {git(lab.repo, 'rev-parse', 'HEAD').strip()}" in branch
+
+
+def test_a_source_badly_configured_is_one_line(lab):
+    lab.config.write_text(lab.config.read_text().replace('kind = "query"', 'kind = "lei"'))
+    done = lab.poll()
+    assert done.returncode == 2
+    assert done.stderr.strip() == ("bootbot: [[sources]] 'boot-paths': kind must be one of inbox, query, branch, "
+                                   "not 'lei'")
+
+
+def git_msgid(mail: Path) -> str:
+    from email import message_from_bytes
+    return message_from_bytes(mail.read_bytes()).get("Message-ID").strip("<>")
