@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from bot.changes import assembly
 from conftest import DECLARED
 from bot.sources import Unreachable
 from bot.sources.inbox import Inbox
+from bot.sources.query import Query
 from bot.changes.series import configure_b4
 from bot.store import Store
 from inbox import PublicInbox
@@ -199,3 +201,40 @@ def test_one_series_that_breaks_the_assessment_is_set_aside_and_the_others_go_on
     assert watched.series() == [(1, 1, "failed"), (2, 1, "queued")] and watched.jobs() == [(2, "queued")]
     assert [r.getMessage() for r in caplog.records if "set aside" in r.getMessage()] == \
         [f"series {watched.store.one('SELECT head FROM series WHERE id = 1')['head']} could not be assessed; set aside"]
+
+
+def test_an_older_state_s_cursor_and_mirror_become_the_first_inbox_s(tmp_path):
+    """Before [[sources]], one archive's cursor was a table of its own and its mirror state/archive/:
+    an upgrade reads on from where it was, not from the start of lore."""
+    state = tmp_path / "state"
+    (state / "archive" / "0.git").mkdir(parents=True)
+    with sqlite3.connect(state / "bootbot.sqlite3") as old:
+        old.execute("CREATE TABLE cursor (epoch INTEGER PRIMARY KEY, commit_id TEXT NOT NULL, fingerprint TEXT)")
+        old.execute("INSERT INTO cursor VALUES (0, 'c0ffee', 'print')")
+        old.execute("CREATE TABLE message (msgid TEXT PRIMARY KEY, raw BLOB NOT NULL, thread TEXT NOT NULL, parent TEXT, "
+                    "received REAL NOT NULL, handled INTEGER NOT NULL DEFAULT 0)")
+        old.execute("INSERT INTO message (msgid, raw, thread, received) VALUES ('a@b', '', 'a@b', 0)")
+    store = Store(state / "bootbot.sqlite3")
+    inbox = Inbox("xen-devel", store, set(), url="http://127.0.0.1:9/xen-devel", mirrors=state / "sources" / "xen-devel")
+    inbox.adopt(state / "archive")
+    assert inbox.cursors() == {"epoch 0": "c0ffee"} and inbox.cursor("epoch 0")["fingerprint"] == "print"
+    assert (state / "sources" / "xen-devel" / "0.git").is_dir() and not (state / "archive").exists()
+    assert store.one("SELECT name FROM sqlite_master WHERE name = 'cursor'") is None
+    assert store.one("SELECT source FROM message")["source"] == "xen-devel"   # its series' replies Cc its list
+
+
+def test_a_query_reads_every_page_of_the_search_and_each_thread_once(watched, repo, tmp_path):
+    """public-inbox answers a search 200 results a page: a busy hour on lore's /all/ can fill one.
+    A page of two here, and three threads: every message found, each thread fetched once."""
+    for version in (1, 2, 3):
+        watched.post(patches(repo, tmp_path / f"v{version}", version, count=1, cover=False, extra=f"_{version}"))
+    watched.inbox.restart()   # its search sees the new mail now, not on its own timer
+    query = Query("search", watched.store, set(), url=watched.url, query="dfn:arch/x86/boot/", page=2)
+    fetched = []
+    query.http.hooks["response"].append(lambda response, *a, **k: fetched.append(response.url))
+    assert query.poll() == "3 threads"
+    assert len([url for url in fetched if "t.mbox.gz" in url]) == 3
+    assert watched.store.one("SELECT COUNT(*) FROM message WHERE source = 'search'")[0] == 3
+    fetched.clear()
+    assert query.poll() == ""   # idle: the overlap finds the three again, all known: no thread fetched
+    assert not [url for url in fetched if "t.mbox.gz" in url]

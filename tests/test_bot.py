@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import trees
+from git_server import GitServer
 from inbox import PublicInbox
 from smtp_sink import SmtpSink
 
@@ -265,3 +266,56 @@ def test_serve_checks_what_arrives_and_stops_on_sigterm(lab, tmp_path):
     finally:
         if bot.poll() is None:
             os.killpg(bot.pid, signal.SIGKILL)
+
+
+def test_a_branch_whose_second_new_commit_breaks_pvh_gets_one_mail_threaded_to_its_posting(lab, tmp_path):
+    """tip's x86/boot gains three commits; the second, posted on a list the bot does not follow,
+    breaks pvh. Its author and committer get one mail naming it, in the posting's thread."""
+    linux = trees.linux()
+    remote = tmp_path / "git" / "tip.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    objects = subprocess.run(["git", "-C", str(linux), "rev-parse", "--path-format=absolute", "--git-common-dir"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    (remote / "objects" / "info" / "alternates").write_text(f"{objects}/objects\n")   # the tree's history, shared
+    base = subprocess.run(["git", "-C", str(linux), "rev-parse", "master"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    subprocess.run(["git", "-C", str(remote), "update-ref", "refs/heads/x86/boot", base], check=True)
+    elsewhere = PublicInbox(tmp_path / "x86-list", "x86", "x86@example.org")
+    server = GitServer(tmp_path / "git")
+    try:
+        posting = (f"From: Ann Developer <ann@example.org>\nTo: x86@example.org\nSubject: [PATCH] x86/pvh: trap early "
+                   f"in pvh_start_xen\nMessage-ID: <pvh-trap@example.org>\nDate: {email.utils.formatdate()}\n\nud2\n")
+        elsewhere.deliver(posting.encode())
+        link = f"{elsewhere.serve()}/pvh-trap@example.org"
+        with lab.config.open("a") as config:
+            config.write(f'[[sources]]\nname = "tip-x86-boot"\nkind = "branch"\nurl = "{server.url("tip.git")}"\n'
+                         f'branch = "x86/boot"\ntree = "linux"\ncc = ["x86@example.org"]\n')
+        assert lab.poll().returncode == 0   # the branch's first sight: from here on
+        anchor = "#include <xen/interface/hvm/start_info.h>\n"
+        trap = ("x86/pvh: trap early in pvh_start_xen\n\nSigned-off-by: Ann Developer <ann@example.org>\n"
+                f"Link: {link}\n")
+        commits = trees.make_commits(linux, tmp_path / "commits", [
+            ("x86/pvh: comment the entry", {PVH_C: trees.add_after(anchor, "/* bootbot branch test 1 */\n")}),
+            (trap, {"arch/x86/platform/pvh/head.S": trees.add_after(
+                "SYM_CODE_START_LOCAL(pvh_start_xen)\n\tUNWIND_HINT_EMPTY\n", "\tud2\n")}),
+            ("x86/pvh: comment it again", {PVH_C: trees.add_after(anchor, "/* bootbot branch test 2 */\n")}),
+        ], base, git_dir=remote, committer="Tip Bot <tip-bot@example.org>")
+        subprocess.run(["git", "-C", str(remote), "update-ref", "refs/heads/x86/boot", commits[-1]], check=True)
+        done = lab.poll()
+        assert done.returncode == 0, done.stderr
+        [mail] = lab.replies(1)
+        assert ids(mail.message["In-Reply-To"]) == ["<pvh-trap@example.org>"]
+        assert mail.message["Subject"] == "Re: [PATCH] x86/pvh: trap early in pvh_start_xen"
+        assert set(mail.recipients) == {"ann@example.org", "tip-bot@example.org", "x86@example.org"}
+        body = mail.message.get_content().replace("\r\n", "\n")
+        prose = " ".join(body.split())   # as read, whatever the wrapping
+        assert f"stops booting at commit {commits[1][:12]} (x86/pvh: trap early in pvh_start_xen)" in prose, body
+        assert f"First bad commit: {commits[1][:12]}" in body and "\n  Committer: Tip Bot <tip-bot@example.org>" in body
+        assert re.search(r"^pvh: triple fault: #UD at pvh_start_xen\+0x0 \(arch/x86/platform/pvh/head\.S:\d+\)\n"
+                         rf"  commit {commits[1][:12]} made that line: ud2$", body, re.M), body
+        assert f"git log --first-parent {base}..{commits[-1]}" in body
+        assert lab.poll().returncode == 0   # the same head again: nothing new, no second mail
+        assert len(lab.sink.received) == 1
+    finally:
+        server.close()
+        elsewhere.close()

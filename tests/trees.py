@@ -13,6 +13,8 @@ from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 Edit = Callable[[str], str]
+IDENTITY = {"GIT_AUTHOR_NAME": "Ann Developer", "GIT_AUTHOR_EMAIL": "ann@example.org",
+            "GIT_COMMITTER_NAME": "Ann Developer", "GIT_COMMITTER_EMAIL": "ann@example.org"}
 
 
 def linux() -> Path:
@@ -31,13 +33,13 @@ def _made(script: str) -> Path:
     return Path(made.stdout.strip())
 
 
-def make_series(tree: Path, out: Path, patches: list[tuple[str, dict[str, Edit]]],
-                base: str = "master", version: int = 1) -> Path:
-    """An mbox of `patches` (subject, {path: edit of the file's text}) on `base`, as
-    `git format-patch --thread --cover-letter` would mail them."""
-    env = {**os.environ, "GIT_INDEX_FILE": str(out / "index"),
-           "GIT_AUTHOR_NAME": "Ann Developer", "GIT_AUTHOR_EMAIL": "ann@example.org",
-           "GIT_COMMITTER_NAME": "Ann Developer", "GIT_COMMITTER_EMAIL": "ann@example.org"}
+def make_commits(tree: Path, out: Path, patches: list[tuple[str, dict[str, Edit]]], base: str = "master",
+                 git_dir: Path | None = None, committer: str = "Ann Developer <ann@example.org>") -> list[str]:
+    """Commits of `patches` (message, {path: edit of the file's text}) on `base`, made in
+    `git_dir` (default: the tree's own repository) without touching any checkout."""
+    name, _, mail = committer.rpartition(" ")
+    env = {**os.environ, "GIT_INDEX_FILE": str(out / "index"), **({"GIT_DIR": str(git_dir)} if git_dir else {}),
+           **IDENTITY, "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": mail.strip("<>")}
 
     def git(*args: str, stdin: str | None = None) -> str:
         return subprocess.run(["git", *args], cwd=tree, env=env, input=stdin, capture_output=True,
@@ -46,17 +48,29 @@ def make_series(tree: Path, out: Path, patches: list[tuple[str, dict[str, Edit]]
     out.mkdir(parents=True, exist_ok=True)
     git("read-tree", base)
     head = git("rev-parse", base).strip()
-    for subject, edits in patches:
+    made = []
+    for message, edits in patches:
         for path, edit in edits.items():
             listed = git("ls-tree", head, path).split()
             old = git("show", f"{head}:{path}") if listed else ""
             blob = git("hash-object", "-w", "--stdin", stdin=edit(old)).strip()
             git("update-index", "--add", "--cacheinfo", f"{listed[0] if listed else '100644'},{blob},{path}")
-        message = f"{subject}\n\nA test change made by bootbot's tests.\n\nSigned-off-by: Ann Developer <ann@example.org>\n"
+        if "\n" not in message:
+            message = f"{message}\n\nA test change made by bootbot's tests.\n\nSigned-off-by: Ann Developer <ann@example.org>\n"
         head = git("commit-tree", git("write-tree").strip(), "-p", head, "-m", message).strip()
+        made.append(head)
+    return made
+
+
+def make_series(tree: Path, out: Path, patches: list[tuple[str, dict[str, Edit]]],
+                base: str = "master", version: int = 1) -> Path:
+    """An mbox of `patches` (subject, {path: edit of the file's text}) on `base`, as
+    `git format-patch --thread --cover-letter` would mail them."""
+    head = make_commits(tree, out, patches, base)[-1]
     patch_dir = out / "patches"
-    git("format-patch", "-q", "--thread", "--cover-letter" if len(patches) > 1 else "--no-cover-letter",
-        f"-v{version}", f"--base={base}", "-o", str(patch_dir), f"{base}..{head}")
+    subprocess.run(["git", "format-patch", "-q", "--thread", "--cover-letter" if len(patches) > 1 else "--no-cover-letter",
+                    f"-v{version}", f"--base={base}", "-o", str(patch_dir), f"{base}..{head}"],
+                   cwd=tree, capture_output=True, text=True, check=True, env={**os.environ, **IDENTITY})
     mbox = out / "series.mbox"
     mbox.write_bytes(b"".join(p.read_bytes() for p in sorted(patch_dir.glob("*.patch"))))
     return mbox

@@ -33,7 +33,8 @@ def text(outcome: Outcome, folder: Path, bot_address: str) -> str:
         parts.append(_reproduce(outcome, folder, failed))
     tag = _TAGS.get(outcome.verdict)
     if tag:   # "| " first, as 0-day does: b4 would take a bare tag line as a trailer of the patch
-        parts.append(f"{_wrap(tag[1])}\n| {tag[0]}: {bot_address}")
+        said = _BRANCH_TAG if "branch" in outcome.series and tag is _FIX_TAG else tag[1]
+        parts.append(f"{_wrap(said)}\n| {tag[0]}: {bot_address}")
     return "\n\n".join(parts) + "\n"
 
 
@@ -44,6 +45,7 @@ def _wrap(prose: str, indent: str = "") -> str:
 
 _FIX_TAG = ("Reported-by", "If you fix this in a separate patch (not a new version of this series), "
                            "kindly add the tag below:")
+_BRANCH_TAG = "If you fix this, kindly add the tag below to the fix:"   # a commit has no next version
 _TAGS = {REGRESSION: _FIX_TAG, BUILD_FAILED: _FIX_TAG,
          PASS: ("Tested-by", "If you want this test recorded in the series, add the tag below by hand:")}
 
@@ -164,9 +166,11 @@ def _console(name: str, log: Path, entry) -> str:
 def _reproduce(outcome: Outcome, folder: Path, failed: str | None) -> str:
     """What a reader runs: bootbot's one line, or by hand the build, the files and QEMU's command
     line, with file names relative to a folder that holds the files."""
-    lines = ["Reproduce, with bootbot:", f"  {outcome.reproduce}"]
+    branch = "branch" in outcome.series
+    lines = ["The commits, with git:" if branch else "Reproduce, with bootbot:", f"  {outcome.reproduce}"]
     if outcome.build_steps and outcome.base:
-        lines += [f"Or by hand: the series applied on {outcome.base[:12]} ({outcome.tree}), built out of tree:",
+        what = "a commit of them checked out" if branch else f"the series applied on {outcome.base[:12]}"
+        lines += [f"{'Then b' if branch else 'Or b'}y hand: {what} ({outcome.tree}), built out of tree:",
                   *(f"  {step}" for step in outcome.build_steps)]
     if outcome.fragment:   # a fragment's lines, a few to a line here: short enough to quote whole
         lines += ["  where the fragment has these lines (one per line in the file):",

@@ -108,6 +108,7 @@ class Inbox(Source):
             for row in db.execute("SELECT epoch, commit_id, fingerprint FROM cursor").fetchall():
                 self.move(db, f"epoch {row['epoch']}", row["commit_id"], row["fingerprint"])
             db.execute("DROP TABLE cursor")
+            db.execute("UPDATE message SET source = ? WHERE source IS NULL", (self.name,))   # its series' replies Cc its list
         if legacy_mirrors.is_dir() and not self.mirrors.exists():
             self.mirrors.parent.mkdir(parents=True, exist_ok=True)
             legacy_mirrors.rename(self.mirrors)

@@ -21,6 +21,7 @@ from bot.store import now
 log = logging.getLogger("bootbot.query")
 ATOM = "{http://www.w3.org/2005/Atom}"
 OVERLAP = 3600   # seconds each poll looks back before the last one: mail reaches the index late
+PAGE = 200       # results in a page of public-inbox's search, at most (SearchQuery.pm's $LIM)
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Query(Source):
     url: str = ""
     query: str = ""
     first_days: float = 1
+    page: int = PAGE
     max_message_bytes: int | None = None
     timeout: float = 30
     http: requests.Session = field(default_factory=requests.Session)
@@ -51,9 +53,17 @@ class Query(Source):
         return f"{threads} threads" if threads else ""
 
     def _search(self, query: str) -> list[str]:
-        """The Message-IDs the search finds, oldest first."""
+        """The Message-IDs the search finds, oldest first, page by page."""
+        found: list[str] = []
+        while True:
+            page = self._page(query, len(found))
+            found += page
+            if len(page) < self.page:
+                return list(reversed(found))
+
+    def _page(self, query: str, offset: int) -> list[str]:
         try:
-            answer = self.http.get(f"{self.url}/", params={"q": query, "x": "A"}, timeout=self.timeout)
+            answer = self.http.get(f"{self.url}/", params={"q": query, "x": "A", "o": offset, "l": self.page}, timeout=self.timeout)
             if answer.status_code == 404:   # public-inbox's answer when nothing matches
                 return []
             answer.raise_for_status()
@@ -61,8 +71,7 @@ class Query(Source):
         except (requests.RequestException, ElementTree.ParseError) as e:
             raise Unreachable(f"{self.url} search: {e}") from None
         links = [entry.find(f"{ATOM}link") for entry in feed.iter(f"{ATOM}entry")]
-        return [unquote(link.get("href", "").rstrip("/").rsplit("/", 1)[-1]) for link in reversed(links)
-                if link is not None]
+        return [unquote(link.get("href", "").rstrip("/").rsplit("/", 1)[-1]) for link in links if link is not None]
 
     def _take_thread(self, msgid: str) -> int:
         try:
