@@ -28,17 +28,7 @@ from bot.sources.query import Query  # noqa: E402
 from bot.store import Store  # noqa: E402
 from git_server import GitServer  # noqa: E402
 from inbox import PublicInbox  # noqa: E402
-from tiny_tree import git, patches  # noqa: E402
-
-
-def tiny_tree(root: Path) -> Path:
-    repo = root / "repo"
-    (repo / "arch/x86/boot").mkdir(parents=True)
-    (repo / "arch/x86/boot/main.c").write_text("int main;\n")
-    git(root, "init", "-q", "-b", "master", str(repo))
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "base")
-    return repo
+from tiny_tree import make_repo, patches  # noqa: E402
 
 
 def main() -> int:
@@ -47,7 +37,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bootbot-sources-bench-") as scratch:
         root = Path(scratch)
-        repo = tiny_tree(root)
+        repo = make_repo(root)
         inboxes = [PublicInbox(root / name, name, f"{name}@example.org") for name in ("xen-devel", "x86", "efi")]
         mails = patches(repo, root / "p", 1, count=2)
         for inbox in inboxes:

@@ -26,7 +26,7 @@ from bot.verdicts.words import FAIL, PASS
 from conftest import ENTRIES, PATTERNS, marker
 from test_commands import BOT, MAIL, MAINTAINERS
 from test_mail import LIST, PATCH, REPORT_ID, SENDER
-from tiny_tree import git, patches
+from tiny_tree import make_repo, patches
 
 SOME = settings(max_examples=150, deadline=None)
 FEW = settings(max_examples=100, deadline=None)   # for the slower b4 round trips
@@ -131,13 +131,7 @@ class Mails(list):
 @pytest.fixture(scope="module")
 def thread(workdir) -> Mails:
     """A real series as `git format-patch` mails it (cover and two patches), made once."""
-    repo = workdir / "repo"
-    (repo / "arch/x86/boot").mkdir(parents=True)
-    (repo / "arch/x86/boot/main.c").write_text("int main;\n")
-    git(workdir, "init", "-q", "-b", "master", str(repo))
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "base")
-    return Mails(p.read_bytes() for p in patches(repo, workdir / "v1", 1))
+    return Mails(p.read_bytes() for p in patches(make_repo(workdir), workdir / "v1", 1))
 
 
 @pytest.fixture(scope="module")

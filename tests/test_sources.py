@@ -13,53 +13,32 @@ import pytest
 
 from git_server import GitServer
 from inbox import PublicInbox
-from smtp_sink import SmtpSink
-from test_bot import ROOT, ids
+from test_bot import LIST as XEN_DEVEL, ROOT, Lab, ids
 from tiny_tree import git, patches
 
-XEN_DEVEL = "xen-devel@lists.example.org"
 X86 = "x86@lists.example.org"
 EFI = "linux-efi@lists.example.org"
 
 
-class Sources:
-    """Three archives (xen-devel and x86 followed whole, linux-efi only through a search), a git
-    server, an SMTP sink, and a bot on the tiny tree whose [[sources]] follow them."""
+class Sources(Lab):
+    """test_bot's lab on the tiny tree (its archive is xen-devel), with two more archives (x86
+    followed whole, linux-efi only through a search), a git server for a branch, and series of
+    more than two patches refused."""
 
     def __init__(self, root: Path, repo: Path):
-        self.root, self.repo = root, repo
-        self.inboxes = {name: PublicInbox(root / name, name, address)
-                        for name, address in (("xen-devel", XEN_DEVEL), ("x86", X86), ("linux-efi", EFI))}
-        for inbox in self.inboxes.values():
-            inbox.serve()
+        super().__init__(root, repo, ["refused"], root / "workspaces")
+        self.root, self.repo, self.pushed = root, repo, 0
+        self.inboxes = {"xen-devel": self.inbox, "x86": PublicInbox(root / "x86", "x86", X86),
+                        "linux-efi": PublicInbox(root / "linux-efi", "linux-efi", EFI)}
+        self.inboxes["x86"].serve()
+        self.inboxes["linux-efi"].serve()
         self.git = GitServer(root / "git")
         subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(root / "git" / "tip.git")], check=True)
-        self.pushed = 0
-        self.sink = SmtpSink()
-        self.sink.start()
-        self.state = root / "state"
-        self.config = root / "bot.toml"
-        self.config.write_text(f"""
-[state]
-dir = "{self.state}"
-[trees.linux]
-path = "{repo}"
-[build]
-dir = "{root / 'workspaces'}"
+        text = self.config.read_text()
+        assert "[mail]\n" in text and "[limits]" not in text
+        self.config.write_text(text.replace("[mail]\n", '[mail]\ncc = ["watchers@example.org"]\n') + f"""
 [limits]
 max_patches = 2
-[mail]
-from = "bootbot <bootbot@example.org>"
-smtp = "{self.sink.url}"
-reply_on = ["refused"]
-retry_seconds = [0]
-moderate = false
-cc = ["watchers@example.org"]
-[[sources]]
-name = "xen-devel"
-kind = "inbox"
-url = "{self.inboxes['xen-devel'].url}"
-list = "{XEN_DEVEL}"
 [[sources]]
 name = "x86"
 kind = "inbox"
@@ -106,10 +85,10 @@ cc = ["x86-maintainers@example.org"]
         return git(self.repo, "rev-parse", "HEAD").strip()
 
     def close(self) -> None:
-        self.sink.stop()
+        super().close()
         self.git.close()
-        for inbox in self.inboxes.values():
-            inbox.close()
+        self.inboxes["x86"].close()
+        self.inboxes["linux-efi"].close()
 
 
 # The bot, with functions wrapped to kill it: argv is [spec ..., "--", bootbot's arguments].

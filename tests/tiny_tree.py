@@ -14,18 +14,22 @@ def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", *GIT_ENV, *args], cwd=repo, capture_output=True, text=True, check=True).stdout
 
 
-@pytest.fixture
-def repo(tmp_path) -> Path:
-    """A tiny tree with boot-looking paths: enough for series parsing, no kernel needed."""
-    repo = tmp_path / "repo"
+def make_repo(parent: Path) -> Path:
+    """A tiny tree with boot-looking paths in `parent`/repo: enough for series parsing, no kernel needed."""
+    repo = parent / "repo"
     (repo / "arch/x86/boot").mkdir(parents=True)
     (repo / "arch/x86/boot/main.c").write_text("int main;\n")
     (repo / "Documentation").mkdir()
     (repo / "Documentation/old.rst").write_text("old\n")
-    git(repo.parent, "init", "-q", "-b", "master", str(repo))
+    git(parent, "init", "-q", "-b", "master", str(repo))
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "base")
     return repo
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    return make_repo(tmp_path)
 
 
 def patches(repo: Path, out: Path, version: int, count: int = 2, extra: str = "", cover: bool = True,
