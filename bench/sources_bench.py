@@ -75,7 +75,8 @@ def main() -> int:
         for inbox in inboxes:
             inbox.close()
     print(f"sources: {len(followed)} (2 inboxes, 1 query, 2 branches); rounds: {args.rounds}")
-    print(f"first poll brought: {', '.join(f'{r[0]}: {r[1]}' for r in new)}")
+    brought = ", ".join(f"{source}: {item or 'nothing new'}" for source, item in new)
+    print(f"first poll brought: {brought}")
     print(f"idle poll: median {statistics.median(polls) * 1000:.1f} ms; the same requests by hand: median "
           f"{statistics.median(floor) * 1000:.1f} ms; ratio {statistics.median(polls) / statistics.median(floor):.2f}")
     return 0

@@ -222,7 +222,7 @@ def _sources(args, config, declared) -> int:
     for source in sources.load(config, settings.load(config, declared=declared), store):
         polled = store.one("SELECT * FROM source_poll WHERE source = ?", source.name)
         facts = dict(polled) if polled else {}
-        print(f"{source.name}: {type(source).__name__.lower()} {getattr(source, 'where', source.url)}")
+        print(f"{source.name}: {source.kind} {source.where}")
         for key, value in source.cursors().items():
             print(f"  cursor {key}: {when(float(value)) if key == 'since' else value}")
         print(f"  last poll: {when(facts.get('polled'))}" + (f", failed: {facts['error']}" if facts.get("error") else

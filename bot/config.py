@@ -18,9 +18,9 @@ class ConfigError(Exception):
 
 
 class Config:
-    def __init__(self, tables: dict, sources: dict[tuple[str, str], Path]):
+    def __init__(self, tables: dict, setters: dict[tuple[str, str], Path]):
         self.tables = tables
-        self.sources = sources   # which file set each key, so relative paths resolve against it
+        self.setters = setters   # which file set each key, so relative paths resolve against it
 
     def get(self, table: str, key: str):
         """`table` may name a sub-table: "trees.linux"."""
@@ -36,17 +36,17 @@ class Config:
         return dict(self.tables.get(table, {}))
 
     def list(self, name: str) -> list[dict]:
-        """The [[name]] tables, each with "_file": the file that gave it (its relative paths' folder)."""
+        """The [[name]] tables."""
         return [dict(v) for v in self.tables.get(name, [])]
 
     def path(self, table: str, key: str) -> Path:
         value = Path(os.path.expanduser(self.get(table, key)))
-        return value if value.is_absolute() else (self.sources[table, key].parent / value).resolve()
+        return value if value.is_absolute() else (self.setters[table, key].parent / value).resolve()
 
 
 def load(override: Path | None = None) -> Config:
     tables: dict = {}
-    sources: dict = {}
+    setters: dict = {}
     for path in [DEFAULT, override] if override else [DEFAULT]:
         try:
             data = tomllib.loads(path.read_text())
@@ -58,7 +58,7 @@ def load(override: Path | None = None) -> Config:
             if table == LISTS:   # [[sources]]: a file that names any names them all
                 if not (isinstance(values, list) and all(isinstance(v, dict) for v in values)):
                     raise ConfigError(f"configuration {path}: {LISTS} must be [[{LISTS}]] tables")
-                tables[LISTS] = [{**v, "_file": path} for v in values]
+                tables[LISTS] = values
                 continue
             if not isinstance(values, dict):
                 raise ConfigError(f"configuration {path}: {table} must be a table")
@@ -66,10 +66,10 @@ def load(override: Path | None = None) -> Config:
             if moved:
                 raise ConfigError(f"configuration {path}: {moved[0]}")
             _merge(tables.setdefault(table, {}), values)
-            sources.update({(table, key): path for key in values})
-            sources.update({(f"{table}.{sub}", key): path for sub, inner in values.items()
+            setters.update({(table, key): path for key in values})
+            setters.update({(f"{table}.{sub}", key): path for sub, inner in values.items()
                             if isinstance(inner, dict) for key in inner})
-    return Config(tables, sources)
+    return Config(tables, setters)
 
 
 def _merge(into: dict, values: dict) -> None:

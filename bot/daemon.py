@@ -22,8 +22,9 @@ from bot.mail import reply as mail
 from bot.reports import result, text
 from bot.settings import Settings
 from bot import sources as sources_module
-from bot.sources import Source
+from bot.sources import Source, Unreachable
 from bot.sources.branch import Branch
+from bot.sources.inbox import Inbox
 from bot.store import StateFull, Store, full, now
 from bot.verdicts import check
 from bot.verdicts.words import ERROR, LabError
@@ -61,6 +62,9 @@ def make(config) -> Bot:
     sources = sources_module.load(config, settings, store)
     if not sources:
         raise ConfigError("no [[sources]]: the bot would follow nothing")
+    for inbox in sources:   # a state from before [[sources]] followed [archive] url: that inbox reads on
+        if isinstance(inbox, Inbox) and inbox.url == config.get("archive", "url").rstrip("/"):
+            inbox.adopt(state / "archive")
     return Bot(
         store=store, sources=sources,
         policy=assembly.Policy(own_addresses=[sender], maintainers=config.get("commands", "maintainers"),
@@ -128,6 +132,9 @@ def queue_pushes(bot: Bot) -> None:
         try:
             change = source.change(push["base"], push["head"])
             state = "queued" if bot.settings.checkable(change.files, source.tree_path) else "skipped"
+        except Unreachable as e:   # git could not say now: it waits for the next cycle
+            log.warning("push %s of %s waits: %s", push["head"][:12], source.name, e)
+            continue
         except Exception as e:   # whatever one push does, the others go on
             if full(e):
                 raise
@@ -229,9 +236,13 @@ def _reply(bot: Bot, job, outcome: result.Outcome, folder: Path):
         log.warning("job %d: parent %s is not in the archive; no reply", job["id"], parent_id)
         return None
     parent = parse_message(parent["raw"])
-    cc = [*(source.cc if source else []), *bot.extra_cc]
+    went_to = mail.recipients(parent)
+    # posted to several lists the bot follows: each of them hears, whichever source brought it
+    lists = [s.list_address for s in bot.sources if isinstance(s, Inbox) and s.list_address
+             and s.list_address.lower() in " ".join(went_to).lower()]
+    cc = [*(source.cc if source else []), *lists, *bot.extra_cc]
     if source and source.reply_all:   # mail found anywhere: answered where it went
-        cc = [*mail.recipients(parent), *cc]
+        cc = [*went_to, *cc]
     return _made(bot, job, lambda message_id: mail.reply(parent, text.text(outcome, folder, bot.sender), bot.sender,
                                                           cc, message_id), parent_id)
 

@@ -103,7 +103,6 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")   # a reply recorded is a reply kept
         self.db.executescript(SCHEMA)
-        # A database made before these columns: CREATE TABLE IF NOT EXISTS leaves its tables as they were.
         self._upgrade()
 
     def _upgrade(self) -> None:

@@ -232,7 +232,7 @@ def test_a_query_reads_every_page_of_the_search_and_each_thread_once(watched, re
     query = Query("search", watched.store, set(), url=watched.url, query="dfn:arch/x86/boot/", page=2)
     fetched = []
     query.http.hooks["response"].append(lambda response, *a, **k: fetched.append(response.url))
-    assert query.poll() == "3 threads"
+    assert query.poll() == "3 messages"
     assert len([url for url in fetched if "t.mbox.gz" in url]) == 3
     assert watched.store.one("SELECT COUNT(*) FROM message WHERE source = 'search'")[0] == 3
     fetched.clear()

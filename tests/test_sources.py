@@ -157,8 +157,32 @@ def test_a_query_finds_a_series_on_a_list_no_inbox_follows_and_answers_all_it_we
     assert lab.rows("SELECT COUNT(*) FROM job") == [(1,)]
 
 
+def test_a_series_the_query_found_is_completed_by_a_patch_its_search_does_not_match(lab):
+    """Patch 2/2 touches a boot path, patch 1/2 only documentation: the search finds 2/2 alone,
+    and 1/2, arriving later, comes in with its thread while the series waits."""
+    base = git(lab.repo, "rev-parse", "HEAD").strip()
+    for n, path in ((1, "Documentation/old.rst"), (2, "arch/x86/boot/main.c")):
+        with (lab.repo / path).open("a") as f:
+            f.write(f"step {n}\n")
+        git(lab.repo, "commit", "-q", "-am", f"x86/boot: step {n}")
+    mails = git(lab.repo, "format-patch", "--thread", "--cover-letter", "-o", str(lab.root / "mixed"),
+                f"{base}..HEAD").split()
+    git(lab.repo, "reset", "-q", "--hard", base)
+    cover, docs, boot = map(Path, mails)
+    lab.post("linux-efi", [cover, boot])
+    assert lab.poll().returncode == 0
+    assert lab.rows("SELECT expected, state FROM series") == [(2, "waiting")]
+    lab.post("linux-efi", [docs])
+    done = lab.poll()
+    assert done.returncode == 0, done.stderr
+    assert lab.rows("SELECT expected, state FROM series") == [(2, "queued")]   # complete: its check follows
+    assert lab.rows("SELECT COUNT(*), source FROM message") == [(3, "boot-paths")]
+
+
 def test_the_same_series_on_two_lists_and_found_by_the_query_is_checked_once_and_answered_once(lab):
     mails = refused(lab, "everywhere")
+    for mail in mails:   # sent to all three lists at once, as a cross-posted series is
+        mail.write_text(mail.read_text().replace("\nSubject: ", f"\nTo: {XEN_DEVEL}\nCc: {X86}, {EFI}\nSubject: ", 1))
     for inbox in ("xen-devel", "x86", "linux-efi"):
         lab.post(inbox, mails)
     done = lab.poll()
@@ -168,9 +192,10 @@ def test_the_same_series_on_two_lists_and_found_by_the_query_is_checked_once_and
     assert len(lab.sink.received) == 1
     assert lab.rows("SELECT COUNT(*) FROM series") == [(1,)] and lab.rows("SELECT COUNT(*) FROM job") == [(1,)]
     assert lab.rows("SELECT COUNT(*) FROM message") == [(4,)]
-    # the first source polled brought it, and its list is the one answered
+    # the first source polled brought it; each followed list it went to hears (linux-efi only searched)
     assert lab.rows("SELECT DISTINCT source FROM message") == [("xen-devel",)]
-    assert lab.sink.received[0].message["Cc"].addresses[0].addr_spec == XEN_DEVEL
+    cc = [a.addr_spec for a in lab.sink.received[0].message["Cc"].addresses]
+    assert cc == [XEN_DEVEL, X86, "watchers@example.org"]
 
 
 def test_a_branch_is_checked_from_the_head_first_seen_and_a_force_push_from_the_merge_base(lab):
@@ -197,7 +222,7 @@ def test_each_source_kind_killed_mid_poll_keeps_its_cursor_and_doubles_nothing(l
     head = lab.push("Documentation/old.rst")
     for source, spec in (("xen-devel", "bot.sources.inbox:store_message:3"),       # inside the inbox's batch
                          ("boot-paths", "bot.sources.query:store_message:6"),      # inside its second thread
-                         ("tip-x86-boot", "bot.sources.branch:Branch._is_ancestor:1")):   # fetched, not recorded
+                         ("tip-x86-boot", "bot.sources.branch:Branch._answer:1")):   # fetched, not recorded
         before = lab.rows(f"SELECT key, value FROM source_cursor WHERE source = '{source}'")
         killed = lab.poll(spec)   # each poll completes the sources before the one it kills
         assert killed.returncode == -9, (spec, killed.stderr)
@@ -230,12 +255,21 @@ def test_bootbot_sources_says_each_cursor_poll_and_error(lab):
     assert f"cursor head: {git(lab.repo, 'rev-parse', 'HEAD').strip()}" in branch
 
 
-def test_a_source_badly_configured_is_one_line(lab):
-    lab.config.write_text(lab.config.read_text().replace('kind = "query"', 'kind = "lei"'))
+@pytest.mark.parametrize("wrong, said", [
+    ('kind = "query"', "[[sources]] 'boot-paths': kind must be one of inbox, query, branch, not 'lei'"),
+    ('name = "x86"', "[[sources]] 'x86': reply_on: 'regresion' is no verdict"),
+    ('kind = "branch"', "[[sources]] 'tip-x86-boot': tree 'xen' is not a configured tree ([trees.xen] path)"),
+])
+def test_a_source_badly_configured_is_one_line(lab, wrong, said):
+    fault = {'kind = "query"': 'kind = "lei"', 'name = "x86"': 'name = "x86"\nreply_on = ["regresion"]',
+             'kind = "branch"': 'kind = "branch"\ntree = "xen"'}[wrong]
+    text = lab.config.read_text()
+    if "tree = " in fault:
+        text = text.replace('tree = "linux"\n', "")
+    lab.config.write_text(text.replace(wrong, fault))
     done = lab.poll()
     assert done.returncode == 2
-    assert done.stderr.strip() == ("bootbot: [[sources]] 'boot-paths': kind must be one of inbox, query, branch, "
-                                   "not 'lei'")
+    assert done.stderr.strip().startswith(f"bootbot: {said}"), done.stderr
 
 
 def git_msgid(mail: Path) -> str:

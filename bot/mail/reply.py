@@ -54,6 +54,8 @@ def reply(parent: email.message.Message, body: str, sender: str, cc: list[str], 
     parent_ids = MESSAGE_ID.findall(_header(parent, "Message-ID", raw=True))
     if not parent_ids:
         raise ValueError("the mail replied to has no Message-ID")
+    if not to and not _addresses([_header(parent, "From")]):
+        raise ValueError("the mail replied to has no From address")
     subject = REPLY_PREFIX.sub("", _one_line(_decoded(_header(parent, "Subject"))))
     message = new(f"Re: {subject}".rstrip(), body, sender, to or [_header(parent, "From")], cc, message_id, date)
     message["In-Reply-To"] = parent_ids[0]
@@ -66,11 +68,11 @@ def new(subject: str, body: str, sender: str, to: list[str], cc: list[str], mess
     """A mail of the bot's; ValueError when `to` holds no address."""
     message = EmailMessage(policy=POLICY)
     message["From"] = sender
-    recipients = _addresses(to)
-    if not recipients:
-        raise ValueError("the mail replied to has no From address" if len(to) == 1 else "nobody to send it to")
-    message["To"] = recipients
-    cc = _cc(recipients, cc)
+    addressed = _addresses(to)
+    if not addressed:
+        raise ValueError("nobody to send it to")
+    message["To"] = addressed
+    cc = _cc(addressed, cc)
     if cc:
         message["Cc"] = cc
     message["Subject"] = _one_line(subject)

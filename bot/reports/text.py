@@ -31,10 +31,9 @@ def text(outcome: Outcome, folder: Path, bot_address: str) -> str:
         parts.append(_console(failed, folder / outcome.entries[failed].log, outcome.entries[failed]))
     if outcome.verdict != SKIP:
         parts.append(_reproduce(outcome, folder, failed))
-    tag = _TAGS.get(outcome.verdict)
+    tag = (_BRANCH_TAGS if "branch" in outcome.series else _TAGS).get(outcome.verdict)
     if tag:   # "| " first, as 0-day does: b4 would take a bare tag line as a trailer of the patch
-        said = _BRANCH_TAG if "branch" in outcome.series and tag is _FIX_TAG else tag[1]
-        parts.append(f"{_wrap(said)}\n| {tag[0]}: {bot_address}")
+        parts.append(f"{_wrap(tag[1])}\n| {tag[0]}: {bot_address}")
     return "\n\n".join(parts) + "\n"
 
 
@@ -45,14 +44,16 @@ def _wrap(prose: str, indent: str = "") -> str:
 
 _FIX_TAG = ("Reported-by", "If you fix this in a separate patch (not a new version of this series), "
                            "kindly add the tag below:")
-_BRANCH_TAG = "If you fix this, kindly add the tag below to the fix:"   # a commit has no next version
 _TAGS = {REGRESSION: _FIX_TAG, BUILD_FAILED: _FIX_TAG,
          PASS: ("Tested-by", "If you want this test recorded in the series, add the tag below by hand:")}
+# A branch's commits are applied already: no next version, no test to record in them.
+_BRANCH_TAGS = {verdict: ("Reported-by", "If you fix this, kindly add the tag below to the fix:")
+                for verdict in (REGRESSION, BUILD_FAILED)}
 
 
 def _first_bad(outcome: Outcome, p: dict) -> str:
     if "commit" in p:
-        said = [f"Author: {p['author']}", f"Committer: {p['committer']}"] + ([f"Link: <{p['msgid']}>"] if p["msgid"] else [])
+        said = [f"Author: {p['author']}", f"Committer: {p['committer']}"] + ([f"Link: {p['link']}"] if p["link"] else [])
         return _wrap(f"First bad commit: {p['commit'][:12]} {p['subject']}", "  ") + "".join(f"\n  {l}" for l in said)
     return (_wrap(f"First bad patch: [{p['index']}/{len(outcome.series['patches'])}] {p['subject']}", "  ")
             + f"\n  Message-ID: <{p['msgid']}>")

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import ClassVar
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 import re
 
-from bot.store import Store, now
+from bot.config import ConfigError
+from bot.store import Store, full, now
+from bot.verdicts.words import EXIT_STATUS
 
 log = logging.getLogger("bootbot.sources")
 _MSGID = re.compile(r"<([^<>\s]+)>")
@@ -21,16 +24,21 @@ class Unreachable(Exception):
 
 @dataclass
 class Source:
-    """What every kind has: a name, its store, and how its changes are answered."""
+    """What every kind has: a name, its store, and how its changes are answered. Each kind
+    has poll(): it takes in what is new and says what ("" when nothing is), or raises
+    Unreachable."""
+    kind: ClassVar[str]
+    reply_all: ClassVar[bool] = False   # answer all the parent mail went to, not only its author and list
     name: str
     store: Store
     reply_on: set[str]
     cc: list[str] = field(default_factory=list)
-    reply_all: bool = False   # answer to all the parent mail went to, not only its author and list
+    url: str = ""
 
-    def poll(self) -> str:
-        """Takes in what is new; says what, "" when nothing is; Unreachable when it cannot."""
-        raise NotImplementedError
+    @property
+    def where(self) -> str:
+        """What it follows, as `bootbot sources` and errors name it."""
+        return self.url
 
     def cursor(self, key: str):
         return self.store.one("SELECT value, fingerprint FROM source_cursor WHERE source = ? AND key = ?",
@@ -56,6 +64,11 @@ def poll(sources: list[Source]) -> None:
         except Unreachable as e:
             new, error = "", str(e)
             log.warning("source %s unreachable, cursor kept: %s", source.name, e)
+        except Exception as e:   # whatever one source does, the others are polled; its cursor is kept
+            if full(e):
+                raise
+            new, error = "", " ".join(f"{type(e).__name__}: {e}".split())
+            log.exception("source %s failed, cursor kept", source.name)
         with source.store.transaction() as db:
             db.execute("INSERT INTO source_poll (source) VALUES (?) ON CONFLICT (source) DO NOTHING", (source.name,))
             db.execute("UPDATE source_poll SET polled = ?, error = ?, succeeded = CASE WHEN ? IS NULL THEN ? "
@@ -87,13 +100,13 @@ def first_msgid(header) -> str | None:
 
 
 _KEYS = {"inbox": {"url", "list"}, "query": {"url", "query", "first_days"}, "branch": {"url", "branch", "tree"}}
-_COMMON = {"name", "kind", "reply_on", "cc", "_file"}
+_REQUIRED = {"url", "branch", "tree"}
+_COMMON = {"name", "kind", "reply_on", "cc"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def load(config, settings, store: Store) -> list[Source]:
     """The configured [[sources]]; ConfigError naming the first that is not right."""
-    from bot.config import ConfigError
     sources: list[Source] = []
     for table in config.list("sources"):
         name, kind = table.get("name"), table.get("kind")
@@ -105,32 +118,41 @@ def load(config, settings, store: Store) -> list[Source]:
         if kind not in _KEYS:
             raise ConfigError(f"{where}: kind must be one of {', '.join(_KEYS)}, not {kind!r}")
         unknown = sorted(set(table) - _KEYS[kind] - _COMMON)
-        missing = sorted({"url", "branch", "tree"} & _KEYS[kind] - set(table))
+        missing = sorted(_REQUIRED & _KEYS[kind] - set(table))
         if unknown or missing:
             raise ConfigError(f"{where}: {f'unknown key {unknown[0]}' if unknown else f'no {missing[0]}'}")
-        common = dict(name=name, store=store, reply_on=set(table.get("reply_on", config.get("mail", "reply_on"))),
-                      cc=list(table.get("cc", [])))
+        reply_on = _words(table, "reply_on", config.get("mail", "reply_on"), where)
+        wrong = sorted(set(reply_on) - set(EXIT_STATUS))
+        if wrong:
+            raise ConfigError(f"{where}: reply_on: {wrong[0]!r} is no verdict ({', '.join(EXIT_STATUS)})")
+        common = dict(name=name, store=store, reply_on=set(reply_on), cc=_words(table, "cc", [], where))
         sources.append(_make(kind, table, common, config, settings, where))
     return sources
 
 
+def _words(table: dict, key: str, default: list[str], where: str) -> list[str]:
+    value = table.get(key, default)
+    if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        raise ConfigError(f"{where}: {key} must be a list of strings")
+    return value
+
+
 def _make(kind: str, table: dict, common: dict, config, settings, where: str) -> Source:
-    from bot.config import ConfigError
     from bot.sources.branch import Branch
     from bot.sources.inbox import Inbox
     from bot.sources.query import Query, default_query
     limit = config.get("limits", "max_message_bytes")
     if kind == "inbox":
-        made = Inbox(**common, url=table["url"], list_address=table.get("list", ""), max_message_bytes=limit,
+        return Inbox(**common, url=table["url"], list_address=table.get("list", ""), max_message_bytes=limit,
                      mirrors=settings.state / "sources" / common["name"])
-        made.adopt(settings.state / "archive")
-        return made
     if kind == "query":
         paths = [p for t in settings.declarations.trees.values()
                  for p in (*t.common_paths, *(q for e in t.entries.values() for q in e.paths))]
-        return Query(**common, url=table["url"], query=table.get("query") or default_query(paths),
-                     first_days=table.get("first_days", 1), max_message_bytes=limit)
+        query, days = table.get("query") or default_query(paths), table.get("first_days", 1)
+        if not isinstance(query, str) or not query.strip() or not isinstance(days, (int, float)):
+            raise ConfigError(f"{where}: query must be a search and first_days a number of days")
+        return Query(**common, url=table["url"], query=query, first_days=days, max_message_bytes=limit)
     site = settings.sites.get(table["tree"])
     if site is None:
         raise ConfigError(f"{where}: tree {table['tree']!r} is not a configured tree ([trees.{table['tree']}] path)")
-    return Branch(**common, url=table["url"], branch=table["branch"], tree=table["tree"], tree_path=site.path)
+    return Branch(**common, url=table["url"], branch=table["branch"], tree_path=site.path)

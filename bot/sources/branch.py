@@ -8,7 +8,9 @@ import logging
 import re
 import subprocess
 from dataclasses import dataclass
+from email.utils import formataddr
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import unquote
 
 from bot.changes.change import Change, Patch
@@ -17,33 +19,35 @@ from bot.store import now
 
 log = logging.getLogger("bootbot.branch")
 _LINK = re.compile(r"^Link:\s*(\S+)\s*$", re.M | re.I)
-_FIELDS = "%H%x00%an <%ae>%x00%cn <%ce>%x00%s%x00%B%x02"
+_FIELDS = "%H%x00%aN%x03%aE%x00%cN%x03%cE%x00%s%x00%B%x02"   # names and addresses as .mailmap has them
 
 
 @dataclass
 class Branch(Source):
-    url: str = ""
+    kind: ClassVar[str] = "branch"
     branch: str = ""
-    tree: str = ""             # the tree kind; its configured git tree holds the fetched commits
-    tree_path: Path = Path()
+    tree_path: Path = Path()   # the configured tree of its kind: the fetched commits go there
     timeout: float = 120
 
     @property
     def ref(self) -> str:
-        return f"refs/bootbot/{self.name}"
+        return f"refs/bootbot/{self.name}/fetched"
 
     @property
     def where(self) -> str:
         return f"{self.url} {self.branch}"
 
     def poll(self) -> str:
-        head = self._remote_head()
         last = self.cursor("head")
         last = last["value"] if last else None
-        if head == last:
+        if self._remote_head() == last:
             return ""
         self._git("fetch", "--quiet", "--no-tags", self.url, f"+refs/heads/{self.branch}:{self.ref}")
-        base = None if last is None else last if self._is_ancestor(last, head) else self._merge_base(last, head)
+        head = self._git("rev-parse", self.ref).strip()   # the head fetched: the branch may have moved again
+        base = None if last is None else last if self._answer("merge-base", "--is-ancestor", last, head) \
+            else self._answer("merge-base", last, head)
+        if base:   # its commits stay in the tree, whatever the branch does next, until checked
+            self._git("update-ref", f"refs/bootbot/{self.name}/{head}", head)
         with self.store.transaction() as db:
             if base:
                 db.execute("INSERT OR IGNORE INTO push (source, base, head, state, first_seen) "
@@ -63,9 +67,9 @@ class Branch(Source):
         for index, record in enumerate(filter(None, listed.split("\x01")), 1):
             commit, author, committer, subject, rest = record.split("\x00", 4)
             body, _, names = rest.partition("\x02")
-            link = next(iter(_LINK.findall(body)), "")
-            patches.append(Patch(index, subject, _msgid_of(link), author, tuple(sorted(set(names.split()))),
-                                 commit=commit, committer=committer, link=link))
+            link, msgid = _posting(body)
+            patches.append(Patch(index, subject, msgid, formataddr(author.split("\x03")), tuple(sorted(set(names.split()))),
+                                 commit=commit, committer=formataddr(committer.split("\x03")), link=link))
         return Change(f"{self.branch} ({self.name}): {len(patches)} new commits, {base[:12]}..{head[:12]}", 1,
                       tuple(patches), base, branch=self.where)
 
@@ -75,26 +79,40 @@ class Branch(Source):
             raise Unreachable(f"{self.where}: no such branch")
         return listed[0]
 
-    def _is_ancestor(self, old: str, new: str) -> bool:
-        return subprocess.run(["git", "-C", str(self.tree_path), "merge-base", "--is-ancestor", old, new],
-                              capture_output=True).returncode == 0
-
-    def _merge_base(self, old: str, new: str) -> str | None:
-        found = subprocess.run(["git", "-C", str(self.tree_path), "merge-base", old, new], capture_output=True, text=True)
-        return found.stdout.strip() or None
+    def _answer(self, *args: str) -> str | bool | None:
+        """What a git command that answers with its exit status says: its output, True when it
+        printed nothing, None for no (status 1); Unreachable when git failed (no such commit
+        after the tree was cloned again, say): the cursor stays, nothing is skipped."""
+        done = self._run(*args)
+        if done.returncode == 1 and not done.stderr.strip():
+            return None
+        if done.returncode != 0:
+            raise Unreachable(self._failure(args, done))
+        return done.stdout.strip() or True
 
     def _git(self, *args: str) -> str:
+        done = self._run(*args)
+        if done.returncode != 0:
+            raise Unreachable(self._failure(args, done))
+        return done.stdout
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess:
         try:
-            done = subprocess.run(["git", "-C", str(self.tree_path), *args], capture_output=True, text=True,
+            return subprocess.run(["git", "-C", str(self.tree_path), *args], capture_output=True, text=True,
                                   timeout=self.timeout)
         except subprocess.TimeoutExpired:
             raise Unreachable(f"{self.where}: git {args[0]} took over {self.timeout:.0f} s") from None
-        if done.returncode != 0:
-            raise Unreachable(f"{self.where}: git {args[0]}: {done.stderr.strip().splitlines()[-1:] or done.returncode}")
-        return done.stdout
+
+    def _failure(self, args: tuple[str, ...], done: subprocess.CompletedProcess) -> str:
+        said = done.stderr.strip().splitlines()
+        return f"{self.where}: git {args[0]}: {said[-1] if said else f'exit status {done.returncode}'}"
 
 
-def _msgid_of(link: str) -> str:
-    """The Message-ID a lore link names (https://lore.kernel.org/r/<id>), or ""."""
-    last = unquote(link.rstrip("/").rsplit("/", 1)[-1]) if link else ""
-    return last if "@" in last else ""
+def _posting(message: str) -> tuple[str, str]:
+    """The link to a commit's posting and its Message-ID: the last Link: naming one (tip puts
+    the posting's last, after bug or discussion links), else ("", "")."""
+    for link in reversed(_LINK.findall(message)):
+        msgid = next((unquote(part) for part in reversed(link.split("#")[0].split("/")) if "@" in part), "")
+        if msgid:
+            return link, msgid
+    return "", ""

@@ -11,6 +11,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 import git
@@ -25,7 +26,7 @@ BATCH = 200   # messages per transaction: a crash repeats at most the work of on
 
 @dataclass
 class Inbox(Source):
-    url: str = ""
+    kind: ClassVar[str] = "inbox"
     mirrors: Path = Path()
     list_address: str = ""        # the list's address: Cc of every reply to its series
     max_message_bytes: int | None = None

@@ -10,6 +10,7 @@ import mailbox
 import tempfile
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
+from typing import ClassVar
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -26,7 +27,8 @@ PAGE = 200       # results in a page of public-inbox's search, at most (SearchQu
 
 @dataclass
 class Query(Source):
-    url: str = ""
+    kind: ClassVar[str] = "query"
+    reply_all: ClassVar[bool] = True   # mail found anywhere is answered where it went
     query: str = ""
     first_days: float = 1
     page: int = PAGE
@@ -36,21 +38,22 @@ class Query(Source):
 
     def __post_init__(self):
         self.url = self.url.rstrip("/")
-        self.reply_all = True
 
     def poll(self) -> str:
         started = now()
         cursor = self.cursor("since")
         since = float(cursor["value"]) - OVERLAP if cursor else started - self.first_days * 86400
-        found = self._search(f"({self.query}) AND rt:@{int(since)}..")
-        threads = 0
-        for msgid in found:
-            if self.store.one("SELECT 1 FROM message WHERE msgid = ?", msgid):
-                continue   # known, from this source or another: its thread came with it
-            threads += self._take_thread(msgid)
+        # a series it found still waits for patches: they may not match the search (a docs patch)
+        waiting = [r["thread"] for r in self.store.rows(
+            "SELECT DISTINCT s.thread FROM series s JOIN message m ON m.msgid = s.head "
+            "WHERE s.state = 'waiting' AND m.source = ?", self.name)]
+        new = sum(map(self._take_thread, waiting))
+        for msgid in self._search(f"({self.query}) AND rt:@{int(since)}.."):
+            if not self.store.one("SELECT 1 FROM message WHERE msgid = ?", msgid):   # else its thread came with it
+                new += self._take_thread(msgid)
         with self.store.transaction() as db:
             self.move(db, "since", str(started))
-        return f"{threads} threads" if threads else ""
+        return f"{new} messages" if new else ""
 
     def _search(self, query: str) -> list[str]:
         """The Message-IDs the search finds, oldest first, page by page."""
@@ -74,8 +77,13 @@ class Query(Source):
         return [unquote(link.get("href", "").rstrip("/").rsplit("/", 1)[-1]) for link in links if link is not None]
 
     def _take_thread(self, msgid: str) -> int:
+        """Stores the thread of `msgid`; how many of its messages were new. A thread the archive
+        no longer has (deleted) is passed over; any other failure leaves the cursor for the next poll."""
         try:
             answer = self.http.get(f"{self.url}/{quote(msgid, safe='@+=')}/t.mbox.gz", timeout=self.timeout)
+            if answer.status_code == 404:
+                log.warning("%s: the archive has no thread of <%s>; passed over", self.name, msgid)
+                return 0
             answer.raise_for_status()
             data = gzip.decompress(answer.content)
         except (requests.RequestException, OSError) as e:
@@ -84,12 +92,14 @@ class Query(Source):
             Path(file.name).write_bytes(data)
             box = mailbox.mbox(file.name)
             raws = [box.get_bytes(key) for key in box.keys()]
+        too_big = [raw for raw in raws if self.max_message_bytes is not None and len(raw) > self.max_message_bytes]
+        if too_big:   # anyone can post: a huge mail is not stored or parsed
+            log.warning("%s: %d messages of <%s>'s thread skipped: over limits.max_message_bytes",
+                        self.name, len(too_big), msgid)
         with self.store.transaction() as db:
-            for raw in raws:
-                if self.max_message_bytes is None or len(raw) <= self.max_message_bytes:
-                    store_message(db, raw, self.name)
-        log.info("%s: the thread of <%s>, %d messages", self.name, msgid, len(raws))
-        return 1
+            new = sum(store_message(db, raw, self.name) for raw in raws if raw not in too_big)
+        log.info("%s: the thread of <%s>, %d messages, %d new", self.name, msgid, len(raws), new)
+        return new
 
 
 def default_query(paths: list[str]) -> str:
