@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.sources import branch
 from git_server import GitServer
 from inbox import PublicInbox
 from test_bot import LIST as XEN_DEVEL, ROOT, Lab, ids
@@ -64,7 +65,8 @@ cc = ["x86-maintainers@example.org"]
 
     def poll(self, *wrapped: str) -> subprocess.CompletedProcess:
         """One cycle of the bot; `wrapped`: "module:function:n", killing it (SIGKILL) at the
-        function's n-th call, as the OOM killer would mid-poll."""
+        function's n-th call, as the OOM killer would mid-poll ("module:function:n:raise":
+        raising RuntimeError there instead, as a bug would)."""
         command = [sys.executable, "-c", KILLER, *wrapped, "--", "--config", str(self.config), "poll", "--once"]
         return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
@@ -97,12 +99,14 @@ import importlib, os, signal, sys
 from bot import cli
 specs = sys.argv[1:sys.argv.index("--")]
 for spec in specs:
-    module_name, name, nth = spec.split(":")
+    module_name, name, nth, *how = spec.split(":")
     module = importlib.import_module(module_name)
     owner, attr = (getattr(module, name.split(".")[0]), name.split(".")[1]) if "." in name else (module, name)
     real, calls = getattr(owner, attr), []
-    def wrapped(*args, real=real, calls=calls, nth=int(nth), **kwargs):
+    def wrapped(*args, real=real, calls=calls, nth=int(nth), how=how, **kwargs):
         calls.append(1)
+        if len(calls) == nth and how:
+            raise RuntimeError("injected")
         if len(calls) == nth:
             os.kill(os.getpid(), signal.SIGKILL)
         return real(*args, **kwargs)
@@ -236,6 +240,33 @@ def test_each_source_kind_killed_mid_poll_keeps_its_cursor_and_doubles_nothing(l
     assert lab.rows("SELECT COUNT(*) FROM series") == [(3,)] and lab.rows("SELECT COUNT(*) FROM job") == [(3,)]
     assert lab.rows("SELECT base, head FROM push") == [(first, head)]
     assert lab.rows("SELECT value FROM source_cursor WHERE source = 'tip-x86-boot'") == [(head,)]
+
+
+def test_a_source_that_fails_is_recorded_and_the_others_are_polled_all_the_same(lab):
+    lab.post("xen-devel", refused(lab, "a"))
+    lab.post("x86", refused(lab, "b"))
+    done = lab.poll("bot.sources.inbox:store_message:1:raise")   # xen-devel, polled first, fails
+    assert done.returncode == 0, done.stderr
+    [reply] = lab.sink.wait_for(1)
+    assert X86 in str(reply.message["Cc"])
+    assert lab.rows("SELECT source, error FROM source_poll WHERE error IS NOT NULL") == [
+        ("xen-devel", "RuntimeError: injected")]
+    assert lab.rows("SELECT COUNT(*) FROM source_cursor WHERE source = 'xen-devel'") == [(0,)]
+    assert lab.poll().returncode == 0
+    assert len(lab.sink.wait_for(2)) == 2   # read on the next poll, from where it was
+    assert lab.rows("SELECT source, error FROM source_poll WHERE error IS NOT NULL") == []
+
+
+@pytest.mark.parametrize("message, link, msgid", [
+    ("Link: https://lore.kernel.org/r/20261130.1234-1-ann@example.org\n", "https://lore.kernel.org/r/"
+     "20261130.1234-1-ann@example.org", "20261130.1234-1-ann@example.org"),
+    # tip: a bug first, the posting last; a thread link with its anchor; an encoded id
+    ("Closes: x\nLink: https://bugzilla.kernel.org/show_bug.cgi?id=1\nLink: https://lore.kernel.org/all/"
+     "a%2Bb@x.org/T/#u\n", "https://lore.kernel.org/all/a%2Bb@x.org/T/#u", "a+b@x.org"),
+    ("Link: https://github.com/x/y/issues/1\n", "", ""),
+])
+def test_a_commit_s_posting_is_its_last_link_naming_a_message_id(message, link, msgid):
+    assert branch._posting(f"x86/boot: subject\n\nBody.\n\n{message}") == (link, msgid)
 
 
 def test_bootbot_sources_says_each_cursor_poll_and_error(lab):
