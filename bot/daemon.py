@@ -14,14 +14,13 @@ from pathlib import Path
 import requests
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from bot import settings as settings_module
+from bot import settings as settings_module, sources as sources_module
 from bot.changes import assembly
 from bot.changes.series import SeriesError, configure_b4, parse_message
 from bot.config import ConfigError
 from bot.mail import reply as mail
 from bot.reports import result, text
 from bot.settings import Settings
-from bot import sources as sources_module
 from bot.sources import Source, Unreachable
 from bot.sources.branch import Branch
 from bot.sources.inbox import Inbox
