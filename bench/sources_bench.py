@@ -52,7 +52,7 @@ def main() -> int:
         followed = [
             *(Inbox(i.name, store, set(), url=i.url, mirrors=root / "state" / i.name) for i in inboxes[:2]),
             Query("efi", store, set(), url=inboxes[2].url, query=query),
-            *(Branch(name, store, set(), url=server.url(f"{name}.git"), branch="master", tree="linux", tree_path=repo)
+            *(Branch(name, store, set(), url=server.url(f"{name}.git"), branch="master", tree_path=repo)
               for name in ("tip", "next"))]
         sources.poll(followed)   # caught up: every round after finds nothing new
         polls, floor = [], []
