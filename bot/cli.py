@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -36,6 +37,7 @@ def _parser(declared) -> argparse.ArgumentParser:
     """The command line; `boot` takes each file the declared entries boot as --NAME."""
     parser = _Parser(prog="bootbot", description="Boot-test x86 kernel and Xen entries under QEMU.")
     parser.add_argument("--config", type=_readable_file, help="a TOML file overriding config/bootbot.toml")
+    parser.add_argument("--version", action="version", version=f"bootbot {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     boot = commands.add_parser("boot", help="boot what was built through each entry and judge each console")
     boot.add_argument("--tree", choices=list(declared.trees), default=next(iter(declared.trees)),
@@ -64,6 +66,9 @@ def _parser(declared) -> argparse.ArgumentParser:
     poll = commands.add_parser("poll", help="the list bot: fetch the archive, check new series, reply")
     poll.add_argument("--once", action="store_true", help="one full cycle, then exit (else: as serve)")
     commands.add_parser("serve", help="the list bot, forever: one cycle every poll.interval_seconds")
+    web = commands.add_parser("web", help="serve the results pages and their JSON (read-only)")
+    web.add_argument("--listen", metavar="HOST:PORT", help="default: web.listen, else 127.0.0.1:8080")
+    commands.add_parser("status", help="the list bot's health: polls, series, checks, outbox, boots")
     commands.add_parser("sources", help="the list bot's sources: each one's cursor, last poll, last new item, error")
     outbox = commands.add_parser("outbox", help="the list bot's replies: list them; show, approve or drop one")
     outbox.add_argument("action", choices=["list", "show", "approve", "drop"])
@@ -82,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--json {args.json}: no such directory {args.json.parent}")
         run = {"boot": _boot, "check": _check, "classify": _classify, "report": _report, "poll": _bot,
                "serve": _bot, "outbox": _outbox,
-               "sources": _sources}[args.command]
+               "sources": _sources, "web": _web,
+               "status": _status}[args.command]
         return run(args, config, declared)
     except (UsageError, configuration.ConfigError, LabError) as e:
         print(f"bootbot: {e}", file=sys.stderr)
@@ -147,9 +153,12 @@ def _check(args, config, declared) -> int:
     # the current folder when it is a tree a kind's marks know: not any git repository (bootbot's own clone)
     tree = args.tree or (Path.cwd() if (Path.cwd() / ".git").exists() and declared.kind_of(Path.cwd()) else None)
     # a line per stage on stderr, terminal or not: a cold first check is minutes of work
+    fetched = not source.exists() and series.patches[0].msgid
+    archive = config.get("archive", "url").rstrip("/") if fetched else ""
+    origin = {"source": "", "archive": archive, "link": f"{archive}/{series.patches[0].msgid}/" if fetched else ""}
     folder = check.check(series, settings.load(config, args.accel, declared),
                          progress=lambda message: print(f"bootbot: {message}", file=sys.stderr, flush=True),
-                         tree_path=tree, source=shlex.quote(args.series))
+                         tree_path=tree, source=shlex.quote(args.series), origin=origin)
     return _print_report(folder, config, args.json)
 
 
@@ -231,6 +240,34 @@ def _sources(args, config, declared) -> int:
             print(f"  last good poll: {when(facts.get('succeeded'))}")
         print(f"  last new: {when(facts.get('new_at'))}" + (f" ({facts['new_item']})" if facts.get("new_item") else ""))
     return 0
+
+
+def _web(args, config, declared) -> int:
+    from bot.reports import web
+
+    listen = args.listen or config.get("web", "listen") or "127.0.0.1:8080"
+    if not re.fullmatch(r"[^\s:]*:\d{1,5}", listen):
+        raise UsageError(f"--listen {listen}: not HOST:PORT")
+    try:
+        web.serve(config.path("state", "dir") / "results", listen,
+                  lambda url: print(f"bootbot: serving {url}", file=sys.stderr, flush=True))
+    except OSError as e:
+        raise UsageError(f"cannot serve on {listen}: {e.strerror or e}") from None
+    return 0
+
+
+def _status(args, config, declared) -> int:
+    from bot.reports import health
+    print("\n".join(health.lines(health.read(config.path("state", "dir")))))
+    return 0
+
+
+def _version() -> str:
+    from importlib import metadata
+    try:
+        return metadata.version("bootbot")
+    except metadata.PackageNotFoundError:   # run from a checkout that was never installed
+        return "(not installed)"
 
 
 def _outbox(args, config, declared) -> int:

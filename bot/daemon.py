@@ -6,6 +6,7 @@ import fcntl
 import logging
 import shlex
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +20,7 @@ from bot.changes import assembly
 from bot.changes.series import SeriesError, configure_b4, parse_message
 from bot.config import ConfigError
 from bot.mail import reply as mail
-from bot.reports import result, text
+from bot.reports import health, result, text, web
 from bot.settings import Settings
 from bot.sources import Source, Unreachable
 from bot.sources.branch import Branch
@@ -48,6 +49,10 @@ class Bot:
     max_per_day: int              # replies sent in any 24 hours, at most (0: no limit)
     lock: Path
     max_attempts: int             # a job whose check raises or kills the bot is given up after these
+    alarm_limits: health.Limits | None = None   # when the operator is mailed ([health])
+    operator: str = ""            # mail.operator: who is
+    pages: str = ""               # web.url: where replies link each check's page
+    listen: str = ""              # web.listen: `serve` serves the pages there too
 
 
 def make(config) -> Bot:
@@ -77,7 +82,10 @@ def make(config) -> Bot:
         extra_cc=config.get("mail", "cc"), reply_on=set(config.get("mail", "reply_on")),
         retry_seconds=config.get("mail", "retry_seconds"), moderate=config.get("mail", "moderate"),
         mute=config.get("mail", "mute"), max_per_day=config.get("mail", "max_per_day"), lock=state / "bootbot.lock",
-        max_attempts=config.get("poll", "max_attempts"))
+        max_attempts=config.get("poll", "max_attempts"), pages=config.get("web", "url"),
+        operator=config.get("mail", "operator"),
+        alarm_limits=health.Limits(**{k: config.get("health", k) for k in health.Limits.__dataclass_fields__}),
+        listen=config.get("web", "listen"))
 
 
 def _smtp(config) -> mail.Smtp | None:
@@ -115,6 +123,33 @@ def _steps(bot: Bot) -> None:
     queue_pushes(bot)
     run_jobs(bot)
     deliver(bot)
+    alarm(bot)
+
+
+def alarm(bot: Bot) -> None:
+    """Mails the operator each alarm condition once, when it arises; forgets it when it clears,
+    so a condition that comes back is told again. Sent at once, not through the outbox (which
+    may be what is stuck); a mail that fails is tried again next cycle."""
+    if not bot.operator or bot.alarm_limits is None:
+        return
+    raised = health.alarms(health.read(bot.settings.state), bot.alarm_limits)
+    told = {r["key"][6:] for r in bot.store.rows("SELECT key FROM notice WHERE key LIKE 'alarm:%'")}
+    with bot.store.transaction() as db:
+        for key in told - set(raised):
+            db.execute("DELETE FROM notice WHERE key = ?", (f"alarm:{key}",))
+            log.info("alarm %s cleared", key)
+    for key, said in raised.items():
+        if key in told:
+            continue
+        message = mail.new(f"bootbot alarm: {said}"[:200], f"{said}\n\n" + "\n".join(health.lines(
+            health.read(bot.settings.state))) + "\n", bot.sender, [bot.operator], [],
+            mail.make_message_id(f"alarm-{key}-{int(now())}", bot.sender))
+        try:
+            with bot.store.transaction() as db:
+                db.execute("INSERT INTO notice (key, at) VALUES (?, ?)", (f"alarm:{key}", now()))
+                _send(bot, message)
+        except mail.DeliveryError as e:
+            log.warning("alarm %s not delivered (%s); tried again next cycle", key, e)
 
 
 def _source(bot: Bot, name: str | None) -> Source | None:
@@ -146,16 +181,21 @@ def queue_pushes(bot: Bot) -> None:
 
 
 def _change(bot: Bot, job):
-    """The change a job checks, the tree it goes to (None: as its files say) and how the
-    reproduce line names it."""
+    """The change a job checks, the tree it goes to (None: as its files say), how the reproduce
+    line names it, and where it came from (for pages)."""
     if job["series_id"] is not None:
-        head = bot.store.one("SELECT head FROM series WHERE id = ?", job["series_id"])["head"]
-        return assembly.load(bot.store, job["series_id"], bot.policy.read_seconds), None, shlex.quote(head)
+        head = bot.store.one("SELECT s.head, m.source FROM series s LEFT JOIN message m ON m.msgid = s.head "
+                             "WHERE s.id = ?", job["series_id"])
+        source = _source(bot, head["source"])
+        origin = {"source": head["source"] or "", "archive": source.url if source else "",
+                  "link": f"{source.url}/{head['head']}/" if source else ""}
+        change = assembly.load(bot.store, job["series_id"], bot.policy.read_seconds)
+        return change, None, shlex.quote(head["head"]), origin
     push = bot.store.one("SELECT * FROM push WHERE id = ?", job["push_id"])
     source = _source(bot, push["source"])
     if not isinstance(source, Branch):
         raise ConfigError(f"source {push['source']} is no longer a configured branch")
-    return source.change(push["base"], push["head"]), source.tree_path, ""
+    return source.change(push["base"], push["head"]), source.tree_path, "", {"source": source.name, "link": ""}
 
 
 def run_jobs(bot: Bot) -> None:
@@ -167,9 +207,9 @@ def run_jobs(bot: Bot) -> None:
         what = f"series {job['series_id']}" if job["series_id"] is not None else f"push {job['push_id']}"
         log.info("job %d: checking %s (attempt %d)", job["id"], what, attempt)
         try:
-            change, tree_path, name = _change(bot, job)
+            change, tree_path, name, origin = _change(bot, job)
             folder = check.check(change, bot.settings, only=job["entries"].split() or None, tree_path=tree_path,
-                                 source=name)
+                                 source=name, origin=origin)
             outcome = result.read(folder)
             reply = _reply(bot, job, outcome, folder)
         except Exception as e:   # no verdict (a broken tree, an unreadable series): not the author's to hear
@@ -186,8 +226,9 @@ def run_jobs(bot: Bot) -> None:
             db.execute("UPDATE series SET state = 'checked' WHERE id = ?", (job["series_id"],))
             db.execute("UPDATE push SET state = 'checked' WHERE id = ?", (job["push_id"],))
             if reply is not None:
-                db.execute("INSERT INTO outbox (job_id, message_id, raw, state, next_try) VALUES (?, ?, ?, ?, ?)",
-                           (job["id"], reply["Message-ID"], bytes(reply), "held" if bot.moderate else "pending", now()))
+                db.execute("INSERT INTO outbox (job_id, message_id, raw, state, next_try, made) VALUES (?, ?, ?, ?, ?, ?)",
+                           (job["id"], reply["Message-ID"], bytes(reply), "held" if bot.moderate else "pending", now(),
+                            now()))
         log.info("job %d: %s", job["id"], outcome.verdict)
 
 
@@ -242,8 +283,8 @@ def _reply(bot: Bot, job, outcome: result.Outcome, folder: Path):
     cc = [*(source.cc if source else []), *lists, *bot.extra_cc]
     if source and source.reply_all:   # mail found anywhere: answered where it went
         cc = [*went_to, *cc]
-    return _made(bot, job, lambda message_id: mail.reply(parent, text.text(outcome, folder, bot.sender), bot.sender,
-                                                          cc, message_id), parent_id)
+    body = text.text(outcome, folder, bot.sender, bot.pages)
+    return _made(bot, job, lambda message_id: mail.reply(parent, body, bot.sender, cc, message_id), parent_id)
 
 
 def _push_reply(bot: Bot, job, outcome: result.Outcome, folder: Path):
@@ -256,7 +297,7 @@ def _push_reply(bot: Bot, job, outcome: result.Outcome, folder: Path):
     culprit = outcome.culprit or {}
     to = list(dict.fromkeys(filter(None, (culprit.get("author"), culprit.get("committer")))))
     cc = [*source.cc, *bot.extra_cc]
-    body = text.text(outcome, folder, bot.sender)
+    body = text.text(outcome, folder, bot.sender, bot.pages)
     parent = _posting(bot, culprit) if culprit.get("msgid") else None
     if parent is not None:
         return _made(bot, job, lambda message_id: mail.reply(parent, body, bot.sender, cc, message_id, to=to),
@@ -359,6 +400,9 @@ def _send(bot: Bot, message) -> None:
 
 def serve(bot: Bot, interval: float) -> None:
     """Cycles every `interval` seconds, one at a time (a late cycle is merged, not stacked)."""
+    if bot.listen:   # the pages beside the bot: a thread of their own, read-only
+        threading.Thread(target=web.serve, args=(bot.settings.state / "results", bot.listen,
+                                                 lambda url: log.info("results pages at %s", url)), daemon=True).start()
     scheduler = BlockingScheduler()
     scheduler.add_job(_scheduled_cycle, "interval", args=[bot], seconds=interval, max_instances=1,
                       coalesce=True, next_run_time=datetime.now())

@@ -84,7 +84,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     next_try REAL NOT NULL,
     last_error TEXT,
     sent_at REAL,
-    reviewed INTEGER NOT NULL DEFAULT 0   -- a held reply's copy went to the moderator
+    reviewed INTEGER NOT NULL DEFAULT 0,  -- a held reply's copy went to the moderator
+    made REAL                             -- when the reply was made (older rows: NULL)
 );
 CREATE TABLE IF NOT EXISTS notice (
     key TEXT PRIMARY KEY,          -- what the operator was told, once (e.g. the day's reply limit)
@@ -111,7 +112,8 @@ class Store:
             self._remake("job")   # a job was a series' alone: SQLite cannot drop NOT NULL in place
         for table, column, kind in (("job", "error", "TEXT"), ("job", "result", "TEXT"), ("outbox", "sent_at", "REAL"),
                                     ("outbox", "reviewed", "INTEGER NOT NULL DEFAULT 0"), ("message", "source", "TEXT"),
-                                    ("job", "push_id", "INTEGER REFERENCES push(id)")):
+                                    ("job", "push_id", "INTEGER REFERENCES push(id)"),
+                                    ("outbox", "made", "REAL")):
             if column not in {c["name"] for c in self.rows(f"PRAGMA table_info({table})")}:
                 self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 

@@ -327,3 +327,19 @@ def test_poll_once_says_a_full_state_disk_in_one_line(on_tmpfs, repo, tmp_path):
     assert stopped.returncode != 0
     assert [line for line in stopped.stderr.splitlines() if "state/ is full" in line or "Traceback" in line] == \
         ["bootbot: state/ is full: database or disk is full"]
+
+
+def test_lab_errors_in_a_row_raise_one_alarm_until_a_verdict_clears_it(faulty, repo, tmp_path):
+    text = faulty.config.read_text().replace("[mail]\n", '[mail]\noperator = "ops@example.org"\n')
+    faulty.config.write_text(text + "[health]\nlab_errors = 1\n")
+    faulty.post(patches(repo, tmp_path / "broken", 1, count=1, cover=False, extra="_broken"))
+    assert faulty.poll().returncode == 0
+    [alarm] = faulty.sink.wait_for(1)
+    assert alarm.recipients == ["ops@example.org"]
+    assert alarm.message["Subject"] == "bootbot alarm: the last 1 checks ended in lab errors, not verdicts"
+    assert faulty.poll().returncode == 0   # the same job again, the same condition: no second alarm
+    assert len(faulty.sink.received) == 1
+    faulty.post(patches(repo, tmp_path / "refused", 1, count=3))
+    assert faulty.poll().returncode == 0   # a verdict, the newest: cleared
+    assert [m.recipients for m in faulty.sink.wait_for(2)][1:] == [["ann@example.org", "xen-devel@lists.example.org"]]
+    assert faulty.count("notice") == 0

@@ -4,12 +4,16 @@ refused (more patches than the lab allows) so each gets a real verdict and reply
 kernel build; test_bot.py has the branch whose commit breaks a real boot."""
 from __future__ import annotations
 
+import json
+import select
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from bot.sources import branch
 from git_server import GitServer
@@ -40,6 +44,8 @@ class Sources(Lab):
         self.config.write_text(text.replace("[mail]\n", '[mail]\ncc = ["watchers@example.org"]\n') + f"""
 [limits]
 max_patches = 2
+[web]
+url = "https://pages.example.org/"
 [[sources]]
 name = "x86"
 kind = "inbox"
@@ -142,6 +148,11 @@ def test_a_series_on_the_second_list_is_answered_there(lab):
     assert XEN_DEVEL not in str(reply.message["Cc"]) and "watchers@example.org" in str(reply.message["Cc"])
     assert "REFUSED" in reply.message.get_content()
     assert lab.rows("SELECT source FROM message GROUP BY source") == [("x86",)]
+    # the reply links the check's page, which knows where the series came from
+    [(folder,)] = lab.rows("SELECT result FROM job")
+    assert f"\n  https://pages.example.org/checks/{folder}\n" in reply.message.get_content().replace("\r\n", "\n")
+    origin = json.loads((lab.state / "results" / folder / "outcome.json").read_text())["origin"]
+    assert origin == {"source": "x86", "link": f"{lab.inboxes['x86'].url}/{git_msgid(mails[0])}/"}
 
 
 def test_a_query_finds_a_series_on_a_list_no_inbox_follows_and_answers_all_it_went_to(lab):
@@ -306,3 +317,46 @@ def test_a_source_badly_configured_is_one_line(lab, wrong, said):
 def git_msgid(mail: Path) -> str:
     from email import message_from_bytes
     return message_from_bytes(mail.read_bytes()).get("Message-ID").strip("<>")
+
+
+def test_metrics_status_and_alarms_each_once_until_cleared(lab):
+    text = lab.config.read_text().replace("[mail]\n", '[mail]\noperator = "ops@example.org"\nmute = true\n')
+    lab.config.write_text(text + "[health]\nstale_seconds = 0\nlab_errors = 1\noutbox_seconds = 0\n")
+    lab.post("x86", refused(lab, "on-x86"))
+    assert lab.poll().returncode == 0
+    # muted: the reply waits (outbox alarm); no poll counts as recent with stale_seconds = 0 (stale alarm)
+    alarms = lab.sink.wait_for(2)
+    assert lab.rows("SELECT key FROM notice WHERE key LIKE 'alarm:%' ORDER BY key") == [("alarm:outbox",),
+                                                                                           ("alarm:stale",)]
+    assert {str(a.message["Subject"]).split(" ")[2] for a in alarms} == {"a", "no"}   # "a reply has waited", "no source"
+    assert all(a.recipients == ["ops@example.org"] for a in alarms)
+    assert lab.poll().returncode == 0
+    assert len(lab.sink.received) == 2   # still raised: not told again
+    lab.config.write_text(lab.config.read_text().replace("mute = true\n", "").replace("stale_seconds = 0",
+                                                                                         "stale_seconds = 3600"))
+    assert lab.poll().returncode == 0   # the reply goes out, the poll is recent: both clear
+    assert [m.recipients for m in lab.sink.wait_for(3)][2:] == [["ann@example.org", X86, "watchers@example.org"]]
+    assert lab.rows("SELECT key FROM notice WHERE key LIKE 'alarm:%'") == []
+    lab.config.write_text(lab.config.read_text().replace("stale_seconds = 3600", "stale_seconds = 0"))
+    assert lab.poll().returncode == 0
+    assert "no source has polled well" in lab.sink.wait_for(4)[3].message["Subject"]   # back: told again
+
+    served = subprocess.Popen([sys.executable, "-m", "bot.cli", "--config", str(lab.config), "web", "--listen",
+                               "127.0.0.1:0"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([served.stderr], [], [], 30)
+        url = served.stderr.readline().split()[-1] if ready else ""
+        scraped = requests.get(f"{url}metrics", timeout=30)
+    finally:
+        served.terminate()
+        served.wait(timeout=30)
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(scraped.text) for s in family.samples}
+    assert samples[("bootbot_checks_total", (("verdict", "refused"),))] == 1
+    assert samples[("bootbot_messages_total", ())] == 4
+    assert samples[("bootbot_source_failing", (("source", "x86"),))] == 0
+    assert samples[("bootbot_last_good_poll_seconds", (("source", "x86"),))] > 0
+    assert samples[("bootbot_outbox", ())] == 0
+    status = subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(lab.config), "status"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert "checks: 1 refused; lab errors in a row: 0" in status.stdout and "source x86: polled" in status.stdout

@@ -66,6 +66,8 @@ class Outcome:
     reproduce: str = ""              # the command that checks the same again
     build_steps: list[str] = field(default_factory=list)   # how the tree was configured and built
     fragment: list[str] = field(default_factory=list)      # the configuration lines the build adds
+    origin: dict = field(default_factory=dict)   # where the change came from: source (its name),
+                                                 # archive (its URL), link (the thread)
 
 
 def new_folder(results: Path) -> Path:

@@ -16,7 +16,8 @@ WIDTH = 80           # of prose in a list mail
 MARK = "=> "         # before the console line that decided a boot
 
 
-def text(outcome: Outcome, folder: Path, bot_address: str) -> str:
+def text(outcome: Outcome, folder: Path, bot_address: str, pages: str = "") -> str:
+    """The report; `pages`: where the results pages are (web.url), to link the check's own."""
     parts = [_summary(outcome)]
     if outcome.base:
         parts.append(_wrap(f"Base: {outcome.base[:12]}, {outcome.base_how or 'as given'}."))
@@ -28,9 +29,11 @@ def text(outcome: Outcome, folder: Path, bot_address: str) -> str:
         parts.append("\n".join(f"  {line}" for line in outcome.detail))
     failed = _first_failed(outcome)
     if failed:
-        parts.append(_console(failed, folder / outcome.entries[failed].log, outcome.entries[failed]))
+        parts.append(console_excerpt(failed, folder / outcome.entries[failed].log, outcome.entries[failed]))
     if outcome.verdict != SKIP:
         parts.append(_reproduce(outcome, folder, failed))
+    if pages:
+        parts.append(f"Everything of this check (consoles, attempts, logs):\n  {pages.rstrip('/')}/checks/{folder.name}")
     tag = (_BRANCH_TAGS if "branch" in outcome.series else _TAGS).get(outcome.verdict)
     if tag:   # "| " first, as 0-day does: b4 would take a bare tag line as a trailer of the patch
         parts.append(f"{_wrap(tag[1])}\n| {tag[0]}: {bot_address}")
@@ -145,7 +148,7 @@ def _first_failed(outcome: Outcome) -> str | None:
     return (outcome.regressed or failing or [None])[0]
 
 
-def _console(name: str, log: Path, entry) -> str:
+def console_excerpt(name: str, log: Path, entry) -> str:
     """The last lines before the deciding line, the deciding line marked, then the rest of the
     failure's report (its block) when it made one."""
     try:

@@ -63,15 +63,17 @@ class _BaseBroken(Exception):
 
 
 def check(series: Change, settings: Settings, progress: Progress = lambda message: None,
-          only: list[str] | None = None, tree_path: Path | None = None, source: str = "SERIES") -> Path:
+          only: list[str] | None = None, tree_path: Path | None = None, source: str = "SERIES",
+          origin: dict | None = None) -> Path:
     """Checks `series`, `only` narrowing the entries it touches to those named (a retest);
     returns its result folder. `tree_path`: the tree to use instead of the configured one;
-    `source`: how the reproduce line names the series (a file, a Message-ID)."""
+    `source`: how the reproduce line names the series (a file, a Message-ID); `origin`: where
+    it came from, for pages (source, link)."""
     folder = result.new_folder(settings.state / "results")
     selection = settings.select(series.files, only, tree_path)
     tree = selection.tree and selection.tree.name
     facts = {"series": series_facts(series), "strict_experimental": settings.rules.strict, "tree": tree,
-             "reproduce": _reproduce(series, source, tree, tree_path)}
+             "reproduce": _reproduce(series, source, tree, tree_path), "origin": origin or {}}
     refused = guard.refusal(series, settings.series_limits)
     if refused:
         outcome = Outcome(REFUSED, detail=[refused], **facts)
@@ -85,6 +87,7 @@ def check(series: Change, settings: Settings, progress: Progress = lambda messag
             cache = settings.state / "cache" / "baseline" / _baseline_key(base.commit, selection.tree, parts, settings)
             outcome = decide(series, selection.entries, base.commit, parts, cache, folder, settings.rules, progress)
         outcome.tree, outcome.reproduce, outcome.base_how = tree, facts["reproduce"], base.how
+        outcome.origin = facts["origin"]
         outcome.build_steps = build_steps(selection.tree)
         outcome.fragment = selection.tree.settings()
     result.write(folder, outcome)
@@ -109,7 +112,8 @@ def series_facts(series: Change) -> dict:
     """What reports say of the change: a mailed patch by its Message-ID, a commit by its id,
     author, committer and Link: posting."""
     commit = ("commit", "author", "committer", "link")
-    return {"subject": series.subject, "version": series.version, **({"branch": series.branch} if series.branch else {}),
+    return {"subject": series.subject, "version": series.version, "author": series.patches[0].author,
+            **({"branch": series.branch} if series.branch else {}),
             "patches": [{"index": p.index, "subject": p.subject, "msgid": p.msgid,
                          **({key: getattr(p, key) for key in commit} if p.commit else {})} for p in series.patches]}
 

@@ -1,0 +1,152 @@
+"""The bot's health for its operator, read from its database (read-only) and the checks' history:
+the same facts as Prometheus metrics (/metrics), as lines for a person (`bootbot status`), and as
+the conditions the bot mails an alarm about (each once, until it clears)."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from bot.reports.history import History
+
+
+@dataclass
+class Health:
+    polls: dict[str, dict] = field(default_factory=dict)      # source: polled, succeeded, error
+    messages: int = 0
+    series: dict[str, int] = field(default_factory=dict)      # by state
+    pushes: dict[str, int] = field(default_factory=dict)
+    checks: dict[str, int] = field(default_factory=dict)      # finished jobs by verdict
+    lab_errors_in_a_row: int = 0                               # the newest finished jobs, ended by the lab
+    outbox: int = 0                                            # replies not sent yet (pending or held)
+    outbox_oldest: float | None = None                         # when the oldest pending one was made
+    boots: dict[tuple[str, str, str], int] = field(default_factory=dict)        # (tree, entry, status)
+    boot_seconds: dict[tuple[str, str], float] = field(default_factory=dict)   # (tree, entry)
+    build_seconds: float = 0.0
+
+
+def read(state: Path) -> Health:
+    health = Health()
+    database = state / "bootbot.sqlite3"
+    if database.exists():
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:   # never the bot's writer
+            db.row_factory = sqlite3.Row
+            _from_bot(db, health)
+    for row in History(state / "results").rows():
+        for entry, (status, seconds) in json.loads(row["entries"]).items():
+            key = (row["tree"], entry)
+            health.boots[(*key, status)] = health.boots.get((*key, status), 0) + 1
+            health.boot_seconds[key] = health.boot_seconds.get(key, 0.0) + seconds
+        health.build_seconds += row["build_seconds"]
+    return health
+
+
+def _from_bot(db: sqlite3.Connection, health: Health) -> None:
+    health.polls = {r["source"]: dict(r) for r in db.execute("SELECT * FROM source_poll")}
+    health.messages = db.execute("SELECT COUNT(*) FROM message").fetchone()[0]
+    for table, into in (("series", health.series), ("push", health.pushes)):
+        into.update(db.execute(f"SELECT state, COUNT(*) FROM {table} GROUP BY state").fetchall())
+    health.checks.update(db.execute("SELECT verdict, COUNT(*) FROM job WHERE state = 'done' GROUP BY verdict"))
+    # the newest jobs whose last attempt ended: by the lab (a verdict of error, or an attempt to try
+    # again after one), or not
+    ended = [r[0] for r in db.execute("SELECT verdict = 'error' OR error LIKE 'LabError:%' FROM job WHERE "
+                                      "state IN ('done', 'failed') OR error IS NOT NULL ORDER BY id DESC LIMIT 100")]
+    health.lab_errors_in_a_row = next((n for n, lab in enumerate(ended) if not lab), len(ended))
+    health.outbox, health.outbox_oldest = db.execute(
+        "SELECT COUNT(*), MIN(CASE WHEN o.state = 'pending' THEN COALESCE(o.made, j.created) END) FROM outbox o "
+        "JOIN job j ON j.id = o.job_id WHERE o.state IN ('pending', 'held')").fetchone()
+
+
+def metrics(health: Health) -> bytes:
+    """Prometheus' text format."""
+    registry = CollectorRegistry()
+    registry.register(_Collector(health))
+    return generate_latest(registry)
+
+
+class _Collector:
+    def __init__(self, health: Health):
+        self.health = health
+
+    def collect(self):
+        h = self.health
+        yield _family(GaugeMetricFamily, "bootbot_last_poll_seconds", "When each source was last polled (Unix time)",
+                      ["source"], {(s,): p["polled"] or 0 for s, p in h.polls.items()})
+        yield _family(GaugeMetricFamily, "bootbot_last_good_poll_seconds", "When each source last polled well",
+                      ["source"], {(s,): p["succeeded"] or 0 for s, p in h.polls.items()})
+        yield _family(GaugeMetricFamily, "bootbot_source_failing", "1 while a source's last poll failed",
+                      ["source"], {(s,): int(bool(p["error"])) for s, p in h.polls.items()})
+        yield _family(CounterMetricFamily, "bootbot_messages", "Mails stored from all sources", [], {(): h.messages})
+        yield _family(GaugeMetricFamily, "bootbot_series", "Series by state", ["state"],
+                      {(k,): v for k, v in h.series.items()})
+        yield _family(GaugeMetricFamily, "bootbot_pushes", "Branch heads by state", ["state"],
+                      {(k,): v for k, v in h.pushes.items()})
+        yield _family(CounterMetricFamily, "bootbot_checks", "Checks done, by verdict", ["verdict"],
+                      {(k,): v for k, v in h.checks.items()})
+        yield _family(GaugeMetricFamily, "bootbot_lab_errors_in_a_row", "Newest checks ended by the lab, in a row",
+                      [], {(): h.lab_errors_in_a_row})
+        yield _family(GaugeMetricFamily, "bootbot_outbox", "Replies not sent yet", [], {(): h.outbox})
+        yield _family(CounterMetricFamily, "bootbot_boots", "Boots by entry and status (deciding attempts)",
+                      ["tree", "entry", "status"], h.boots)
+        yield _family(CounterMetricFamily, "bootbot_boot_seconds", "Seconds of deciding boots, by entry",
+                      ["tree", "entry"], h.boot_seconds)
+        yield _family(CounterMetricFamily, "bootbot_build_seconds", "Seconds of builds", [], {(): h.build_seconds})
+
+
+def _family(kind, name: str, what: str, labels: list[str], values: dict[tuple, float]):
+    family = kind(name, what, labels=labels)
+    for key, value in sorted(values.items()):
+        family.add_metric(list(key), value)
+    return family
+
+
+def lines(health: Health, now: float | None = None) -> list[str]:
+    """The same, for a person."""
+    now = now or time.time()
+
+    def ago(at) -> str:
+        return f"{now - at:.0f} s ago" if at else "never"
+
+    said = [f"source {s}: polled {ago(p['polled'])}, last good poll {ago(p['succeeded'])}"
+            + (f", failing: {p['error']}" if p["error"] else "") for s, p in sorted(health.polls.items())]
+    said += [f"mails stored: {health.messages}",
+             f"series: {_counts(health.series)}; branch heads: {_counts(health.pushes)}",
+             f"checks: {_counts(health.checks)}; lab errors in a row: {health.lab_errors_in_a_row}",
+             f"outbox: {health.outbox} not sent" + (f", the oldest pending made {ago(health.outbox_oldest)}"
+                                                   if health.outbox_oldest else "")]
+    said += [f"boots of {tree} {entry}: " + _counts({s: n for (t, e, s), n in health.boots.items()
+                                                       if (t, e) == (tree, entry)})
+             for tree, entry in sorted(health.boot_seconds)]
+    return said
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {what}" for what, n in sorted(counts.items())) or "none"
+
+
+@dataclass(frozen=True)
+class Limits:
+    stale_seconds: float     # no source polled well for this long
+    lab_errors: int          # this many checks in a row ended by the lab
+    outbox_seconds: float    # a reply pending this long
+
+
+def alarms(health: Health, limits: Limits, now: float | None = None) -> dict[str, str]:
+    """The conditions an operator must hear of now, by key."""
+    now = now or time.time()
+    raised = {}
+    good = [p["succeeded"] for p in health.polls.values() if p["succeeded"]]
+    if health.polls and now - max(good, default=0) > limits.stale_seconds:
+        raised["stale"] = (f"no source has polled well for over {limits.stale_seconds:.0f} s: "
+                           + "; ".join(f"{s}: {p['error'] or 'ok'}" for s, p in sorted(health.polls.items())))
+    if health.lab_errors_in_a_row >= limits.lab_errors:
+        raised["lab"] = f"the last {health.lab_errors_in_a_row} checks ended in lab errors, not verdicts"
+    if health.outbox_oldest and now - health.outbox_oldest > limits.outbox_seconds:
+        raised["outbox"] = (f"a reply has waited in the outbox for over {limits.outbox_seconds:.0f} s "
+                            f"({health.outbox} not sent): see `bootbot outbox list`")
+    return raised
