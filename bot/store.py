@@ -23,7 +23,9 @@ CREATE TABLE IF NOT EXISTS source_poll (
     succeeded REAL,
     new_at REAL,                   -- when it last brought something new, and what
     new_item TEXT,
-    error TEXT                     -- why the last poll failed; NULL once one succeeds
+    error TEXT,                    -- why the last poll failed; NULL once one succeeds
+    polls INTEGER NOT NULL DEFAULT 0,      -- how many, and how many of them failed
+    failures INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS push (
     id INTEGER PRIMARY KEY,
@@ -113,7 +115,8 @@ class Store:
         for table, column, kind in (("job", "error", "TEXT"), ("job", "result", "TEXT"), ("outbox", "sent_at", "REAL"),
                                     ("outbox", "reviewed", "INTEGER NOT NULL DEFAULT 0"), ("message", "source", "TEXT"),
                                     ("job", "push_id", "INTEGER REFERENCES push(id)"),
-                                    ("outbox", "made", "REAL")):
+                                    ("outbox", "made", "REAL"), ("source_poll", "polls", "INTEGER NOT NULL DEFAULT 0"),
+                                    ("source_poll", "failures", "INTEGER NOT NULL DEFAULT 0")):
             if column not in {c["name"] for c in self.rows(f"PRAGMA table_info({table})")}:
                 self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 

@@ -9,6 +9,7 @@ import select
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -357,6 +358,27 @@ def test_metrics_status_and_alarms_each_once_until_cleared(lab):
     assert samples[("bootbot_source_failing", (("source", "x86"),))] == 0
     assert samples[("bootbot_last_good_poll_seconds", (("source", "x86"),))] > 0
     assert samples[("bootbot_outbox", ())] == 0
+    assert samples[("bootbot_polls_total", (("source", "x86"),))] == 4   # one a cycle
+    assert samples[("bootbot_poll_failures_total", (("source", "x86"),))] == 0
     status = subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(lab.config), "status"], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert "checks: 1 refused; lab errors in a row: 0" in status.stdout and "source x86: polled" in status.stdout
+
+
+def test_serve_serves_the_pages_beside_the_bot(lab):
+    lab.config.write_text(lab.config.read_text().replace("[web]\n", '[web]\nlisten = "127.0.0.1:0"\n'))
+    lab.post("x86", refused(lab, "on-x86"))
+    bot = lab.start("serve")
+    try:
+        deadline, said = time.monotonic() + 60, ""
+        while "results pages at" not in said and time.monotonic() < deadline:
+            ready, _, _ = select.select([bot.stderr], [], [], max(0.0, deadline - time.monotonic()))
+            said = bot.stderr.readline() if ready else said
+        url = said.split("results pages at ")[-1].strip()
+        assert url.startswith("http://127.0.0.1:"), said
+        lab.sink.wait_for(1, timeout=120, hopeless=lambda: bot.poll() is not None and "the bot exited")
+        index = requests.get(url, timeout=30)
+        assert index.status_code == 200 and "x86/boot: series on-x86" in index.text
+    finally:
+        bot.terminate()
+        bot.wait(timeout=60)

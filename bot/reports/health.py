@@ -17,7 +17,7 @@ from bot.reports.history import History
 
 @dataclass
 class Health:
-    polls: dict[str, dict] = field(default_factory=dict)      # source: polled, succeeded, error
+    polls: dict[str, dict] = field(default_factory=dict)      # source: polled, succeeded, error, polls, failures
     messages: int = 0
     series: dict[str, int] = field(default_factory=dict)      # by state
     pushes: dict[str, int] = field(default_factory=dict)
@@ -79,6 +79,10 @@ class _Collector:
                       ["source"], {(s,): p["polled"] or 0 for s, p in h.polls.items()})
         yield _family(GaugeMetricFamily, "bootbot_last_good_poll_seconds", "When each source last polled well",
                       ["source"], {(s,): p["succeeded"] or 0 for s, p in h.polls.items()})
+        yield _family(CounterMetricFamily, "bootbot_polls", "Polls of each source", ["source"],
+                      {(s,): p["polls"] for s, p in h.polls.items()})
+        yield _family(CounterMetricFamily, "bootbot_poll_failures", "Polls of each source that failed", ["source"],
+                      {(s,): p["failures"] for s, p in h.polls.items()})
         yield _family(GaugeMetricFamily, "bootbot_source_failing", "1 while a source's last poll failed",
                       ["source"], {(s,): int(bool(p["error"])) for s, p in h.polls.items()})
         yield _family(CounterMetricFamily, "bootbot_messages", "Mails stored from all sources", [], {(): h.messages})

@@ -72,7 +72,8 @@ def poll(sources: list[Source]) -> None:
         with source.store.transaction() as db:
             db.execute("INSERT INTO source_poll (source) VALUES (?) ON CONFLICT (source) DO NOTHING", (source.name,))
             db.execute("UPDATE source_poll SET polled = ?, error = ?, succeeded = CASE WHEN ? IS NULL THEN ? "
-                       "ELSE succeeded END WHERE source = ?", (started, error, error, started, source.name))
+                       "ELSE succeeded END, polls = polls + 1, failures = failures + (? IS NOT NULL) WHERE source = ?",
+                       (started, error, error, started, error, source.name))
             if new:
                 db.execute("UPDATE source_poll SET new_at = ?, new_item = ? WHERE source = ?",
                            (started, new, source.name))
