@@ -63,13 +63,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bootbot-pages-bench-") as scratch:
         results = Path(scratch) / "state" / "results"
         names = store(results, args.checks)
-        listening = threading.Event()
-        where: list[str] = []
-        threading.Thread(target=web.serve, args=(results, "127.0.0.1:0", lambda url: (where.append(url),
-                                                                                       listening.set())),
-                         daemon=True).start()
-        assert listening.wait(30), "the pages did not start"
-        url, http = where[0], requests.Session()
+        bound = web.server(results, "127.0.0.1:0", "bootbot <bootbot@example.org>")
+        threading.Thread(target=bound.serve_forever, daemon=True).start()
+        url, http = web.url(bound), requests.Session()
         first, _ = timed(http, url)
         index_size = timed(http, url)[1]
         check_size = timed(http, f"{url}checks/{names[-1]}")[1]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -153,9 +152,9 @@ def _check(args, config, declared) -> int:
     # the current folder when it is a tree a kind's marks know: not any git repository (bootbot's own clone)
     tree = args.tree or (Path.cwd() if (Path.cwd() / ".git").exists() and declared.kind_of(Path.cwd()) else None)
     # a line per stage on stderr, terminal or not: a cold first check is minutes of work
-    fetched = not source.exists() and series.patches[0].msgid
-    archive = config.get("archive", "url").rstrip("/") if fetched else ""
-    origin = {"source": "", "archive": archive, "link": f"{archive}/{series.patches[0].msgid}/" if fetched else ""}
+    from bot.reports.result import thread_link
+    archive = "" if source.exists() else config.get("archive", "url")   # fetched from it by Message-ID
+    origin = {"source": "", "archive": archive, "link": thread_link(archive, series.patches[0].msgid)}
     folder = check.check(series, settings.load(config, args.accel, declared),
                          progress=lambda message: print(f"bootbot: {message}", file=sys.stderr, flush=True),
                          tree_path=tree, source=shlex.quote(args.series), origin=origin)
@@ -246,13 +245,15 @@ def _web(args, config, declared) -> int:
     from bot.reports import web
 
     listen = args.listen or config.get("web", "listen") or "127.0.0.1:8080"
-    if not re.fullmatch(r"[^\s:]*:\d{1,5}", listen):
-        raise UsageError(f"--listen {listen}: not HOST:PORT")
     try:
-        web.serve(config.path("state", "dir") / "results", listen,
-                  lambda url: print(f"bootbot: serving {url}", file=sys.stderr, flush=True))
+        bound = web.server(config.path("state", "dir") / "results", listen, config.get("mail", "from"))
+    except ValueError as e:
+        raise UsageError(f"--listen: {e}") from None
     except OSError as e:
         raise UsageError(f"cannot serve on {listen}: {e.strerror or e}") from None
+    print(f"bootbot: serving {web.url(bound)}", file=sys.stderr, flush=True)
+    with bound:
+        bound.serve_forever()
     return 0
 
 

@@ -63,6 +63,9 @@ def make(config) -> Bot:
     settings = settings_module.load(config)
     if not any(settings.sites.values()):
         raise ConfigError(f"no tree is configured: the bot needs one ([trees.{next(iter(settings.sites))}] path)")
+    listen = config.get("web", "listen")
+    if listen and not web.LISTEN.fullmatch(listen):
+        raise ConfigError(f"web.listen {listen!r} is not HOST:PORT")
     sources = sources_module.load(config, settings, store)
     if not sources:
         raise ConfigError("no [[sources]]: the bot would follow nothing")
@@ -113,6 +116,8 @@ def cycle(bot: Bot) -> None:
             if full(e):
                 raise StateFull(f"state/ is full: {e}") from e
             raise
+        finally:   # the operator hears of a cycle that stopped short too (unless the disk is full)
+            _alarm_safely(bot)
 
 
 def _steps(bot: Bot) -> None:
@@ -123,7 +128,13 @@ def _steps(bot: Bot) -> None:
     queue_pushes(bot)
     run_jobs(bot)
     deliver(bot)
-    alarm(bot)
+
+
+def _alarm_safely(bot: Bot) -> None:
+    try:
+        alarm(bot)
+    except Exception as e:   # no alarm must stop the bot, nor hide why the cycle stopped
+        log.warning("alarms not checked: %s", " ".join(f"{type(e).__name__}: {e}".split()))
 
 
 def alarm(bot: Bot) -> None:
@@ -132,8 +143,9 @@ def alarm(bot: Bot) -> None:
     may be what is stuck); a mail that fails is tried again next cycle."""
     if not bot.operator or bot.alarm_limits is None:
         return
-    raised = health.alarms(health.read(bot.settings.state), bot.alarm_limits)
-    told = {r["key"][6:] for r in bot.store.rows("SELECT key FROM notice WHERE key LIKE 'alarm:%'")}
+    now_health = health.read(bot.settings.state)
+    raised = health.alarms(now_health, bot.alarm_limits)
+    told = {r["key"].removeprefix("alarm:") for r in bot.store.rows("SELECT key FROM notice WHERE key LIKE 'alarm:%'")}
     with bot.store.transaction() as db:
         for key in told - set(raised):
             db.execute("DELETE FROM notice WHERE key = ?", (f"alarm:{key}",))
@@ -141,8 +153,8 @@ def alarm(bot: Bot) -> None:
     for key, said in raised.items():
         if key in told:
             continue
-        message = mail.new(f"bootbot alarm: {said}"[:200], f"{said}\n\n" + "\n".join(health.lines(
-            health.read(bot.settings.state))) + "\n", bot.sender, [bot.operator], [],
+        message = mail.new(f"bootbot alarm: {said}"[:200], f"{said}\n\n" + "\n".join(health.lines(now_health)) + "\n",
+                           bot.sender, [bot.operator], [],
             mail.make_message_id(f"alarm-{key}-{int(now())}", bot.sender))
         try:
             with bot.store.transaction() as db:
@@ -187,8 +199,8 @@ def _change(bot: Bot, job):
         head = bot.store.one("SELECT s.head, m.source FROM series s LEFT JOIN message m ON m.msgid = s.head "
                              "WHERE s.id = ?", job["series_id"])
         source = _source(bot, head["source"])
-        origin = {"source": head["source"] or "", "archive": source.url if source else "",
-                  "link": f"{source.url}/{head['head']}/" if source else ""}
+        archive = source.url if source else ""
+        origin = {"source": head["source"] or "", "archive": archive, "link": result.thread_link(archive, head["head"])}
         change = assembly.load(bot.store, job["series_id"], bot.policy.read_seconds)
         return change, None, shlex.quote(head["head"]), origin
     push = bot.store.one("SELECT * FROM push WHERE id = ?", job["push_id"])
@@ -401,8 +413,12 @@ def _send(bot: Bot, message) -> None:
 def serve(bot: Bot, interval: float) -> None:
     """Cycles every `interval` seconds, one at a time (a late cycle is merged, not stacked)."""
     if bot.listen:   # the pages beside the bot: a thread of their own, read-only
-        threading.Thread(target=web.serve, args=(bot.settings.state / "results", bot.listen,
-                                                 lambda url: log.info("results pages at %s", url)), daemon=True).start()
+        try:
+            bound = web.server(bot.settings.state / "results", bot.listen, bot.sender)
+        except OSError as e:
+            raise ConfigError(f"web.listen {bot.listen}: cannot serve there: {e.strerror or e}") from None
+        threading.Thread(target=bound.serve_forever, daemon=True).start()
+        log.info("results pages at %s", web.url(bound))
     scheduler = BlockingScheduler()
     scheduler.add_job(_scheduled_cycle, "interval", args=[bot], seconds=interval, max_instances=1,
                       coalesce=True, next_run_time=datetime.now())

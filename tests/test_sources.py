@@ -153,7 +153,8 @@ def test_a_series_on_the_second_list_is_answered_there(lab):
     [(folder,)] = lab.rows("SELECT result FROM job")
     assert f"\n  https://pages.example.org/checks/{folder}\n" in reply.message.get_content().replace("\r\n", "\n")
     origin = json.loads((lab.state / "results" / folder / "outcome.json").read_text())["origin"]
-    assert origin == {"source": "x86", "link": f"{lab.inboxes['x86'].url}/{git_msgid(mails[0])}/"}
+    assert origin == {"source": "x86", "archive": lab.inboxes["x86"].url,
+                      "link": f"{lab.inboxes['x86'].url}/{git_msgid(mails[0])}/"}
 
 
 def test_a_query_finds_a_series_on_a_list_no_inbox_follows_and_answers_all_it_went_to(lab):

@@ -30,14 +30,15 @@ class Health:
     build_seconds: float = 0.0
 
 
-def read(state: Path) -> Health:
+def read(state: Path, history: History | None = None) -> Health:
+    """The facts now; `history`: the checks' history already open (the pages'), else opened."""
     health = Health()
     database = state / "bootbot.sqlite3"
     if database.exists():
         with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:   # never the bot's writer
             db.row_factory = sqlite3.Row
             _from_bot(db, health)
-    for row in History(state / "results").rows():
+    for row in (history or History(state / "results")).rows():
         for entry, (status, seconds) in json.loads(row["entries"]).items():
             key = (row["tree"], entry)
             health.boots[(*key, status)] = health.boots.get((*key, status), 0) + 1

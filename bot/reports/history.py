@@ -64,10 +64,13 @@ class History:
 
     def _refresh(self) -> None:
         stamp = self.results.stat().st_mtime_ns
-        if stamp != self.stamp:
+        if stamp != self.stamp:   # a folder made or removed (pruned): listed again
             self.stamp = stamp
+            listed = {f.name for f in self.results.iterdir() if result.FOLDER.fullmatch(f.name)}
             known = {r[0] for r in self.db.execute("SELECT folder FROM checked")}
-            self.pending |= {folder.name for folder in self.results.iterdir() if folder.name not in known}
+            with self.db:
+                self.db.executemany("DELETE FROM checked WHERE folder = ?", [(gone,) for gone in known - listed])
+            self.pending = (self.pending & listed) | (listed - known)
         rows = []
         for name in list(self.pending):
             folder = self.results / name

@@ -12,10 +12,12 @@ folder. Its layout:
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 OUTCOME = "outcome.json"
 
@@ -68,6 +70,14 @@ class Outcome:
     fragment: list[str] = field(default_factory=list)      # the configuration lines the build adds
     origin: dict = field(default_factory=dict)   # where the change came from: source (its name),
                                                  # archive (its URL), link (the thread)
+
+
+def thread_link(archive: str, msgid: str) -> str:
+    """A message's page in a public-inbox archive ("" when either is unknown)."""
+    return f"{archive.rstrip('/')}/{quote(msgid, safe='@+=')}/" if archive and msgid else ""
+
+
+FOLDER = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")   # a result folder's name, as new_folder makes it
 
 
 def new_folder(results: Path) -> Path:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 import tarfile
 from html import escape
@@ -26,8 +27,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from bot.reports import health, result, text
 from bot.reports.history import Filter, History
 
-_FOLDER = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+log = logging.getLogger("bootbot.web")
 COLOURS = {"pass": "#2e7d32", "skip": "#9e9e9e", "flaky": "#f9a825", "fail": "#c62828", "timeout": "#6a1b9a",
            "error": "#455a64", "regression": "#c62828", "apply-failed": "#ef6c00", "build-failed": "#ef6c00",
            "refused": "#6d4c41"}
@@ -41,8 +42,8 @@ class NotFound(Exception):
 
 
 class Pages:
-    def __init__(self, results: Path):
-        self.results = results
+    def __init__(self, results: Path, sender: str):
+        self.results, self.sender = results, sender   # the bot's address, as its mail names it
         self.history = History(results)
 
     def __call__(self, environ, start_response):
@@ -53,11 +54,16 @@ class Pages:
             status, kind, body = self.route(path, {k: v[0] for k, v in query.items()})
         except NotFound as e:
             status, kind, body = "404 Not Found", "text/html", _page("Not found", f"<p>{escape(str(e))}</p>")
+        except Exception as e:   # a folder an older bootbot wrote, say: one line in the log, never a traceback
+            log.warning("page %s failed: %s", path, " ".join(f"{type(e).__name__}: {e}".split()))
+            status, kind, body = "500 Internal Server Error", "text/html", _page("Not readable", "<p>see the log</p>")
+        if environ.get("REQUEST_METHOD") == "HEAD":
+            body = b""
         return _answer(start_response, status, kind, body if isinstance(body, bytes) else body.encode())
 
     def route(self, path: str, query: dict[str, str]) -> tuple[str, str, str | bytes]:
         if path == "/metrics":
-            return "200 OK", CONTENT_TYPE_LATEST, health.metrics(health.read(self.results.parent))
+            return "200 OK", CONTENT_TYPE_LATEST, health.metrics(health.read(self.results.parent, self.history))
         api = path.startswith("/api/")
         parts = [p for p in path.removeprefix("/api").split("/") if p]
         if not parts:
@@ -76,13 +82,13 @@ class Pages:
 
     def folder(self, name: str) -> Path:
         folder = self.results / name
-        if not _FOLDER.fullmatch(name) or not (folder / result.OUTCOME).is_file():
+        if not result.FOLDER.fullmatch(name) or not (folder / result.OUTCOME).is_file():
             raise NotFound(f"no check {name}")
         return folder
 
     def index(self, query: dict[str, str], api: bool):
         wanted = Filter(**{k: query.get(k, "") for k in Filter.__dataclass_fields__})
-        page = int(query["page"]) if query.get("page", "").isdigit() else 0
+        page = min(int(query["page"]), 10 ** 6) if query.get("page", "").isdecimal() and query["page"].isascii() else 0
         rows, more = self.history.checks(wanted, page)
         if api:
             return _json({"checks": [{**dict(r), "entries": json.loads(r["entries"])} for r in rows], "more": more})
@@ -113,7 +119,7 @@ class Pages:
         body = [f'<p><a href="/">all checks</a> · <a href="/checks/{folder.name}.tar.gz">result folder</a>'
                 + (f' · <a href="{escape(outcome.origin["link"])}">thread</a>'
                    if outcome.origin.get("link", "").startswith("http") else "") + "</p>",
-                f"<pre>{escape(text.text(outcome, folder, 'bootbot'))}</pre>", _culprit(outcome),
+                f"<pre>{escape(text.text(outcome, folder, self.sender))}</pre>", _culprit(outcome),
                 "<h2>Entries</h2><table><tr><th>entry</th>"
                 "<th>with the change</th><th>base</th><th>attempts</th><th>accelerator</th></tr>"]
         for name, e in outcome.entries.items():
@@ -135,7 +141,7 @@ class Pages:
         if outcome.builds:
             body.append("<h2>Builds</h2><ul>" + "".join(
                 f'<li>{escape(b.phase)} {escape(b.commit[:12])}: {"ok" if b.ok else "failed"} in {b.seconds:.0f} s, '
-                f'<a href="/checks/{folder.name}/files/{quote(b.log)}">log</a>'
+                + (f'<a href="/checks/{folder.name}/files/{quote(b.log)}">log</a>' if b.log else "no log")
                 + (f"<pre>{escape(chr(10).join(b.errors))}</pre>" if b.errors else "") + "</li>"
                 for b in outcome.builds) + "</ul>")
         title = f"bootbot: {outcome.verdict} for {outcome.series['subject']}"
@@ -160,6 +166,8 @@ class Pages:
         return packed.getvalue()
 
     def file(self, folder: Path, parts: list[str]) -> bytes:
+        if any("\0" in part for part in parts):
+            raise NotFound("no such file")
         path = (folder / "/".join(parts)).resolve()
         if not path.is_relative_to(folder.resolve()) or not path.is_file():
             raise NotFound(f"no file {'/'.join(parts)} in {folder.name}")
@@ -168,8 +176,8 @@ class Pages:
 
 def _culprit(outcome: result.Outcome) -> str:
     """A link to the first bad patch's mail, or to a commit's posting, where known."""
-    p, archive = outcome.culprit or {}, outcome.origin.get("archive", "")
-    url = p.get("link") or (f"{archive}/{quote(p['msgid'], safe='@')}/" if archive and p.get("msgid") else "")
+    p = outcome.culprit or {}
+    url = p.get("link") or result.thread_link(outcome.origin.get("archive", ""), p.get("msgid", ""))
     if not url.startswith("http"):
         return ""
     return f'<p>First bad: <a id="culprit" href="{escape(url)}">{escape(p["subject"])}</a></p>'
@@ -211,9 +219,12 @@ def _answer(start_response, status: str, kind: str, body: bytes):
     return [body]
 
 
-def serve(results: Path, listen: str, said=lambda url: None) -> None:
-    """Serves the pages on `listen` ("host:port"; port 0: any free one), a thread per request,
-    until the process ends; `said` is told the URL once it listens."""
+LISTEN = re.compile(r"([^\s:]*):(\d{1,5})")
+
+
+def server(results: Path, listen: str, sender: str):
+    """The pages bound to `listen` ("host:port"; port 0: any free one), a thread per request;
+    ValueError for a listen that is no host:port, OSError when it cannot be bound."""
     from socketserver import ThreadingMixIn
     from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -224,7 +235,11 @@ def serve(results: Path, listen: str, said=lambda url: None) -> None:
         def log_message(self, *args) -> None:   # a line per request is not the bot's log
             pass
 
-    host, _, port = listen.rpartition(":")
-    with make_server(host, int(port), Pages(results), server_class=Server, handler_class=Quiet) as server:
-        said(f"http://{host}:{server.server_port}/")
-        server.serve_forever()
+    match = LISTEN.fullmatch(listen)
+    if not match or int(match[2]) > 65535:
+        raise ValueError(f"{listen!r} is not HOST:PORT")
+    return make_server(match[1], int(match[2]), Pages(results, sender), server_class=Server, handler_class=Quiet)
+
+
+def url(bound) -> str:
+    return f"http://{bound.server_address[0]}:{bound.server_port}/"
