@@ -64,8 +64,10 @@ def make(config) -> Bot:
     if not any(settings.sites.values()):
         raise ConfigError(f"no tree is configured: the bot needs one ([trees.{next(iter(settings.sites))}] path)")
     listen = config.get("web", "listen")
-    if listen and not web.LISTEN.fullmatch(listen):
-        raise ConfigError(f"web.listen {listen!r} is not HOST:PORT")
+    try:
+        listen and web.address(listen)
+    except ValueError as e:
+        raise ConfigError(f"web.listen: {e}") from None
     sources = sources_module.load(config, settings, store)
     if not sources:
         raise ConfigError("no [[sources]]: the bot would follow nothing")
@@ -88,7 +90,7 @@ def make(config) -> Bot:
         max_attempts=config.get("poll", "max_attempts"), pages=config.get("web", "url"),
         operator=config.get("mail", "operator"),
         alarm_limits=health.Limits(**{k: config.get("health", k) for k in health.Limits.__dataclass_fields__}),
-        listen=config.get("web", "listen"))
+        listen=listen)
 
 
 def _smtp(config) -> mail.Smtp | None:
@@ -192,17 +194,23 @@ def queue_pushes(bot: Bot) -> None:
                 db.execute("INSERT INTO job (push_id, state, created) VALUES (?, 'queued', ?)", (push["id"], now()))
 
 
+def _series_source(bot: Bot, job) -> tuple[str, str, Source | None]:
+    """A series job's head Message-ID, the name of the source that brought it, and that source
+    as configured (None: no longer configured, or a message stored before sources)."""
+    row = bot.store.one("SELECT s.head, m.source FROM series s LEFT JOIN message m ON m.msgid = s.head "
+                        "WHERE s.id = ?", job["series_id"])
+    return row["head"], row["source"] or "", _source(bot, row["source"])
+
+
 def _change(bot: Bot, job):
     """The change a job checks, the tree it goes to (None: as its files say), how the reproduce
     line names it, and where it came from (for pages)."""
     if job["series_id"] is not None:
-        head = bot.store.one("SELECT s.head, m.source FROM series s LEFT JOIN message m ON m.msgid = s.head "
-                             "WHERE s.id = ?", job["series_id"])
-        source = _source(bot, head["source"])
+        head, name, source = _series_source(bot, job)
         archive = source.url if source else ""
-        origin = {"source": head["source"] or "", "archive": archive, "link": result.thread_link(archive, head["head"])}
+        origin = {"source": name, "archive": archive, "link": result.thread_link(archive, head)}
         change = assembly.load(bot.store, job["series_id"], bot.policy.read_seconds)
-        return change, None, shlex.quote(head["head"]), origin
+        return change, None, shlex.quote(head), origin
     push = bot.store.one("SELECT * FROM push WHERE id = ?", job["push_id"])
     source = _source(bot, push["source"])
     if not isinstance(source, Branch):
@@ -276,13 +284,11 @@ def _reply(bot: Bot, job, outcome: result.Outcome, folder: Path):
     their source's policy; a lab error is never mailed, since it says nothing about the author's work."""
     if job["series_id"] is None:
         return _push_reply(bot, job, outcome, folder)
-    series = bot.store.one("SELECT s.head, m.source FROM series s LEFT JOIN message m ON m.msgid = s.head "
-                           "WHERE s.id = ?", job["series_id"])
-    source = _source(bot, series["source"])
+    head, _, source = _series_source(bot, job)
     reply_on = source.reply_on if source else bot.reply_on
     if outcome.verdict == ERROR or not (job["command_msgid"] or outcome.verdict in reply_on):
         return None
-    parent_id = job["command_msgid"] or (outcome.culprit["msgid"] if outcome.culprit else series["head"])
+    parent_id = job["command_msgid"] or (outcome.culprit["msgid"] if outcome.culprit else head)
     parent = bot.store.one("SELECT raw FROM message WHERE msgid = ?", parent_id)
     if parent is None:
         log.warning("job %d: parent %s is not in the archive; no reply", job["id"], parent_id)

@@ -235,10 +235,16 @@ def server(results: Path, listen: str, sender: str):
         def log_message(self, *args) -> None:   # a line per request is not the bot's log
             pass
 
+    host, port = address(listen)
+    return make_server(host, port, Pages(results, sender), server_class=Server, handler_class=Quiet)
+
+
+def address(listen: str) -> tuple[str, int]:
+    """"host:port" as a host and a port; ValueError when it is not one."""
     match = LISTEN.fullmatch(listen)
     if not match or int(match[2]) > 65535:
         raise ValueError(f"{listen!r} is not HOST:PORT")
-    return make_server(match[1], int(match[2]), Pages(results, sender), server_class=Server, handler_class=Quiet)
+    return match[1], int(match[2])
 
 
 def url(bound) -> str:
