@@ -316,6 +316,9 @@ def test_a_branch_whose_second_new_commit_breaks_pvh_gets_one_mail_threaded_to_i
         assert f"git log --first-parent {base}..{commits[-1]}" in body
         assert lab.poll().returncode == 0   # the same head again: nothing new, no second mail
         assert len(lab.sink.received) == 1
-    finally:
+    finally:   # the shared Linux tree as it was: without the refs the bot fetched into it
+        refs = subprocess.run(["git", "-C", str(linux), "for-each-ref", "--format=delete %(refname)",
+                               "refs/bootbot/tip-x86-boot/"], capture_output=True, text=True, check=True).stdout
+        subprocess.run(["git", "-C", str(linux), "update-ref", "--stdin"], input=refs, text=True, check=True)
         server.close()
         elsewhere.close()
