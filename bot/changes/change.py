@@ -2,7 +2,8 @@
 applied with `git am`; a branch's are its commits, as they are."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import base64
+from dataclasses import asdict, dataclass
 
 
 @dataclass(frozen=True)
@@ -53,3 +54,16 @@ class Change:
     @property
     def am_mbox(self) -> bytes:
         return b"".join(self.am_messages)
+
+
+def to_json(change: Change) -> dict:
+    """The change as a worker is sent it: JSON, the mails as base64."""
+    data = asdict(change)
+    data["am_messages"] = [base64.b64encode(m).decode() for m in change.am_messages]
+    return data
+
+
+def from_json(data: dict) -> Change:
+    patches = tuple(Patch(**{**p, "files": tuple(p["files"]), "blobs": tuple(map(tuple, p["blobs"]))})
+                    for p in data["patches"])
+    return Change(**{**data, "patches": patches, "am_messages": tuple(map(base64.b64decode, data["am_messages"]))})

@@ -11,9 +11,13 @@ folder. Its layout:
 """
 from __future__ import annotations
 
+import io
 import json
 import re
 import secrets
+import shutil
+import tarfile
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -90,6 +94,43 @@ def write(folder: Path, outcome: Outcome) -> None:
     partial = folder / f"{OUTCOME}.partial"
     partial.write_text(json.dumps(asdict(outcome), indent=2) + "\n")
     partial.rename(folder / OUTCOME)   # a reader finds the whole outcome or none
+
+
+def pack(folder: Path) -> bytes:
+    """The folder as a gzipped tarball, under its own name; symlinks left out (they point at a
+    machine's own files: the kernels a boot was given)."""
+    packed = io.BytesIO()
+    with tarfile.open(fileobj=packed, mode="w:gz") as tar:
+        tar.add(folder, arcname=folder.name, filter=lambda info: None if info.issym() else info)
+    return packed.getvalue()
+
+
+def unpack(packed: bytes, results: Path) -> Path:
+    """A packed result folder, as results/<its name>: whole or not at all. One there already (the
+    same result, unpacked before a crash cut its recording short) is replaced. ValueError when
+    `packed` is not one."""
+    try:
+        return _unpack(packed, results)
+    except tarfile.TarError as e:
+        raise ValueError(f"not a result folder: {e}") from None
+
+
+def _unpack(packed: bytes, results: Path) -> Path:
+    with tarfile.open(fileobj=io.BytesIO(packed), mode="r:gz") as tar:
+        names = {member.name.split("/")[0] for member in tar.getmembers()}
+        if len(names) != 1 or not FOLDER.fullmatch(name := names.pop()):
+            raise ValueError(f"not a result folder: {sorted(names)[:3]}")
+        results.mkdir(parents=True, exist_ok=True)
+        incoming = Path(tempfile.mkdtemp(prefix=".incoming-", dir=results))
+        try:
+            tar.extractall(incoming, filter="data")   # nothing outside it, no devices, no odd modes
+            folder = results / name
+            if folder.exists():
+                shutil.rmtree(folder)
+            (incoming / name).rename(folder)
+        finally:
+            shutil.rmtree(incoming, ignore_errors=True)
+    return folder
 
 
 def read(folder: Path) -> Outcome:

@@ -12,11 +12,9 @@ anyone's words). A WSGI application, served by `bootbot web` and beside the list
 """
 from __future__ import annotations
 
-import io
 import json
 import logging
 import re
-import tarfile
 from html import escape
 from pathlib import Path
 from types import SimpleNamespace
@@ -71,7 +69,7 @@ class Pages:
         if parts[0] == "checks" and len(parts) == 1 and api:
             return self.index(query, True)
         if parts[0] == "checks" and len(parts) == 2 and parts[1].endswith(".tar.gz") and not api:
-            return "200 OK", "application/gzip", self.archive(self.folder(parts[1].removesuffix(".tar.gz")))
+            return "200 OK", "application/gzip", result.pack(self.folder(parts[1].removesuffix(".tar.gz")))
         if parts[0] == "checks" and len(parts) >= 4 and parts[2] == "files" and not api:
             return "200 OK", "text/plain; charset=utf-8", self.file(self.folder(parts[1]), parts[3:])
         if parts[0] == "checks" and len(parts) == 2:
@@ -158,12 +156,6 @@ class Pages:
         body = (f'<p><a href="/">all checks</a></p>{picture(runs)}<table><tr><th>check</th><th>status</th>'
                 f"<th>seconds</th></tr>{rows}</table>")
         return "200 OK", "text/html", _page(f"bootbot: {tree} {name}", body)
-
-    def archive(self, folder: Path) -> bytes:
-        packed = io.BytesIO()
-        with tarfile.open(fileobj=packed, mode="w:gz") as tar:
-            tar.add(folder, arcname=folder.name, filter=lambda info: None if info.issym() else info)
-        return packed.getvalue()
 
     def file(self, folder: Path, parts: list[str]) -> bytes:
         if any("\0" in part for part in parts):
