@@ -67,7 +67,9 @@ def _parser(declared) -> argparse.ArgumentParser:
     commands.add_parser("serve", help="the list bot, forever: one cycle every poll.interval_seconds")
     web = commands.add_parser("web", help="serve the results pages and their JSON (read-only)")
     web.add_argument("--listen", metavar="HOST:PORT", help="default: web.listen, else 127.0.0.1:8080")
-    commands.add_parser("status", help="the list bot's health: polls, series, checks, outbox, boots")
+    commands.add_parser("status", help="the list bot's health: polls, series, jobs, workers, checks, outbox, boots")
+    worker = commands.add_parser("worker", help="check the jobs the list bot sends through queue.broker, one at a time")
+    worker.add_argument("--name", help="its name among the workers (default: worker.name, else this host's name)")
     commands.add_parser("sources", help="the list bot's sources: each one's cursor, last poll, last new item, error")
     outbox = commands.add_parser("outbox", help="the list bot's replies: list them; show, approve or drop one")
     outbox.add_argument("action", choices=["list", "show", "approve", "drop"])
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         run = {"boot": _boot, "check": _check, "classify": _classify, "report": _report, "poll": _bot,
                "serve": _bot, "outbox": _outbox,
                "sources": _sources, "web": _web,
-               "status": _status}[args.command]
+               "status": _status, "worker": _worker}[args.command]
         return run(args, config, declared)
     except (UsageError, configuration.ConfigError, LabError) as e:
         print(f"bootbot: {e}", file=sys.stderr)
@@ -259,7 +261,28 @@ def _web(args, config, declared) -> int:
 
 def _status(args, config, declared) -> int:
     from bot.reports import health
-    print("\n".join(health.lines(health.read(config.path("state", "dir")))))
+    from bot.queue import BrokerAway
+    from bot.queue.workers import Workers
+
+    workers, away = None, ""
+    if config.get("queue", "broker"):
+        try:
+            workers = Workers(config).live()
+        except BrokerAway as e:
+            away = f"broker {config.get('queue', 'broker')}: unreachable ({e})"
+    print("\n".join(health.lines(health.read(config.path("state", "dir"), workers=workers)) + [away] * bool(away)))
+    return 0
+
+
+def _worker(args, config, declared) -> int:
+    import logging
+    import socket
+    from bot.queue.worker import Worker
+
+    if not config.get("queue", "broker"):
+        raise UsageError("a worker needs queue.broker: the Redis the list bot sends its jobs through")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    Worker(config, args.name or config.get("worker", "name") or socket.gethostname()).run()
     return 0
 
 

@@ -15,11 +15,14 @@ from pathlib import Path
 import requests
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from bot import settings as settings_module, sources as sources_module
+from bot import queue, settings as settings_module, sources as sources_module
 from bot.changes import assembly
+from bot.changes.change import Change, to_json
 from bot.changes.series import SeriesError, configure_b4, parse_message
 from bot.config import ConfigError
 from bot.mail import reply as mail
+from bot.queue import BrokerAway
+from bot.queue.workers import Workers, unserved
 from bot.reports import health, result, text, web
 from bot.settings import Settings
 from bot.sources import Source, Unreachable
@@ -53,6 +56,7 @@ class Bot:
     operator: str = ""            # mail.operator: who is
     pages: str = ""               # web.url: where replies link each check's page
     listen: str = ""              # web.listen: `serve` serves the pages there too
+    workers: Workers | None = None   # queue.broker: jobs are checked on workers, not here
 
 
 def make(config) -> Bot:
@@ -90,7 +94,7 @@ def make(config) -> Bot:
         max_attempts=config.get("poll", "max_attempts"), pages=config.get("web", "url"),
         operator=config.get("mail", "operator"),
         alarm_limits=health.Limits(**{k: config.get("health", k) for k in health.Limits.__dataclass_fields__}),
-        listen=listen)
+        listen=listen, workers=Workers(config) if config.get("queue", "broker") else None)
 
 
 def _smtp(config) -> mail.Smtp | None:
@@ -202,54 +206,146 @@ def _series_source(bot: Bot, job) -> tuple[str, str, Source | None]:
     return row["head"], row["source"] or "", _source(bot, row["source"])
 
 
-def _change(bot: Bot, job):
-    """The change a job checks, the tree it goes to (None: as its files say), how the reproduce
-    line names it, and where it came from (for pages)."""
+@dataclass(frozen=True)
+class Work:
+    """What a job's check is given, here or on a worker."""
+    change: Change
+    tree_path: Path | None   # None: the tree its files say
+    source: str              # how the reproduce line names it
+    origin: dict             # where it came from, for pages
+    fetch: dict | None = None   # a branch's: where a worker fetches its commits (url, branch, head, tree)
+
+
+def _work(bot: Bot, job) -> Work:
     if job["series_id"] is not None:
         head, name, source = _series_source(bot, job)
         archive = source.url if source else ""
         origin = {"source": name, "archive": archive, "link": result.thread_link(archive, head)}
-        change = assembly.load(bot.store, job["series_id"], bot.policy.read_seconds)
-        return change, None, shlex.quote(head), origin
+        return Work(assembly.load(bot.store, job["series_id"], bot.policy.read_seconds), None, shlex.quote(head), origin)
     push = bot.store.one("SELECT * FROM push WHERE id = ?", job["push_id"])
     source = _source(bot, push["source"])
     if not isinstance(source, Branch):
         raise ConfigError(f"source {push['source']} is no longer a configured branch")
-    return source.change(push["base"], push["head"]), source.tree_path, "", {"source": source.name, "link": ""}
+    tree = bot.settings.declarations.kind_of(source.tree_path)
+    return Work(source.change(push["base"], push["head"]), source.tree_path, "", {"source": source.name, "link": ""},
+                {"url": source.url, "branch": source.branch, "head": push["head"], "tree": tree})
+
+
+def _only(job) -> list[str] | None:
+    return job["entries"].split() or None
 
 
 def run_jobs(bot: Bot) -> None:
     _requeue_cut_short(bot)
+    if bot.workers is not None:
+        _run_on_workers(bot)
+        return
     for job in bot.store.rows("SELECT * FROM job WHERE state = 'queued' ORDER BY id"):
         with bot.store.transaction() as db:
             db.execute("UPDATE job SET state = 'running', attempts = attempts + 1 WHERE id = ?", (job["id"],))
         attempt = job["attempts"] + 1
-        what = f"series {job['series_id']}" if job["series_id"] is not None else f"push {job['push_id']}"
-        log.info("job %d: checking %s (attempt %d)", job["id"], what, attempt)
+        log.info("job %d: checking %s (attempt %d)", job["id"], _what(job), attempt)
         try:
-            change, tree_path, name, origin = _change(bot, job)
-            folder = check.check(change, bot.settings, only=job["entries"].split() or None, tree_path=tree_path,
-                                 source=name, origin=origin)
-            outcome = result.read(folder)
-            reply = _reply(bot, job, outcome, folder)
+            work = _work(bot, job)
+            folder = check.check(work.change, bot.settings, only=_only(job), tree_path=work.tree_path,
+                                 source=work.source, origin=work.origin)
         except Exception as e:   # no verdict (a broken tree, an unreadable series): not the author's to hear
             if full(e):   # nor the job's fault: the cycle stops, and the job runs again as if killed
                 raise
             _failed(bot, job, attempt, e)
             continue
-        if outcome.verdict == ERROR and attempt < bot.max_attempts:   # the lab may be well again next cycle
-            _failed(bot, job, attempt, LabError(f"{'; '.join(outcome.detail[:2])} (see {folder})"))
-            continue
+        _record(bot, job, attempt, folder)
+
+
+def _what(job) -> str:
+    return f"series {job['series_id']}" if job["series_id"] is not None else f"push {job['push_id']}"
+
+
+def _record(bot: Bot, job, attempt: int, folder: Path) -> None:
+    """A check's result folder, from here or from a worker: the job done and its reply in the
+    outbox (one transaction), or tried again after a lab error."""
+    try:
+        outcome = result.read(folder)
+        reply = _reply(bot, job, outcome, folder)
+    except Exception as e:
+        if full(e):
+            raise
+        _failed(bot, job, attempt, e)
+        return
+    if outcome.verdict == ERROR and attempt < bot.max_attempts:   # the lab may be well again next cycle
+        _failed(bot, job, attempt, LabError(f"{'; '.join(outcome.detail[:2])} (see {folder})"))
+        return
+    with bot.store.transaction() as db:
+        db.execute("UPDATE job SET state = 'done', verdict = ?, result = ?, error = NULL WHERE id = ?",
+                   (outcome.verdict, folder.name, job["id"]))
+        db.execute("UPDATE series SET state = 'checked' WHERE id = ?", (job["series_id"],))
+        db.execute("UPDATE push SET state = 'checked' WHERE id = ?", (job["push_id"],))
+        if reply is not None:
+            db.execute("INSERT INTO outbox (job_id, message_id, raw, state, next_try, made) VALUES (?, ?, ?, ?, ?, ?)",
+                       (job["id"], reply["Message-ID"], bytes(reply), "held" if bot.moderate else "pending", now(),
+                        now()))
+    log.info("job %d: %s", job["id"], outcome.verdict)
+
+
+def _run_on_workers(bot: Bot) -> None:
+    """Answers first (a worker freed takes the next job), then the queued jobs sent. A broker
+    away stops both: the jobs wait here, sent when it is back."""
+    try:
+        _take_answers(bot)
+        _send_jobs(bot)
+    except BrokerAway as e:
         with bot.store.transaction() as db:
-            db.execute("UPDATE job SET state = 'done', verdict = ?, result = ?, error = NULL WHERE id = ?",
-                       (outcome.verdict, folder.name, job["id"]))
-            db.execute("UPDATE series SET state = 'checked' WHERE id = ?", (job["series_id"],))
-            db.execute("UPDATE push SET state = 'checked' WHERE id = ?", (job["push_id"],))
-            if reply is not None:
-                db.execute("INSERT INTO outbox (job_id, message_id, raw, state, next_try, made) VALUES (?, ?, ?, ?, ?, ?)",
-                           (job["id"], reply["Message-ID"], bytes(reply), "held" if bot.moderate else "pending", now(),
-                            now()))
-        log.info("job %d: %s", job["id"], outcome.verdict)
+            db.execute("UPDATE job SET waiting = ? WHERE state = 'queued'", (f"the broker is unreachable: {e}",))
+        log.warning("the broker is unreachable, jobs wait here until it is back: %s", e)
+
+
+def _take_answers(bot: Bot) -> None:
+    for job in bot.store.rows("SELECT * FROM job WHERE state = 'sent' ORDER BY id"):
+        answer = bot.workers.answer(job["task"])
+        if answer is None:
+            continue
+        log.info("job %d: answered by %s", job["id"], answer.worker)
+        if answer.error:
+            _failed(bot, job, job["attempts"], RuntimeError(f"on {answer.worker}: {answer.error}"))
+        else:
+            try:
+                folder = result.unpack(answer.folder, bot.settings.state / "results")
+            except (ValueError, OSError) as e:
+                if full(e):
+                    raise
+                _failed(bot, job, job["attempts"], RuntimeError(f"{answer.worker} sent no result folder: {e}"))
+            else:
+                _record(bot, job, job["attempts"], folder)
+        bot.workers.forget(job["task"])
+
+
+def _send_jobs(bot: Bot) -> None:
+    live = None
+    for job in bot.store.rows("SELECT * FROM job WHERE state = 'queued' ORDER BY id"):
+        attempt = job["attempts"] + 1
+        try:
+            work = _work(bot, job)
+            needs = queue.needs(bot.settings, work.change, _only(job), work.tree_path, bot.workers.extra_needs)
+        except Exception as e:
+            if full(e):
+                raise
+            _failed(bot, job, attempt, e)
+            continue
+        live = bot.workers.live() if live is None else live
+        payload = {"job": job["id"], "change": to_json(work.change), "only": _only(job), "source": work.source,
+                   "origin": work.origin, "fetch": work.fetch}
+        task = f"job-{job['id']}-{attempt}"   # the same if a crash makes the bot send it again
+        with bot.store.transaction() as db:   # recorded only once sent
+            sent_to = bot.workers.send(task, payload, needs, live)
+            if sent_to:
+                db.execute("UPDATE job SET state = 'sent', attempts = ?, task = ?, sent = ?, waiting = NULL "
+                           "WHERE id = ?", (attempt, task, now(), job["id"]))
+            else:
+                db.execute("UPDATE job SET waiting = ? WHERE id = ?", (unserved(needs, live), job["id"]))
+        if sent_to:
+            log.info("job %d: %s sent to %s (attempt %d)", job["id"], _what(job), sent_to, attempt)
+        else:
+            log.info("job %d waits: %s", job["id"], unserved(needs, live))
 
 
 def _requeue_cut_short(bot: Bot) -> None:

@@ -69,12 +69,15 @@ CREATE TABLE IF NOT EXISTS job (
     push_id INTEGER REFERENCES push(id),       -- a branch's new commits'
     command_msgid TEXT UNIQUE,     -- the retest mail it answers; NULL for a new series
     entries TEXT NOT NULL DEFAULT '',
-    state TEXT NOT NULL,           -- queued, running, done, cancelled, failed (given up)
+    state TEXT NOT NULL,           -- queued, running (here), sent (to workers), done, cancelled, failed (given up)
     attempts INTEGER NOT NULL DEFAULT 0,
     verdict TEXT,
     created REAL NOT NULL,
     error TEXT,                    -- why the last attempt ended without a verdict
-    result TEXT                    -- its result folder, under state/results/
+    result TEXT,                   -- its result folder, under state/results/
+    task TEXT,                     -- sent to workers: the task its answer comes back as
+    sent REAL,                     -- when
+    waiting TEXT                   -- why it is not sent yet (no worker offers what it needs, ...)
 );
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY,
@@ -116,7 +119,8 @@ class Store:
                                     ("outbox", "reviewed", "INTEGER NOT NULL DEFAULT 0"), ("message", "source", "TEXT"),
                                     ("job", "push_id", "INTEGER REFERENCES push(id)"),
                                     ("outbox", "made", "REAL"), ("source_poll", "polls", "INTEGER NOT NULL DEFAULT 0"),
-                                    ("source_poll", "failures", "INTEGER NOT NULL DEFAULT 0")):
+                                    ("source_poll", "failures", "INTEGER NOT NULL DEFAULT 0"),
+                                    ("job", "task", "TEXT"), ("job", "sent", "REAL"), ("job", "waiting", "TEXT")):
             if column not in {c["name"] for c in self.rows(f"PRAGMA table_info({table})")}:
                 self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 

@@ -100,7 +100,9 @@ cc = ["x86-maintainers@example.org"]
         self.inboxes["linux-efi"].close()
 
 
-# The bot, with functions wrapped to kill it: argv is [spec ..., "--", bootbot's arguments].
+# The bot, with functions wrapped to kill it: argv is [spec ..., "--", bootbot's arguments]. A
+# spec "module:function:n" kills it (SIGKILL) at the function's n-th call; ":raise" raises
+# RuntimeError there instead, as a bug would; ":redis=PORT" shuts down the Redis there first.
 KILLER = """
 import importlib, os, signal, sys
 from bot import cli
@@ -112,9 +114,12 @@ for spec in specs:
     real, calls = getattr(owner, attr), []
     def wrapped(*args, real=real, calls=calls, nth=int(nth), how=how, **kwargs):
         calls.append(1)
-        if len(calls) == nth and how:
+        if len(calls) == nth and how == ["raise"]:
             raise RuntimeError("injected")
-        if len(calls) == nth:
+        if len(calls) == nth and how:
+            import redis
+            redis.Redis(port=int(how[0].removeprefix("redis="))).shutdown()   # returns once it is gone
+        elif len(calls) == nth:
             os.kill(os.getpid(), signal.SIGKILL)
         return real(*args, **kwargs)
     setattr(owner, attr, wrapped)

@@ -28,11 +28,14 @@ class Health:
     boots: dict[tuple[str, str, str], int] = field(default_factory=dict)        # (tree, entry, status)
     boot_seconds: dict[tuple[str, str], float] = field(default_factory=dict)   # (tree, entry)
     build_seconds: float = 0.0
+    jobs: list[dict] = field(default_factory=list)            # not done yet: queued, running here, sent to workers
+    workers: list[dict] | None = None                          # with queue.broker: the live workers' records
 
 
-def read(state: Path, history: History | None = None) -> Health:
-    """The facts now; `history`: the checks' history already open (the pages'), else opened."""
-    health = Health()
+def read(state: Path, history: History | None = None, workers: list[dict] | None = None) -> Health:
+    """The facts now; `history`: the checks' history already open (the pages'), else opened;
+    `workers`: the workers' records, when the bot has workers."""
+    health = Health(workers=workers)
     database = state / "bootbot.sqlite3"
     if database.exists():
         with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:   # never the bot's writer
@@ -58,6 +61,8 @@ def _from_bot(db: sqlite3.Connection, health: Health) -> None:
     ended = [r[0] for r in db.execute("SELECT verdict = 'error' OR error LIKE 'LabError:%' FROM job WHERE "
                                       "state IN ('done', 'failed') OR error IS NOT NULL ORDER BY id DESC LIMIT 100")]
     health.lab_errors_in_a_row = next((n for n, lab in enumerate(ended) if not lab), len(ended))
+    health.jobs = [dict(r) for r in db.execute("SELECT id, state, attempts, sent, waiting FROM job WHERE state IN "
+                                               "('queued', 'running', 'sent') ORDER BY id")]
     health.outbox, health.outbox_oldest = db.execute(
         "SELECT COUNT(*), MIN(CASE WHEN o.state = 'pending' THEN COALESCE(o.made, j.created) END) FROM outbox o "
         "JOIN job j ON j.id = o.job_id WHERE o.state IN ('pending', 'held')").fetchone()
@@ -96,6 +101,9 @@ class _Collector:
         yield _family(GaugeMetricFamily, "bootbot_lab_errors_in_a_row", "Newest checks ended by the lab, in a row",
                       [], {(): h.lab_errors_in_a_row})
         yield _family(GaugeMetricFamily, "bootbot_outbox", "Replies not sent yet", [], {(): h.outbox})
+        yield _family(GaugeMetricFamily, "bootbot_jobs", "Jobs not done yet, by state (queued, running, sent)",
+                      ["state"], {(state,): sum(j["state"] == state for j in h.jobs)
+                                  for state in ("queued", "running", "sent")})
         yield _family(CounterMetricFamily, "bootbot_boots", "Boots by entry and status (deciding attempts)",
                       ["tree", "entry", "status"], h.boots)
         yield _family(CounterMetricFamily, "bootbot_boot_seconds", "Seconds of deciding boots, by entry",
@@ -124,10 +132,29 @@ def lines(health: Health, now: float | None = None) -> list[str]:
              f"checks: {_counts(health.checks)}; lab errors in a row: {health.lab_errors_in_a_row}",
              f"outbox: {health.outbox} not sent" + (f", the oldest pending made {ago(health.outbox_oldest)}"
                                                    if health.outbox_oldest else "")]
+    said += [_job(j, ago) for j in health.jobs]
+    said += [_worker(w, ago) for w in health.workers or []]
+    if health.workers == []:
+        said.append("workers: none alive")
     said += [f"boots of {tree} {entry}: " + _counts({s: n for (t, e, s), n in health.boots.items()
                                                        if (t, e) == (tree, entry)})
              for tree, entry in sorted(health.boot_seconds)]
     return said
+
+
+def _job(job: dict, ago) -> str:
+    where = {"queued": "queued", "running": "checking here", "sent": f"on the workers' queue, sent {ago(job['sent'])}"}
+    return f"job {job['id']}: {where[job['state']]}, attempt {job['attempts']}" \
+        + (f"; waits: {job['waiting']}" if job["waiting"] and job["state"] == "queued" else "")
+
+
+def _worker(worker: dict, ago) -> str:
+    doing = f"checking job {worker['job']['id']} since {ago(worker['job']['since'])}" if worker["job"] else "idle"
+    def offered(kind: str) -> str:
+        return " ".join(o.removeprefix(kind) for o in worker["offers"] if o.startswith(kind))
+
+    return (f"worker {worker['name']} on {worker['host']}: {doing}, {worker['checked']} checked, last heartbeat "
+            f"{ago(worker['beat'])}; offers {offered('entry:')} ({offered('accel:')})")
 
 
 def _counts(counts: dict[str, int]) -> str:

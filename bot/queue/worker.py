@@ -1,0 +1,104 @@
+"""`bootbot worker`: a Celery worker that checks what the daemon sends, one job at a time, with
+its own configuration: its trees, caches, workspaces and lab. It answers with the result folder
+and never touches the daemon's database. Its record in Redis (refreshed every heartbeat, gone
+three heartbeats after it stops) says what it offers, what it is checking and since when."""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import redis
+from celery import signals
+
+from bot import queue, settings as settings_module
+from bot.changes.change import from_json
+from bot.config import Config
+from bot.reports import result
+from bot.verdicts import check
+
+log = logging.getLogger("bootbot.worker")
+
+
+class Worker:
+    def __init__(self, config: Config, name: str):
+        self.name = name
+        self.settings = settings_module.load(config)
+        self.offers = queue.offers(self.settings, config)
+        self.queue = queue.queue_of(self.offers)
+        self.app = queue.app(config, worker=True)
+        self.app.task(name=queue.TASK)(self.check)
+        self.redis = redis.Redis.from_url(config.get("queue", "broker"), socket_timeout=10, socket_connect_timeout=5)
+        self.beat_seconds = config.get("queue", "heartbeat_seconds")
+        self.started, self.checked, self.job = time.time(), 0, None
+        self.stopped = threading.Event()
+
+    def check(self, payload: dict) -> dict:
+        """One job: the change checked here, its result folder sent back whole."""
+        self.job = {"id": payload["job"], "since": time.time()}
+        self.beat()
+        try:
+            fetch = payload["fetch"]
+            tree_path = self.settings.site(fetch["tree"]).path if fetch else None
+            if fetch:
+                _fetch(tree_path, fetch)
+            folder = check.check(from_json(payload["change"]), self.settings, only=payload["only"],
+                                 tree_path=tree_path, source=payload["source"], origin=payload["origin"])
+            log.info("job %d: checked, %s", payload["job"], result.read(folder).verdict)
+            return {"worker": self.name, "folder": base64.b64encode(result.pack(folder)).decode()}
+        finally:
+            self.job, self.checked = None, self.checked + 1
+            self.beat()
+
+    def beat(self) -> None:
+        record = {"name": self.name, "host": socket.gethostname(), "queue": self.queue, "offers": self.offers,
+                  "job": self.job, "started": self.started, "checked": self.checked, "beat": time.time()}
+        try:
+            self.redis.set(queue.RECORD + self.name, json.dumps(record), ex=int(3 * self.beat_seconds) + 1)
+        except redis.RedisError as e:   # the broker is away: the next beat tells again
+            log.warning("heartbeat not recorded: %s", e)
+
+    def beating(self) -> None:
+        while not self.stopped.wait(self.beat_seconds):
+            self.beat()
+
+    def run(self) -> None:
+        """Serves until stopped (SIGTERM: after the job in hand; its record goes with it)."""
+        def ready(**_):
+            self.beat()
+            threading.Thread(target=self.beating, daemon=True).start()
+            log.info("worker %s ready on queue %s, offering %s", self.name, self.queue, " ".join(self.offers))
+
+        def shutdown(**_):
+            self.stopped.set()
+            try:
+                self.redis.delete(queue.RECORD + self.name)
+            except redis.RedisError:
+                pass
+
+        # Celery's line per task would carry the whole packed folder: the bot's own lines say enough
+        logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
+        signals.worker_ready.connect(ready, weak=False)
+        signals.worker_shutdown.connect(shutdown, weak=False)
+        # solo: the check runs in this process, so a kill takes the job with it and the broker
+        # gives it to another worker; the check makes its own parallel work (make -j, boots)
+        self.app.worker_main(["worker", "--pool=solo", "--concurrency=1", "--queues", self.queue,
+                              "--hostname", f"{self.name}@{socket.gethostname()}", "--without-gossip",
+                              "--without-mingle", "--loglevel=INFO"])
+
+
+def _fetch(tree: Path, fetch: dict) -> None:
+    """A branch's commits into this machine's tree of its kind, as the daemon's source fetched them."""
+    done = subprocess.run(["git", "-C", str(tree), "fetch", "--quiet", "--no-tags", fetch["url"],
+                           f"+refs/heads/{fetch['branch']}:refs/bootbot/queue/fetched"],
+                          capture_output=True, text=True, timeout=1800)
+    missing = subprocess.run(["git", "-C", str(tree), "cat-file", "-e", f"{fetch['head']}^{{commit}}"],
+                             capture_output=True).returncode
+    if done.returncode or missing:
+        raise RuntimeError(f"{fetch['head'][:12]} of {fetch['url']} {fetch['branch']} could not be fetched: "
+                           f"{' '.join(done.stderr.split()) or 'no longer on the branch'}")

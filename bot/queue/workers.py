@@ -1,0 +1,80 @@
+"""The daemon's side of the queue: which workers are alive and what they offer (their records),
+sending a job to a queue whose workers can run it, and taking its answer back."""
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+
+import kombu.exceptions
+import redis
+from celery.result import AsyncResult
+
+from bot import queue
+from bot.config import Config
+
+_AWAY = (redis.RedisError, kombu.exceptions.OperationalError, OSError)
+
+
+@dataclass(frozen=True)
+class Answer:
+    worker: str
+    folder: bytes = b""   # the packed result folder
+    error: str = ""       # the check raised on the worker: no verdict
+
+
+class Workers:
+    def __init__(self, config: Config):
+        self.app = queue.app(config, worker=False)
+        self.redis = redis.Redis.from_url(config.get("queue", "broker"), socket_timeout=5, socket_connect_timeout=5)
+        self.extra_needs = config.get("queue", "needs")   # of every job (e.g. "accel:kvm")
+
+    def live(self) -> list[dict]:
+        """The records of the workers alive now (a worker's lapses three heartbeats after it stops)."""
+        try:
+            keys = sorted(self.redis.scan_iter(f"{queue.RECORD}*"))
+            records = self.redis.mget(keys) if keys else []
+        except _AWAY as e:
+            raise queue.BrokerAway(str(e)) from e
+        return [json.loads(r) for r in records if r]
+
+    def send(self, task: str, payload: dict, needs: list[str], live: list[dict]) -> str:
+        """Sends the job to the queue of workers offering all it needs (one idle first), and
+        names the queue; "" when no worker alive offers them (it is not sent)."""
+        able = [w for w in live if set(needs) <= set(w["offers"])]
+        if not able:
+            return ""
+        chosen = min(able, key=lambda w: w["job"] is not None)["queue"]
+        try:
+            self.app.send_task(queue.TASK, args=[payload], task_id=task, queue=chosen, retry=False)
+        except _AWAY as e:
+            raise queue.BrokerAway(str(e)) from e
+        return chosen
+
+    def answer(self, task: str) -> Answer | None:
+        """The answer to a job sent as `task`; None while it waits or runs."""
+        sent = AsyncResult(task, app=self.app)
+        try:
+            state, value = sent.state, sent.result
+        except _AWAY as e:
+            raise queue.BrokerAway(str(e)) from e
+        if state == "SUCCESS":
+            return Answer(value["worker"], base64.b64decode(value["folder"]))
+        if state == "FAILURE":
+            return Answer("a worker", error=f"{type(value).__name__}: {value}")
+        return None
+
+    def forget(self, task: str) -> None:
+        try:
+            AsyncResult(task, app=self.app).forget()
+        except _AWAY:   # it expires on its own (queue.RESULT_DAYS)
+            pass
+
+
+def unserved(needs: list[str], live: list[dict]) -> str:
+    """Why no worker alive can take a job that needs `needs`."""
+    if not live:
+        return "no worker is alive"
+    lacking = [need for need in needs if not any(need in w["offers"] for w in live)]
+    return (f"no worker offers {', '.join(lacking)}" if lacking
+            else f"no one worker offers all of {', '.join(needs)}")

@@ -1,0 +1,224 @@
+"""Checks on workers, against a real redis-server on loopback and real `bootbot worker`s, each with
+its own configuration, state and tree, as separate machines would have. The series are refused
+on the tiny tree (more patches than allowed), so each check is a real verdict without a build;
+test_image.py runs a worker from the container image."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from redis_server import RedisServer
+from test_bot import ROOT, Lab
+from test_sources import KILLER, refused
+from tiny_tree import git
+
+VISIBILITY = 5   # seconds before a job taken by a killed worker goes to another
+
+
+class Worker:
+    """`bootbot worker` as its own process group, its log in a file; ready once it says so."""
+
+    def __init__(self, config: Path, name: str, wrapped: tuple[str, ...] = (), image: list[str] | None = None,
+                 ready_seconds: float = 60):
+        self.name, self.log = name, config.parent / f"{name}.log"
+        command = image or [sys.executable, "-c", KILLER, *wrapped, "--"]
+        self.process = subprocess.Popen([*command, "--config", str(config), "worker"], cwd=ROOT, text=True,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        self.ready, self.said_ready = threading.Event(), False
+        threading.Thread(target=self._drain, daemon=True).start()
+        if not self.ready.wait(ready_seconds) or not self.said_ready:
+            self.stop()
+            raise AssertionError(f"worker {name} did not say it is ready within {ready_seconds} s:\n"
+                                 + self.log.read_text()[-3000:])
+
+    def _drain(self) -> None:
+        with self.log.open("w") as log:
+            for line in self.process.stderr:
+                log.write(line)
+                log.flush()
+                if f"worker {self.name} ready" in line:
+                    self.said_ready = True
+                    self.ready.set()
+        self.ready.set()   # it exited: not waited for
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=60)
+
+
+class Queued(Lab):
+    """test_bot's lab on the tiny tree, with a Redis broker and workers of its own."""
+
+    def __init__(self, root: Path, repo: Path):
+        super().__init__(root, repo, ["refused"], root / "workspaces")
+        self.root, self.repo, self.workers = root, repo, []
+        self.redis = RedisServer(root / "redis")
+        self.config.write_text(self.config.read_text() + f"""
+[limits]
+max_patches = 2
+[queue]
+broker = "{self.redis.url}"
+visibility_seconds = {VISIBILITY}
+heartbeat_seconds = 1
+""")
+
+    def worker(self, name: str, entries: list[str] | None = None, wrapped: tuple[str, ...] = (),
+               image: list[str] | None = None) -> Worker:
+        """A worker with its own state, workspaces and clone of the tree, as another machine."""
+        home = self.root / name
+        git(self.root, "clone", "-q", str(self.repo), str(home / "linux"))
+        config = home / "worker.toml"
+        config.write_text(f"""
+[state]
+dir = "{home / 'state'}"
+[trees.linux]
+path = "{home / 'linux'}"
+[trees.xen]
+path = ""
+[build]
+dir = "{home / 'workspaces'}"
+[boot]
+accel = "tcg"
+[limits]
+max_patches = 2
+[queue]
+broker = "{self.redis.url}"
+visibility_seconds = {VISIBILITY}
+heartbeat_seconds = 1
+[worker]
+name = "{name}"
+entries = {entries or []}
+""".replace("'", '"'))
+        self.workers.append(Worker(config, name, wrapped, image))
+        return self.workers[-1]
+
+    def post(self, name: str) -> None:
+        for mail in refused(self, name):
+            self.inbox.deliver(mail.read_bytes().split(b"\n", 1)[1])
+
+    def answered(self, count: int, seconds: float = 120) -> list:
+        """Cycles of the bot until `count` replies are in (each cycle sends what waits and takes
+        the answers in), within `seconds`."""
+        deadline, said = time.monotonic() + seconds, []
+        while len(self.sink.received) < count:
+            assert time.monotonic() < deadline, f"{len(self.sink.received)} of {count} replies in {seconds} s; " \
+                "the bot said:\n" + "".join(said)[-4000:] + "".join(w.log.read_text()[-2000:] for w in self.workers)
+            assert self.poll().returncode == 0, self.log
+            said.append(self.log)
+        return self.sink.received
+
+    def jobs(self) -> list[tuple]:
+        with self.db() as db:
+            return db.execute("SELECT id, state, attempts, verdict, result, waiting FROM job ORDER BY id").fetchall()
+
+    def status(self) -> str:
+        return subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(self.config), "status"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60, check=True).stdout
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.redis.stop()
+        super().close()
+
+
+@pytest.fixture
+def lab(tmp_path, repo):
+    made = Queued(tmp_path, repo)
+    yield made
+    made.close()
+
+
+def test_series_are_checked_on_workers_and_answered_once(lab):
+    first, second = lab.worker("w1"), lab.worker("w2")
+    lab.post("one")
+    lab.post("two")
+    replies = lab.answered(2)
+    assert sorted(r.message["Subject"] for r in replies) == \
+        ["Re: [PATCH v1 0/3] x86/boot: series one", "Re: [PATCH v1 0/3] x86/boot: series two"]
+    assert "refused" in replies[0].message.get_body().get_content()
+    jobs = lab.jobs()
+    assert [(state, attempts, verdict) for _, state, attempts, verdict, _, _ in jobs] == [("done", 1, "refused")] * 2
+    for *_, folder, _ in jobs:   # the worker's result folder, now the daemon's, where pages and mail read it
+        assert (lab.state / "results" / folder / "outcome.json").is_file()
+        assert any((lab.root / w / "state" / "results" / folder).is_dir() for w in ("w1", "w2"))
+    assert not (lab.root / "w1" / "state" / "bootbot.sqlite3").exists()   # workers keep no bot database
+    lab.poll()
+    assert len(lab.sink.received) == 2
+    said = lab.status()
+    assert "worker w1 on " in said and "worker w2 on " in said and "last heartbeat" in said
+    assert "offers linux/bios linux/efi linux/pvh linux/xen-pv linux/xen-pvh (tcg)" in said, said
+    assert sum(int(line.split(", ")[1].split()[0]) for line in said.splitlines()
+               if line.startswith("worker ")) == 2, said   # "N checked" between them
+
+
+def test_a_worker_killed_mid_check_leaves_its_job_to_another(lab):
+    killed = lab.worker("w1", wrapped=("bot.reports.result:write:1",))   # SIGKILL as it writes the outcome
+    lab.post("one")
+    assert lab.poll().returncode == 0, lab.log
+    assert killed.process.wait(timeout=60) == -9, killed.log.read_text()
+    assert lab.jobs()[0][1:3] == ("sent", 1)
+    lab.worker("w2")
+    replies = lab.answered(1, seconds=VISIBILITY + 90)
+    assert lab.jobs()[0][1:4] == ("done", 1, "refused")   # the broker gave it again, not the bot
+    assert "job 1: answered by w2" in lab.log
+    lab.poll()
+    assert len(replies) == 1 and len(lab.sink.received) == 1
+
+
+def test_a_broker_restarted_mid_cycle_loses_and_doubles_nothing(lab):
+    lab.worker("w1")
+    lab.worker("w2")
+    lab.post("one")
+    lab.post("two")
+    # the broker shuts down as the bot sends the second job: the first is in Redis, the second is not
+    cycle = subprocess.run([sys.executable, "-c", KILLER, f"bot.queue.workers:Workers.send:2:redis={lab.redis.port}",
+                            "--", "--config", str(lab.config), "poll", "--once"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert cycle.returncode == 0, cycle.stderr
+    assert "the broker is unreachable, jobs wait here until it is back" in cycle.stderr
+    lab.redis.process.wait(timeout=30)
+    lab.post("three")   # the bot goes on polling with the broker away: the job waits in its database
+    assert lab.poll().returncode == 0, lab.log
+    assert [job[1] for job in lab.jobs()] == ["sent", "queued", "queued"]
+    said = lab.status()
+    assert "job 3: queued, attempt 0; waits: the broker is unreachable" in said
+    assert f"broker {lab.redis.url}: unreachable" in said
+    lab.redis.start()   # the same port and data: the first job is still there
+    replies = lab.answered(3)
+    assert sorted(r.message["Subject"].split(": ")[-1] for r in replies) == \
+        ["series one", "series three", "series two"]
+    assert [(state, attempts) for _, state, attempts, *_ in lab.jobs()] == [("done", 1)] * 3
+    lab.poll()
+    assert len(lab.sink.received) == 3
+
+
+def test_a_job_no_worker_can_run_waits_and_says_so(lab):
+    lab.worker("w1", entries=["linux/bios", "linux/efi"])
+    lab.post("one")   # arch/x86/boot: bios, efi, xen-pv and xen-pvh
+    assert lab.poll().returncode == 0, lab.log
+    assert lab.jobs()[0][1:3] == ("queued", 0)
+    said = lab.status()
+    assert "job 1: queued, attempt 0; waits: no worker offers entry:linux/xen-pv, entry:linux/xen-pvh" in said, said
+    assert "worker w1 on " in said and ": idle, 0 checked" in said and "offers linux/bios linux/efi (tcg)" in said
+    lab.worker("w2")
+    lab.answered(1)
+    assert lab.jobs()[0][1:4] == ("done", 1, "refused")
+    assert "job 1: answered by w2" in lab.log
+
+
+def test_a_worker_needs_a_broker_and_known_entries(lab, tmp_path):
+    lone = tmp_path / "lone.toml"
+    lone.write_text(f'[state]\ndir = "{tmp_path / "lone"}"\n')
+    done = subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(lone), "worker"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (2, "bootbot: a worker needs queue.broker: the Redis the list bot "
+                                                 "sends its jobs through\n")
+    with pytest.raises(AssertionError, match="worker.entries: no configured tree has linux/pvhh"):
+        lab.worker("w1", entries=["linux/pvhh"])
