@@ -333,7 +333,7 @@ def _send_jobs(bot: Bot) -> None:
             continue
         live = bot.workers.live() if live is None else live
         payload = {"job": job["id"], "change": to_json(work.change), "only": _only(job), "source": work.source,
-                   "origin": work.origin, "fetch": work.fetch}
+                   "origin": work.origin, "fetch": work.fetch, "max_starts": bot.max_attempts}
         task = f"job-{job['id']}-{attempt}"   # the same if a crash makes the bot send it again
         with bot.store.transaction() as db:   # recorded only once sent
             sent_to = bot.workers.send(task, payload, needs, live)

@@ -57,7 +57,7 @@ class Queued(Lab):
 
     def __init__(self, root: Path, repo: Path):
         super().__init__(root, repo, ["refused"], root / "workspaces")
-        self.root, self.repo, self.workers = root, repo, []
+        self.root, self.repo, self.workers, self.said = root, repo, [], []
         self.redis = RedisServer(root / "redis")
         self.config.write_text(self.config.read_text() + f"""
 [limits]
@@ -105,12 +105,18 @@ entries = {entries or []}
     def answered(self, count: int, seconds: float = 120) -> list:
         """Cycles of the bot until `count` replies are in (each cycle sends what waits and takes
         the answers in), within `seconds`."""
-        deadline, said = time.monotonic() + seconds, []
+        deadline = time.monotonic() + seconds
         while len(self.sink.received) < count:
             assert time.monotonic() < deadline, f"{len(self.sink.received)} of {count} replies in {seconds} s; " \
-                "the bot said:\n" + "".join(said)[-4000:] + "".join(w.log.read_text()[-2000:] for w in self.workers)
+                "the bot said:\n" + self.log[-4000:] + "".join(w.log.read_text()[-2000:] for w in self.workers)
             assert self.poll().returncode == 0, self.log
-            said.append(self.log)
+        return self.sink.received
+
+    def poll(self) -> subprocess.CompletedProcess:
+        done = super().poll()
+        self.said.append(done.stderr)
+        self.log = "".join(self.said)   # all it said, since its first cycle
+        return done
         return self.sink.received
 
     def jobs(self) -> list[tuple]:
@@ -170,6 +176,23 @@ def test_a_worker_killed_mid_check_leaves_its_job_to_another(lab):
     assert "job 1: answered by w2" in lab.log
     lab.poll()
     assert len(replies) == 1 and len(lab.sink.received) == 1
+
+
+def test_a_check_that_kills_every_worker_is_one_failed_attempt(lab):
+    lab.config.write_text(lab.config.read_text().replace("[poll]\n", "[poll]\nmax_attempts = 2\n"))
+    dying = [lab.worker("w1", wrapped=("bot.reports.result:write:1",))]
+    lab.post("one")
+    assert lab.poll().returncode == 0, lab.log
+    assert dying[0].process.wait(timeout=60) == -9
+    dying.append(lab.worker("w2", wrapped=("bot.reports.result:write:1",)))   # the broker gives it again
+    assert dying[1].process.wait(timeout=VISIBILITY + 60) == -9
+    lab.worker("w3")   # its third start: given up there, so the bot sends it again as attempt 2
+    lab.answered(1, seconds=VISIBILITY + 90)
+    assert "job 1: attempt 1 of 2 failed, tried again next cycle: RuntimeError: on a worker: GivenUp: it was " \
+           "started 2 times by workers that died in it" in lab.log
+    assert lab.jobs()[0][1:4] == ("done", 2, "refused")
+    lab.poll()
+    assert len(lab.sink.received) == 1
 
 
 def test_a_broker_restarted_mid_cycle_loses_and_doubles_nothing(lab):

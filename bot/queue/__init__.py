@@ -22,6 +22,7 @@ from bot.settings import Settings
 
 TASK = "bootbot.check"
 RECORD = "bootbot:worker:"   # + a worker's name: its record in Redis, kept by its heartbeat
+STARTS = "bootbot:starts:"   # + a task's id: how often workers started it
 RESULT_DAYS = 14             # a result the daemon has not taken by then (down that long) is lost
 
 

@@ -40,6 +40,13 @@ class Worker:
 
     def check(self, payload: dict) -> dict:
         """One job: the change checked here, its result folder sent back whole."""
+        # A check that kills its worker each time would go round the workers for ever: after the
+        # bot's max_attempts starts it fails instead, and the bot counts that as one failed attempt.
+        started = queue.STARTS + self.app.current_task.request.id
+        starts = self.redis.incr(started)
+        self.redis.expire(started, queue.RESULT_DAYS * 86400)
+        if starts > payload["max_starts"]:
+            raise GivenUp(f"it was started {starts - 1} times by workers that died in it")
         self.job = {"id": payload["job"], "since": time.time()}
         self.beat()
         try:
@@ -90,6 +97,10 @@ class Worker:
         self.app.worker_main(["worker", "--pool=solo", "--concurrency=1", "--queues", self.queue,
                               "--hostname", f"{self.name}@{socket.gethostname()}", "--without-gossip",
                               "--without-mingle", "--loglevel=INFO"])
+
+
+class GivenUp(Exception):
+    pass
 
 
 def _fetch(tree: Path, fetch: dict) -> None:

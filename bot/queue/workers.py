@@ -67,6 +67,7 @@ class Workers:
     def forget(self, task: str) -> None:
         try:
             AsyncResult(task, app=self.app).forget()
+            self.redis.delete(queue.STARTS + task)
         except _AWAY:   # it expires on its own (queue.RESULT_DAYS)
             pass
 
