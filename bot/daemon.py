@@ -250,8 +250,6 @@ def run_jobs(bot: Bot) -> None:
             folder = check.check(work.change, bot.settings, only=_only(job), tree_path=work.tree_path,
                                  source=work.source, origin=work.origin)
         except Exception as e:   # no verdict (a broken tree, an unreadable series): not the author's to hear
-            if full(e):   # nor the job's fault: the cycle stops, and the job runs again as if killed
-                raise
             _failed(bot, job, attempt, e)
             continue
         _record(bot, job, attempt, folder)
@@ -268,8 +266,6 @@ def _record(bot: Bot, job, attempt: int, folder: Path) -> None:
         outcome = result.read(folder)
         reply = _reply(bot, job, outcome, folder)
     except Exception as e:
-        if full(e):
-            raise
         _failed(bot, job, attempt, e)
         return
     if outcome.verdict == ERROR and attempt < bot.max_attempts:   # the lab may be well again next cycle
@@ -291,68 +287,71 @@ def _run_on_workers(bot: Bot) -> None:
     """Answers first (a worker freed takes the next job), then the queued jobs sent. A broker
     away stops both: the jobs wait here, sent when it is back."""
     try:
-        _take_answers(bot)
-        _send_jobs(bot)
+        live = bot.workers.live()
+        _take_answers(bot, live)
+        _send_jobs(bot, live)
     except BrokerAway as e:
         with bot.store.transaction() as db:
             db.execute("UPDATE job SET waiting = ? WHERE state = 'queued'", (f"the broker is unreachable: {e}",))
         log.warning("the broker is unreachable, jobs wait here until it is back: %s", e)
 
 
-def _take_answers(bot: Bot) -> None:
+def _take_answers(bot: Bot, live: list[dict]) -> None:
+    serving = {w["queue"] for w in live}
     for job in bot.store.rows("SELECT * FROM job WHERE state = 'sent' ORDER BY id"):
-        answer = bot.workers.answer(job["task"])
-        if answer is None:
-            continue
-        log.info("job %d: answered by %s", job["id"], answer.worker)
-        if answer.error:
-            _failed(bot, job, job["attempts"], RuntimeError(f"on {answer.worker}: {answer.error}"))
-        else:
-            try:
-                folder = result.unpack(answer.folder, bot.settings.state / "results")
-            except (ValueError, OSError) as e:
-                if full(e):
-                    raise
-                _failed(bot, job, job["attempts"], RuntimeError(f"{answer.worker} sent no result folder: {e}"))
-            else:
-                _record(bot, job, job["attempts"], folder)
+        try:
+            answer = bot.workers.answer(job["task"])
+            if answer.waiting and job["queue"] not in serving:   # its workers went away before taking it
+                _failed(bot, job, job["attempts"], LabError(f"no worker of {job['queue']} is alive to take it"))
+            if answer.waiting:
+                continue
+            log.info("job %d: answered by %s", job["id"], answer.worker)
+            if answer.error:
+                raise RuntimeError(answer.error)
+            _record(bot, job, job["attempts"], result.unpack(answer.folder, bot.settings.state / "results"))
+        except BrokerAway:
+            raise
+        except Exception as e:   # an answer that is no result folder: a failed attempt, like a check that raised
+            _failed(bot, job, job["attempts"], e)
         bot.workers.forget(job["task"])
 
 
-def _send_jobs(bot: Bot) -> None:
-    live = None
+def _send_jobs(bot: Bot, live: list[dict]) -> None:
     for job in bot.store.rows("SELECT * FROM job WHERE state = 'queued' ORDER BY id"):
         attempt = job["attempts"] + 1
         try:
             work = _work(bot, job)
             needs = queue.needs(bot.settings, work.change, _only(job), work.tree_path, bot.workers.extra_needs)
         except Exception as e:
-            if full(e):
-                raise
             _failed(bot, job, attempt, e)
             continue
-        live = bot.workers.live() if live is None else live
         payload = {"job": job["id"], "change": to_json(work.change), "only": _only(job), "source": work.source,
                    "origin": work.origin, "fetch": work.fetch, "max_starts": bot.max_attempts}
-        task = f"job-{job['id']}-{attempt}"   # the same if a crash makes the bot send it again
-        with bot.store.transaction() as db:   # recorded only once sent
+        task = f"job-{job['id']}-{attempt}"
+        # Recorded only once sent (the broker answers within its timeouts); a crash between the
+        # two sends it again: checked twice, answered once.
+        with bot.store.transaction() as db:
             sent_to = bot.workers.send(task, payload, needs, live)
+            waits = "" if sent_to else unserved(needs, live)
             if sent_to:
-                db.execute("UPDATE job SET state = 'sent', attempts = ?, task = ?, sent = ?, waiting = NULL "
-                           "WHERE id = ?", (attempt, task, now(), job["id"]))
+                db.execute("UPDATE job SET state = 'sent', attempts = ?, task = ?, queue = ?, sent = ?, waiting = NULL "
+                           "WHERE id = ?", (attempt, task, sent_to, now(), job["id"]))
             else:
-                db.execute("UPDATE job SET waiting = ? WHERE id = ?", (unserved(needs, live), job["id"]))
+                db.execute("UPDATE job SET waiting = ? WHERE id = ?", (waits, job["id"]))
         if sent_to:
             log.info("job %d: %s sent to %s (attempt %d)", job["id"], _what(job), sent_to, attempt)
         else:
-            log.info("job %d waits: %s", job["id"], unserved(needs, live))
+            log.info("job %d waits: %s", job["id"], waits)
 
 
 def _requeue_cut_short(bot: Bot) -> None:
     # Only one process runs cycles (the lock), so a job still "running" was cut short by a
     # crash or a kill: it runs again, and its reply is recorded only when it completes; unless it
     # had its max_attempts, as a check that kills the bot every time would, holding up the queue.
+    # Jobs sent to workers before queue.broker was taken away are checked here.
     with bot.store.transaction() as db:
+        if bot.workers is None:
+            db.execute("UPDATE job SET state = 'queued' WHERE state = 'sent'")
         given_up = db.execute("UPDATE job SET state = 'failed', error = 'attempt ' || attempts || ' cut short "
                               "(the bot was killed or crashed)' WHERE state = 'running' AND attempts >= ? "
                               "RETURNING id, error", (bot.max_attempts,)).fetchall()
@@ -363,11 +362,14 @@ def _requeue_cut_short(bot: Bot) -> None:
 
 def _failed(bot: Bot, job, attempt: int, error: Exception) -> None:
     """Records a check that raised instead of giving a verdict: queued again for the next cycle,
-    or given up after max_attempts. One line in the log, never a mail."""
+    or given up after max_attempts. One line in the log, never a mail. A full disk is not the
+    job's fault: it stops the cycle, and the job runs again as if killed."""
+    if full(error):
+        raise error
     text = " ".join(f"{type(error).__name__}: {error}".split())   # one line, whatever the message
     state = "failed" if attempt >= bot.max_attempts else "queued"
     with bot.store.transaction() as db:
-        db.execute("UPDATE job SET state = ?, error = ? WHERE id = ?", (state, text, job["id"]))
+        db.execute("UPDATE job SET state = ?, attempts = ?, error = ? WHERE id = ?", (state, attempt, text, job["id"]))
     if state == "failed":
         log.error("job %d: given up after %d attempts: %s", job["id"], attempt, text)
     else:

@@ -76,6 +76,7 @@ CREATE TABLE IF NOT EXISTS job (
     error TEXT,                    -- why the last attempt ended without a verdict
     result TEXT,                   -- its result folder, under state/results/
     task TEXT,                     -- sent to workers: the task its answer comes back as
+    queue TEXT,                    -- the queue of the workers it was sent to
     sent REAL,                     -- when
     waiting TEXT                   -- why it is not sent yet (no worker offers what it needs, ...)
 );
@@ -120,7 +121,7 @@ class Store:
                                     ("job", "push_id", "INTEGER REFERENCES push(id)"),
                                     ("outbox", "made", "REAL"), ("source_poll", "polls", "INTEGER NOT NULL DEFAULT 0"),
                                     ("source_poll", "failures", "INTEGER NOT NULL DEFAULT 0"),
-                                    ("job", "task", "TEXT"), ("job", "sent", "REAL"), ("job", "waiting", "TEXT")):
+                                    ("job", "task", "TEXT"), ("job", "queue", "TEXT"), ("job", "sent", "REAL"), ("job", "waiting", "TEXT")):
             if column not in {c["name"] for c in self.rows(f"PRAGMA table_info({table})")}:
                 self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 

@@ -4,14 +4,17 @@ on the tiny tree (more patches than allowed), so each check is a real verdict wi
 test_image.py runs a worker from the container image."""
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from bot.reports import result
 from redis_server import RedisServer
 from test_bot import ROOT, Lab
 from test_sources import KILLER, refused
@@ -69,7 +72,7 @@ heartbeat_seconds = 1
 """)
 
     def worker(self, name: str, entries: list[str] | None = None, wrapped: tuple[str, ...] = (),
-               image: list[str] | None = None) -> Worker:
+               image: list[str] | None = None, accel: str = "tcg") -> Worker:
         """A worker with its own state, workspaces and clone of the tree, as another machine."""
         home = self.root / name
         git(self.root, "clone", "-q", str(self.repo), str(home / "linux"))
@@ -84,7 +87,7 @@ path = ""
 [build]
 dir = "{home / 'workspaces'}"
 [boot]
-accel = "tcg"
+accel = "{accel}"
 [limits]
 max_patches = 2
 [queue]
@@ -188,8 +191,8 @@ def test_a_check_that_kills_every_worker_is_one_failed_attempt(lab):
     assert dying[1].process.wait(timeout=VISIBILITY + 60) == -9
     lab.worker("w3")   # its third start: given up there, so the bot sends it again as attempt 2
     lab.answered(1, seconds=VISIBILITY + 90)
-    assert "job 1: attempt 1 of 2 failed, tried again next cycle: RuntimeError: on a worker: GivenUp: it was " \
-           "started 2 times by workers that died in it" in lab.log
+    assert "job 1: attempt 1 of 2 failed, tried again next cycle: RuntimeError: on w3: GivenUp: it was started " \
+           "2 times by workers that died in it" in lab.log
     assert lab.jobs()[0][1:4] == ("done", 2, "refused")
     lab.poll()
     assert len(lab.sink.received) == 1
@@ -245,3 +248,50 @@ def test_a_worker_needs_a_broker_and_known_entries(lab, tmp_path):
                                                  "sends its jobs through\n")
     with pytest.raises(AssertionError, match="worker.entries: no configured tree has linux/pvhh"):
         lab.worker("w1", entries=["linux/pvhh"])
+
+
+def test_a_job_whose_workers_are_gone_goes_to_others_or_home(lab):
+    dying = lab.worker("w1", wrapped=("bot.reports.result:write:1",))
+    lab.post("one")
+    lab.post("two")
+    assert lab.poll().returncode == 0, lab.log
+    assert dying.process.wait(timeout=60) == -9
+    # workers of another kind (they offer KVM too): job 1 was taken by w1, job 2 waits in w1's queue
+    lab.worker("w2", accel="kvm")
+    lab.answered(2, seconds=VISIBILITY + 90)
+    assert "job 2: attempt 1 of 3 failed, tried again next cycle: LabError: no worker of bootbot." in lab.log
+    assert "job 2: answered by w2" in lab.log and "job 1: answered by w2" in lab.log
+    # the operator takes the broker away: a job left on the workers' queue is checked here
+    lab.workers.pop().stop()
+    lab.post("three")
+    assert lab.poll().returncode == 0 and lab.jobs()[2][1] == "queued"
+    lab.config.write_text(lab.config.read_text().replace(f'broker = "{lab.redis.url}"', 'broker = ""'))
+    lab.answered(3)
+    assert lab.jobs()[2][1:4] == ("done", 1, "refused")
+
+
+def test_a_result_folder_travels_whole_or_not_at_all(tmp_path):
+    folder = result.new_folder(tmp_path / "worker")
+    (folder / "boots").mkdir()
+    (folder / "boots" / "console.log").write_text("booted\n")
+    (folder / "vmlinux").symlink_to("/vmlinuz")   # the worker's own kernel: not sent
+    packed = result.pack(folder)
+    (tmp_path / "bot" / folder.name).mkdir(parents=True)   # a copy a crash left half-recorded
+    unpacked = result.unpack(packed, tmp_path / "bot")
+    assert sorted(p.name for p in unpacked.rglob("*")) == ["boots", "console.log"]
+    assert [p.name for p in (tmp_path / "bot").iterdir()] == [folder.name]   # nothing else left there
+    with pytest.raises(ValueError, match="not a result folder"):
+        result.unpack(packed[:len(packed) // 2], tmp_path / "bot")   # cut short
+    escaping = io.BytesIO()
+    with tarfile.open(fileobj=escaping, mode="w:gz") as tar:
+        tar.add(folder / "boots" / "console.log", arcname=f"{folder.name}/../../evil")
+    with pytest.raises(ValueError, match="evil"):
+        result.unpack(escaping.getvalue(), tmp_path / "bot")
+    assert not (tmp_path / "evil").exists()
+
+
+def test_a_broker_that_is_no_redis_url_is_one_line(lab):
+    lab.config.write_text(lab.config.read_text().replace(f'broker = "{lab.redis.url}"', 'broker = "http://x"'))
+    done = lab.poll()
+    assert (done.returncode, done.stderr) == (2, "bootbot: queue.broker 'http://x': a Redis URL is needed "
+                                                 "(redis://HOST:PORT/DB)\n")

@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+import redis
 from celery import Celery
 
 from bot.boots.accel import KVM_DEVICE
@@ -30,23 +31,41 @@ class BrokerAway(Exception):
     """The broker cannot be reached: jobs wait in the daemon's database until it is back."""
 
 
+def broker(config: Config) -> str:
+    url = config.get("queue", "broker")
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"queue.broker {url!r}: a Redis URL is needed (redis://HOST:PORT/DB)")
+    return url
+
+
+def client(config: Config) -> redis.Redis:
+    """The broker as a Redis, for the workers' records: every call bounded."""
+    try:
+        return redis.Redis.from_url(broker(config), socket_timeout=10, socket_connect_timeout=5)
+    except ValueError as e:
+        raise ConfigError(f"queue.broker: {e}") from None
+
+
 def app(config: Config, worker: bool) -> Celery:
-    broker = config.get("queue", "broker")
-    made = Celery("bootbot", broker=broker, backend=broker)
+    made = Celery("bootbot", broker=broker(config), backend=broker(config))
     made.conf.update(
         task_serializer="json", result_serializer="json", accept_content=["json"],
         # acknowledged once its result is stored: a worker killed mid-check leaves the job to another
-        task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1,
+        task_acks_late=True, worker_prefetch_multiplier=1,
         # a job taken and not acknowledged within this goes to another worker: longer than any check;
         # workers look for such jobs every 10 s (kombu's default: every 100 s)
         broker_transport_options={"visibility_timeout": config.get("queue", "visibility_seconds"),
-                                  "unacked_restore_interval": 10, "unacked_restore_throttle": 1},
+                                  "unacked_restore_interval": 10, "unacked_restore_throttle": 1,
+                                  "socket_timeout": 10, "socket_connect_timeout": 5},
         result_expires=RESULT_DAYS * 86400, task_track_started=True,
         broker_connection_timeout=5, redis_socket_connect_timeout=5, redis_socket_timeout=30,
         broker_connection_retry_on_startup=True, worker_hijack_root_logger=False,
-        # the daemon asks again next cycle; a worker holds its result until the broker is back
+        # the daemon asks again next cycle; a worker waits out a broker away however long, and
+        # holds its result until the broker is back
         task_publish_retry=False, result_backend_always_retry=worker,
-        result_backend_max_sleep_between_retries_ms=5000)
+        broker_connection_max_retries=None if worker else 0, result_backend_max_sleep_between_retries_ms=5000)
+    if not worker:   # it asks for answers each cycle, never waits on one: nothing to subscribe to
+        made.backend.on_task_call = lambda producer, task_id: None
     return made
 
 

@@ -33,23 +33,17 @@ class Worker:
         self.queue = queue.queue_of(self.offers)
         self.app = queue.app(config, worker=True)
         self.app.task(name=queue.TASK)(self.check)
-        self.redis = redis.Redis.from_url(config.get("queue", "broker"), socket_timeout=10, socket_connect_timeout=5)
+        self.redis = queue.client(config)
         self.beat_seconds = config.get("queue", "heartbeat_seconds")
         self.started, self.checked, self.job = time.time(), 0, None
         self.stopped = threading.Event()
 
     def check(self, payload: dict) -> dict:
         """One job: the change checked here, its result folder sent back whole."""
-        # A check that kills its worker each time would go round the workers for ever: after the
-        # bot's max_attempts starts it fails instead, and the bot counts that as one failed attempt.
-        started = queue.STARTS + self.app.current_task.request.id
-        starts = self.redis.incr(started)
-        self.redis.expire(started, queue.RESULT_DAYS * 86400)
-        if starts > payload["max_starts"]:
-            raise GivenUp(f"it was started {starts - 1} times by workers that died in it")
         self.job = {"id": payload["job"], "since": time.time()}
         self.beat()
         try:
+            self.count_start(payload["max_starts"])
             fetch = payload["fetch"]
             tree_path = self.settings.site(fetch["tree"]).path if fetch else None
             if fetch:
@@ -58,9 +52,20 @@ class Worker:
                                  tree_path=tree_path, source=payload["source"], origin=payload["origin"])
             log.info("job %d: checked, %s", payload["job"], result.read(folder).verdict)
             return {"worker": self.name, "folder": base64.b64encode(result.pack(folder)).decode()}
+        except Exception as e:   # the bot hears which worker failed, and how, in one line
+            raise Failed(f"on {self.name}: {type(e).__name__}: {e}") from e
         finally:
             self.job, self.checked = None, self.checked + 1
             self.beat()
+
+    def count_start(self, most: int) -> None:
+        """A check that kills its worker each time would go round the workers for ever: after the
+        bot's max_attempts starts it fails instead, and the bot counts that as one failed attempt."""
+        started = queue.STARTS + self.app.current_task.request.id
+        starts = self.redis.incr(started)
+        self.redis.expire(started, queue.RESULT_DAYS * 86400)
+        if starts > most:
+            raise GivenUp(f"it was started {starts - 1} times by workers that died in it")
 
     def beat(self) -> None:
         record = {"name": self.name, "host": socket.gethostname(), "queue": self.queue, "offers": self.offers,
@@ -94,12 +99,16 @@ class Worker:
         signals.worker_shutdown.connect(shutdown, weak=False)
         # solo: the check runs in this process, so a kill takes the job with it and the broker
         # gives it to another worker; the check makes its own parallel work (make -j, boots)
-        self.app.worker_main(["worker", "--pool=solo", "--concurrency=1", "--queues", self.queue,
+        self.app.worker_main(["worker", "--pool=solo", "--queues", self.queue,
                               "--hostname", f"{self.name}@{socket.gethostname()}", "--without-gossip",
                               "--without-mingle", "--loglevel=INFO"])
 
 
 class GivenUp(Exception):
+    pass
+
+
+class Failed(Exception):
     pass
 
 

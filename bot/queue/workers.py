@@ -18,7 +18,8 @@ _AWAY = (redis.RedisError, kombu.exceptions.OperationalError, OSError)
 
 @dataclass(frozen=True)
 class Answer:
-    worker: str
+    waiting: bool         # not answered yet: the job waits in its queue, or runs
+    worker: str = ""
     folder: bytes = b""   # the packed result folder
     error: str = ""       # the check raised on the worker: no verdict
 
@@ -26,7 +27,7 @@ class Answer:
 class Workers:
     def __init__(self, config: Config):
         self.app = queue.app(config, worker=False)
-        self.redis = redis.Redis.from_url(config.get("queue", "broker"), socket_timeout=5, socket_connect_timeout=5)
+        self.redis = queue.client(config)
         self.extra_needs = config.get("queue", "needs")   # of every job (e.g. "accel:kvm")
 
     def live(self) -> list[dict]:
@@ -39,30 +40,32 @@ class Workers:
         return [json.loads(r) for r in records if r]
 
     def send(self, task: str, payload: dict, needs: list[str], live: list[dict]) -> str:
-        """Sends the job to the queue of workers offering all it needs (one idle first), and
-        names the queue; "" when no worker alive offers them (it is not sent)."""
+        """Sends the job to the queue of workers offering all it needs, an idle one's first, and
+        names the queue; "" when no worker alive offers them (it is not sent). The worker chosen
+        counts as busy in `live` from then on, so the next job goes to another idle one."""
         able = [w for w in live if set(needs) <= set(w["offers"])]
         if not able:
             return ""
-        chosen = min(able, key=lambda w: w["job"] is not None)["queue"]
+        chosen = min(able, key=lambda w: w["job"] is not None)
         try:
-            self.app.send_task(queue.TASK, args=[payload], task_id=task, queue=chosen, retry=False)
+            self.app.send_task(queue.TASK, args=[payload], task_id=task, queue=chosen["queue"], retry=False)
         except _AWAY as e:
             raise queue.BrokerAway(str(e)) from e
-        return chosen
+        chosen["job"] = chosen["job"] or {"id": payload["job"]}
+        return chosen["queue"]
 
-    def answer(self, task: str) -> Answer | None:
-        """The answer to a job sent as `task`; None while it waits or runs."""
+    def answer(self, task: str) -> Answer:
+        """The answer to a job sent as `task`, if any yet."""
         sent = AsyncResult(task, app=self.app)
         try:
             state, value = sent.state, sent.result
         except _AWAY as e:
             raise queue.BrokerAway(str(e)) from e
         if state == "SUCCESS":
-            return Answer(value["worker"], base64.b64decode(value["folder"]))
-        if state == "FAILURE":
-            return Answer("a worker", error=f"{type(value).__name__}: {value}")
-        return None
+            return Answer(False, value["worker"], base64.b64decode(value["folder"]))
+        if state == "FAILURE":   # the worker's exception names it (worker.Failed)
+            return Answer(False, "a worker", error=str(value))
+        return Answer(True)
 
     def forget(self, task: str) -> None:
         try:

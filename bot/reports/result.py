@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import secrets
 import shutil
 import tarfile
 import tempfile
 import time
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -110,27 +112,34 @@ def unpack(packed: bytes, results: Path) -> Path:
     same result, unpacked before a crash cut its recording short) is replaced. ValueError when
     `packed` is not one."""
     try:
-        return _unpack(packed, results)
-    except tarfile.TarError as e:
+        with tarfile.open(fileobj=io.BytesIO(packed), mode="r:gz") as tar:
+            members = [_plain(member) for member in tar.getmembers()]
+            names = {member.name.split("/")[0] for member in members}
+            if len(names) != 1 or not FOLDER.fullmatch(next(iter(names))):
+                raise ValueError(f"not a result folder: it holds {', '.join(sorted(names)[:3]) or 'nothing'}")
+            results.mkdir(parents=True, exist_ok=True)
+            incoming = Path(tempfile.mkdtemp(prefix=".incoming-", dir=results))
+            try:
+                tar.extractall(incoming, members=members)
+                folder = results / names.pop()
+                if folder.exists():
+                    shutil.rmtree(folder)
+                (incoming / folder.name).rename(folder)
+            finally:
+                shutil.rmtree(incoming, ignore_errors=True)
+    except (tarfile.TarError, EOFError, zlib.error) as e:   # EOFError: cut short
         raise ValueError(f"not a result folder: {e}") from None
-
-
-def _unpack(packed: bytes, results: Path) -> Path:
-    with tarfile.open(fileobj=io.BytesIO(packed), mode="r:gz") as tar:
-        names = {member.name.split("/")[0] for member in tar.getmembers()}
-        if len(names) != 1 or not FOLDER.fullmatch(name := names.pop()):
-            raise ValueError(f"not a result folder: {sorted(names)[:3]}")
-        results.mkdir(parents=True, exist_ok=True)
-        incoming = Path(tempfile.mkdtemp(prefix=".incoming-", dir=results))
-        try:
-            tar.extractall(incoming, filter="data")   # nothing outside it, no devices, no odd modes
-            folder = results / name
-            if folder.exists():
-                shutil.rmtree(folder)
-            (incoming / name).rename(folder)
-        finally:
-            shutil.rmtree(incoming, ignore_errors=True)
     return folder
+
+
+def _plain(member: tarfile.TarInfo) -> tarfile.TarInfo:
+    """A member as a result folder has them: a file or folder under a relative path, made ours.
+    (tarfile's filter="data" does this from Python 3.11.4; Debian 12 has 3.11.2.)"""
+    if not (member.isfile() or member.isdir()) or member.name.startswith("/") or ".." in member.name.split("/"):
+        raise ValueError(f"not a result folder: it holds {member.name!r}")
+    member.mode = 0o755 if member.isdir() else 0o644
+    member.uid, member.gid, member.uname, member.gname = os.getuid(), os.getgid(), "", ""
+    return member
 
 
 def read(folder: Path) -> Outcome:
