@@ -62,14 +62,18 @@ class Queued(Lab):
         super().__init__(root, repo, ["refused"], root / "workspaces")
         self.root, self.repo, self.workers, self.said = root, repo, [], []
         self.redis = RedisServer(root / "redis")
-        self.config.write_text(self.config.read_text() + f"""
+        self.config.write_text(self.config.read_text() + self.shared())
+
+    def shared(self) -> str:
+        """What the bot and its workers are set alike: the broker, and series of three refused."""
+        return f"""
 [limits]
 max_patches = 2
 [queue]
 broker = "{self.redis.url}"
 visibility_seconds = {VISIBILITY}
 heartbeat_seconds = 1
-""")
+"""
 
     def worker(self, name: str, entries: list[str] | None = None, wrapped: tuple[str, ...] = (),
                image: list[str] | None = None, accel: str = "tcg") -> Worker:
@@ -88,16 +92,10 @@ path = ""
 dir = "{home / 'workspaces'}"
 [boot]
 accel = "{accel}"
-[limits]
-max_patches = 2
-[queue]
-broker = "{self.redis.url}"
-visibility_seconds = {VISIBILITY}
-heartbeat_seconds = 1
 [worker]
 name = "{name}"
 entries = {entries or []}
-""".replace("'", '"'))
+""".replace("'", '"') + self.shared())
         self.workers.append(Worker(config, name, wrapped, image))
         return self.workers[-1]
 
