@@ -226,9 +226,8 @@ def _work(bot: Bot, job) -> Work:
     source = _source(bot, push["source"])
     if not isinstance(source, Branch):
         raise ConfigError(f"source {push['source']} is no longer a configured branch")
-    tree = bot.settings.declarations.kind_of(source.tree_path)
     return Work(source.change(push["base"], push["head"]), source.tree_path, "", {"source": source.name, "link": ""},
-                {"url": source.url, "branch": source.branch, "head": push["head"], "tree": tree})
+                {"url": source.url, "branch": source.branch, "head": push["head"], "tree": source.tree})
 
 
 def _only(job) -> list[str] | None:

@@ -5,6 +5,7 @@ test_image.py runs a worker from the container image."""
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 import tarfile
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bot.reports import result
+from git_server import GitServer
 from redis_server import RedisServer
 from test_bot import ROOT, Lab
 from test_sources import KILLER, refused
@@ -104,14 +106,17 @@ entries = {entries or []}
             self.inbox.deliver(mail.read_bytes().split(b"\n", 1)[1])
 
     def answered(self, count: int, seconds: float = 120) -> list:
-        """Cycles of the bot until `count` replies are in (each cycle sends what waits and takes
-        the answers in), within `seconds`."""
-        deadline = time.monotonic() + seconds
-        while len(self.sink.received) < count:
-            assert time.monotonic() < deadline, f"{len(self.sink.received)} of {count} replies in {seconds} s; " \
-                "the bot said:\n" + self.log[-4000:] + "".join(w.log.read_text()[-2000:] for w in self.workers)
-            assert self.poll().returncode == 0, self.log
+        """Cycles of the bot until `count` replies are in, within `seconds`."""
+        self.cycles_until(lambda: len(self.sink.received) >= count, seconds, f"{count} replies")
         return self.sink.received
+
+    def cycles_until(self, done, seconds: float, what: str) -> None:
+        """Cycles of the bot (each sends what waits and takes the answers in) until `done()`."""
+        deadline = time.monotonic() + seconds
+        while not done():
+            assert time.monotonic() < deadline, f"no {what} in {seconds} s; the bot said:\n" + self.log[-4000:] \
+                + "".join(w.log.read_text()[-2000:] for w in self.workers)
+            assert self.poll().returncode == 0, self.log
 
     def poll(self) -> subprocess.CompletedProcess:
         done = super().poll()
@@ -293,3 +298,32 @@ def test_a_broker_that_is_no_redis_url_is_one_line(lab):
     done = lab.poll()
     assert (done.returncode, done.stderr) == (2, "bootbot: queue.broker 'http://x': a Redis URL is needed "
                                                  "(redis://HOST:PORT/DB)\n")
+
+
+def test_a_branch_push_is_fetched_by_the_worker_that_checks_it(lab):
+    server = GitServer(lab.root / "git")
+    try:
+        git(lab.root, "clone", "-q", "--bare", str(lab.repo), str(lab.root / "git" / "tip.git"))
+        lab.config.write_text(lab.config.read_text().replace("[poll]\n", "[poll]\nmax_attempts = 1\n") + f"""
+[[sources]]
+name = "tip"
+kind = "branch"
+url = "{server.url('tip.git')}"
+branch = "master"
+tree = "linux"
+""")
+        assert lab.poll().returncode == 0, lab.log   # the branch's first sight
+        worker = lab.worker("w1")   # its clone of the tree is older than the branch's new commit
+        with (lab.repo / "arch/x86/boot/main.c").open("a") as f:
+            f.write("int pushed;\n")
+        git(lab.repo, "commit", "-q", "-am", "x86/boot: pushed")
+        git(lab.repo, "push", "-q", str(lab.root / "git" / "tip.git"), "HEAD:master")
+        head = git(lab.repo, "rev-parse", "HEAD").strip()
+        lab.cycles_until(lambda: [job[1] for job in lab.jobs()] == ["done"], 120, "checked push")
+    finally:
+        server.close()
+    # the tiny tree has no kernel to build: the worker fetched the commit and tried to build its base
+    assert git(lab.root / "w1" / "linux", "rev-parse", "refs/bootbot/queue/fetched").strip() == head
+    assert "job 1: checked, error" in worker.log.read_text()
+    outcome = json.loads((lab.state / "results" / lab.jobs()[0][4] / "outcome.json").read_text())
+    assert outcome["detail"][0] == "the base tree does not build"

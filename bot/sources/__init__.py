@@ -156,4 +156,4 @@ def _make(kind: str, table: dict, common: dict, config, settings, where: str) ->
     site = settings.sites.get(table["tree"])
     if site is None:
         raise ConfigError(f"{where}: tree {table['tree']!r} is not a configured tree ([trees.{table['tree']}] path)")
-    return Branch(**common, url=table["url"], branch=table["branch"], tree_path=site.path)
+    return Branch(**common, url=table["url"], branch=table["branch"], tree=table["tree"], tree_path=site.path)

@@ -26,7 +26,8 @@ _FIELDS = "%H%x00%aN%x03%aE%x00%cN%x03%cE%x00%s%x00%B%x02"   # names and address
 class Branch(Source):
     kind: ClassVar[str] = "branch"
     branch: str = ""
-    tree_path: Path = Path()   # the configured tree of its kind: the fetched commits go there
+    tree: str = ""             # the kind of tree its commits are (a worker fetches them into its own)
+    tree_path: Path = Path()   # the configured tree of that kind: the fetched commits go there
     timeout: float = 120
 
     @property
