@@ -261,11 +261,11 @@ def _web(args, config, declared) -> int:
 
 def _status(args, config, declared) -> int:
     from bot.reports import health
-    from bot.queue import BrokerAway
-    from bot.queue.workers import Workers
 
     workers, away = None, ""
-    if config.get("queue", "broker"):
+    if config.get("queue", "broker"):   # Celery is loaded only then
+        from bot.queue import BrokerAway
+        from bot.queue.workers import Workers
         try:
             workers = Workers(config).live()
         except BrokerAway as e:

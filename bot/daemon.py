@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import requests
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -21,8 +22,6 @@ from bot.changes.change import Change, to_json
 from bot.changes.series import SeriesError, configure_b4, parse_message
 from bot.config import ConfigError
 from bot.mail import reply as mail
-from bot.queue import BrokerAway
-from bot.queue.workers import Workers, unserved
 from bot.reports import health, result, text, web
 from bot.settings import Settings
 from bot.sources import Source, Unreachable
@@ -31,6 +30,9 @@ from bot.sources.inbox import Inbox
 from bot.store import StateFull, Store, full, now
 from bot.verdicts import check
 from bot.verdicts.words import ERROR, LabError
+
+if TYPE_CHECKING:
+    from bot.queue.workers import Workers
 
 log = logging.getLogger("bootbot.daemon")
 
@@ -94,7 +96,15 @@ def make(config) -> Bot:
         max_attempts=config.get("poll", "max_attempts"), pages=config.get("web", "url"),
         operator=config.get("mail", "operator"),
         alarm_limits=health.Limits(**{k: config.get("health", k) for k in health.Limits.__dataclass_fields__}),
-        listen=listen, workers=Workers(config) if config.get("queue", "broker") else None)
+        listen=listen, workers=_workers(config))
+
+
+def _workers(config):
+    """The workers' side of the broker, when there is one (Celery is loaded only then)."""
+    if not config.get("queue", "broker"):
+        return None
+    from bot.queue.workers import Workers
+    return Workers(config)
 
 
 def _smtp(config) -> mail.Smtp | None:
@@ -289,7 +299,7 @@ def _run_on_workers(bot: Bot) -> None:
         live = bot.workers.live()
         _take_answers(bot, live)
         _send_jobs(bot, live)
-    except BrokerAway as e:
+    except queue.BrokerAway as e:
         with bot.store.transaction() as db:
             db.execute("UPDATE job SET waiting = ? WHERE state = 'queued'", (f"the broker is unreachable: {e}",))
         log.warning("the broker is unreachable, jobs wait here until it is back: %s", e)
@@ -300,15 +310,15 @@ def _take_answers(bot: Bot, live: list[dict]) -> None:
     for job in bot.store.rows("SELECT * FROM job WHERE state = 'sent' ORDER BY id"):
         try:
             answer = bot.workers.answer(job["task"])
-            if answer.waiting and job["queue"] not in serving:   # its workers went away before taking it
-                _failed(bot, job, job["attempts"], LabError(f"no worker of {job['queue']} is alive to take it"))
             if answer.waiting:
+                if job["queue"] not in serving:   # its workers went away before taking it
+                    _failed(bot, job, job["attempts"], LabError(f"no worker of {job['queue']} is alive to take it"))
                 continue
             log.info("job %d: answered by %s", job["id"], answer.worker)
             if answer.error:
                 raise RuntimeError(answer.error)
             _record(bot, job, job["attempts"], result.unpack(answer.folder, bot.settings.state / "results"))
-        except BrokerAway:
+        except queue.BrokerAway:
             raise
         except Exception as e:   # an answer that is no result folder: a failed attempt, like a check that raised
             _failed(bot, job, job["attempts"], e)
@@ -331,7 +341,7 @@ def _send_jobs(bot: Bot, live: list[dict]) -> None:
         # two sends it again: checked twice, answered once.
         with bot.store.transaction() as db:
             sent_to = bot.workers.send(task, payload, needs, live)
-            waits = "" if sent_to else unserved(needs, live)
+            waits = "" if sent_to else queue.unserved(needs, live)
             if sent_to:
                 db.execute("UPDATE job SET state = 'sent', attempts = ?, task = ?, queue = ?, sent = ?, waiting = NULL "
                            "WHERE id = ?", (attempt, task, sent_to, now(), job["id"]))

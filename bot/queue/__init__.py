@@ -12,14 +12,16 @@ import hashlib
 import json
 import os
 from pathlib import Path
-
-import redis
-from celery import Celery
+from typing import TYPE_CHECKING
 
 from bot.boots.accel import KVM_DEVICE
 from bot.changes.change import Change
 from bot.config import Config, ConfigError
 from bot.settings import Settings
+
+if TYPE_CHECKING:   # imported where used: a bot without a broker never loads Celery or Redis
+    import redis
+    from celery import Celery
 
 TASK = "bootbot.check"
 RECORD = "bootbot:worker:"   # + a worker's name: its record in Redis, kept by its heartbeat
@@ -40,6 +42,7 @@ def broker(config: Config) -> str:
 
 def client(config: Config) -> redis.Redis:
     """The broker as a Redis, for the workers' records: every call bounded."""
+    import redis
     try:
         return redis.Redis.from_url(broker(config), socket_timeout=10, socket_connect_timeout=5)
     except ValueError as e:
@@ -47,6 +50,7 @@ def client(config: Config) -> redis.Redis:
 
 
 def app(config: Config, worker: bool) -> Celery:
+    from celery import Celery
     made = Celery("bootbot", broker=broker(config), backend=broker(config))
     made.conf.update(
         task_serializer="json", result_serializer="json", accept_content=["json"],
@@ -88,6 +92,15 @@ def offers(settings: Settings, config: Config) -> list[str]:
     kvm = accel == "kvm" or (accel == "auto" and os.access(KVM_DEVICE, os.R_OK | os.W_OK))
     return sorted({f"tree:{name.split('/')[0]}" for name in chosen} | {f"entry:{name}" for name in chosen}
                   | {"accel:tcg"} | ({"accel:kvm"} if kvm else set()))
+
+
+def unserved(needs: list[str], live: list[dict]) -> str:
+    """Why no worker alive (their records) can take a job that needs `needs`."""
+    if not live:
+        return "no worker is alive"
+    lacking = [need for need in needs if not any(need in w["offers"] for w in live)]
+    return (f"no worker offers {', '.join(lacking)}" if lacking
+            else f"no one worker offers all of {', '.join(needs)}")
 
 
 def needs(settings: Settings, change: Change, only: list[str] | None, tree_path: Path | None,

@@ -44,9 +44,9 @@ class Worker:
         self.beat()
         try:
             self.count_start(payload["max_starts"])
-            fetch = payload["fetch"]
-            tree_path = self.settings.site(fetch["tree"]).path if fetch else None
-            if fetch:
+            fetch, tree_path = payload["fetch"], None
+            if fetch:   # a branch's commits, into this machine's tree of their kind
+                tree_path = self.settings.site(fetch["tree"]).path
                 _fetch(tree_path, fetch)
             folder = check.check(from_json(payload["change"]), self.settings, only=payload["only"],
                                  tree_path=tree_path, source=payload["source"], origin=payload["origin"])

@@ -74,11 +74,3 @@ class Workers:
         except _AWAY:   # it expires on its own (queue.RESULT_DAYS)
             pass
 
-
-def unserved(needs: list[str], live: list[dict]) -> str:
-    """Why no worker alive can take a job that needs `needs`."""
-    if not live:
-        return "no worker is alive"
-    lacking = [need for need in needs if not any(need in w["offers"] for w in live)]
-    return (f"no worker offers {', '.join(lacking)}" if lacking
-            else f"no one worker offers all of {', '.join(needs)}")
