@@ -148,7 +148,8 @@ def lab(tmp_path, repo):
 
 
 def test_series_are_checked_on_workers_and_answered_once(lab):
-    first, second = lab.worker("w1"), lab.worker("w2")
+    lab.worker("w1")
+    lab.worker("w2")
     lab.post("one")
     lab.post("two")
     replies = lab.answered(2)
