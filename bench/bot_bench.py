@@ -58,6 +58,7 @@ url = "{inbox.url}"
 list = "{inbox.address}"
 [trees.linux]
 path = "{tree}"
+upstream = []
 [build]
 dir = "{tree.parent / 'bench-workspaces'}"
 [mail]

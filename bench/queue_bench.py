@@ -78,6 +78,7 @@ require_dkim = false
 dir = "{home / 'state'}"
 [trees.linux]
 path = "{self.tree}"
+upstream = []
 [trees.xen]
 path = ""
 [build]

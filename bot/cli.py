@@ -71,6 +71,13 @@ def _parser(declared) -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="check the jobs the list bot sends through queue.broker, one at a time")
     worker.add_argument("--name", help="its name among the workers (default: worker.name, else this host's name)")
     commands.add_parser("sources", help="the list bot's sources: each one's cursor, last poll, last new item, error")
+    trees = commands.add_parser("trees", help="the trees and the upstream branches they follow; fetch them, or make one")
+    action = trees.add_subparsers(dest="action", parser_class=_Parser)
+    fetch = action.add_parser("fetch", help="fetch every followed branch now")
+    fetch.add_argument("kind", nargs="?", choices=list(declared.trees), help="only this tree kind's")
+    init = action.add_parser("init", help="make a tree of KIND at PATH, cloned from its upstreams")
+    init.add_argument("kind", choices=list(declared.trees))
+    init.add_argument("path", type=Path)
     outbox = commands.add_parser("outbox", help="the list bot's replies: list them; show, approve or drop one")
     outbox.add_argument("action", choices=["list", "show", "approve", "drop"])
     outbox.add_argument("id", type=int, nargs="?", help="the reply (its number in `outbox list`)")
@@ -88,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--json {args.json}: no such directory {args.json.parent}")
         run = {"boot": _boot, "check": _check, "classify": _classify, "report": _report, "poll": _bot,
                "serve": _bot, "outbox": _outbox,
-               "sources": _sources, "web": _web,
+               "sources": _sources, "web": _web, "trees": _trees,
                "status": _status, "worker": _worker}[args.command]
         return run(args, config, declared)
     except (UsageError, configuration.ConfigError, LabError) as e:
@@ -236,11 +243,99 @@ def _sources(args, config, declared) -> int:
         for key, value in source.cursors().items():
             print(f"  cursor {key}: {when(float(value)) if key == 'since' else value}")
         print(f"  last poll: {when(facts.get('polled'))}" + (f", failed: {facts['error']}" if facts.get("error") else
-                                                            f", ok" if facts.get("polled") else ""))
+                                                            ", ok" if facts.get("polled") else ""))
         if facts.get("error"):
             print(f"  last good poll: {when(facts.get('succeeded'))}")
         print(f"  last new: {when(facts.get('new_at'))}" + (f" ({facts['new_item']})" if facts.get("new_item") else ""))
     return 0
+
+
+def _trees(args, config, declared) -> int:
+    """The trees and what they follow; `fetch` fetches now, `init` makes one."""
+    from bot import settings
+    from bot.trees import upstream
+
+    state = config.path("state", "dir")
+    if args.action == "init":
+        return _init_tree(args, config, declared, state)
+    sites = settings.load(config, declared=declared).sites
+    if args.action == "fetch":
+        kinds = [args.kind] if args.kind else [kind for kind, site in sites.items() if site and site.following]
+        unfollowed = [kind for kind in kinds if not (sites[kind] and sites[kind].following)]
+        if unfollowed or not kinds:
+            kind = unfollowed[0] if unfollowed else "KIND"
+            said = f"the {kind} tree follows no upstream" if unfollowed else "no tree follows an upstream"
+            raise UsageError(f"{said}: set [trees.{kind}] path and [[trees.{kind}.upstream]]")
+        failed = 0
+        for kind in kinds:
+            site = sites[kind]
+            for name, record in upstream.fetch(kind, site.path, site.following, state).items():
+                print(f"{kind}: {name}: " + (record["error"] or f"fetched in {record['seconds']:.1f} s"))
+                failed += bool(record["error"])
+        return 1 if failed else 0
+    for kind, site in sites.items():
+        print("\n".join(_tree_lines(kind, site, state)))
+    return 0
+
+
+def _tree_lines(kind: str, site, state: Path) -> list[str]:
+    import time
+    from bot.trees import upstream
+
+    def when(at) -> str:
+        return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at)) if at else "never"
+
+    if site is None:
+        return [f"{kind}: not configured ([trees.{kind}] path; `bootbot trees init {kind} PATH` makes one)"]
+    if site.following is None:
+        return [f"{kind}: {site.path}, follows nothing (no [[trees.{kind}.upstream]]); series without a base "
+                f"go to {site.branch}"]
+    records, branches = upstream.log_of(state, kind, site.path), upstream.followed(site.path)
+    lines = [f"{kind}: {site.path}, series without a base go to {site.branch}"]
+    for u in site.following.upstreams:
+        record = records.get(u.name, {})
+        lines.append(f"  {u.name} {u.url}: fetched {when(record.get('fetched'))}, "
+                     + (f"failed: {record['error']}; last good fetch {when(record.get('succeeded'))}"
+                        if record.get("error") else "ok" if record else "not yet"))
+        lines += [f"    {b.name.split('/', 1)[1]:<16} {b.head[:12]}  {when(b.date)}" for b in branches
+                  if b.name.startswith(f"{u.name}/")]
+    return lines
+
+
+def _init_tree(args, config, declared, state: Path) -> int:
+    """Clones a tree of a kind from its first upstream, fetches the others, and names its path in
+    the configuration: appended to the file given with --config when it has no [trees.KIND], else
+    printed."""
+    import tomllib
+    from bot import settings
+    from bot.trees import upstream
+
+    following = settings.following(config, args.kind)
+    if following is None:
+        raise UsageError(f"[trees.{args.kind}] follows no upstream to clone from ([[trees.{args.kind}.upstream]])")
+    path = args.path.expanduser().resolve()
+    if path.exists() and any(path.iterdir()):
+        raise UsageError(f"{path} exists and is not empty")
+    tree = declared.trees[args.kind]
+    print(f"bootbot: cloning {following.upstreams[0].url} into {path}"
+          + (f" (--filter={tree.clone_filter})" if tree.clone_filter else ""), file=sys.stderr, flush=True)
+    try:
+        upstream.clone(tree.clone_filter, following.upstreams[0], path)
+    except RuntimeError as e:
+        raise UsageError(str(e)) from None
+    records = upstream.fetch(args.kind, path, following, state)
+    failed = {name: r["error"] for name, r in records.items() if r["error"]}
+    for name, error in failed.items():
+        print(f"bootbot: {args.kind}: {name}: {error}", file=sys.stderr)
+    lines = f'[trees.{args.kind}]\npath = "{path}"\n'
+    file = args.config
+    if file and args.kind not in tomllib.loads(file.read_text()).get("trees", {}):
+        with file.open("a") as f:
+            f.write(f"\n{lines}")
+        print(f"bootbot: {path} is the {args.kind} tree now ({file} says so)")
+    else:
+        print(f"bootbot: {path} is made; to use it, have your configuration say:\n{lines}", end="")
+    return 1 if failed else 0
 
 
 def _web(args, config, declared) -> int:

@@ -28,8 +28,9 @@ from bot.sources import Source, Unreachable
 from bot.sources.branch import Branch
 from bot.sources.inbox import Inbox
 from bot.store import StateFull, Store, full, now
+from bot.trees import upstream
 from bot.verdicts import check
-from bot.verdicts.words import ERROR, LabError
+from bot.verdicts.words import ERROR, NO_BASE, ON_GUESSED_BASE, LabError
 
 if TYPE_CHECKING:
     from bot.queue.workers import Workers
@@ -137,6 +138,7 @@ def cycle(bot: Bot) -> None:
 
 
 def _steps(bot: Bot) -> None:
+    _fetch_trees(bot)
     sources_module.poll(bot.sources)
     assembly.take_new_messages(bot.store, bot.policy)
     assembly.queue_complete_series(bot.store, bot.policy,
@@ -144,6 +146,14 @@ def _steps(bot: Bot) -> None:
     queue_pushes(bot)
     run_jobs(bot)
     deliver(bot)
+
+
+def _fetch_trees(bot: Bot) -> None:
+    """Keeps every tree that follows upstreams current: the fetch of each upstream not fetched
+    for fetch_seconds. A failed fetch is recorded (the alarms read it) and never stops the cycle."""
+    for kind, site in bot.settings.sites.items():
+        if site and site.following:
+            upstream.keep_current(kind, site.path, site.following, bot.settings.state)
 
 
 def _alarm_safely(bot: Bot) -> None:
@@ -160,6 +170,8 @@ def alarm(bot: Bot) -> None:
     if not bot.operator or bot.alarm_limits is None:
         return
     now_health = health.read(bot.settings.state)
+    followed = {kind: str(site.path) for kind, site in bot.settings.sites.items() if site and site.following}
+    now_health.trees = {kind: tree for kind, tree in now_health.trees.items() if followed.get(kind) == tree["path"]}
     raised = health.alarms(now_health, bot.alarm_limits)
     told = {r["key"].removeprefix("alarm:") for r in bot.store.rows("SELECT key FROM notice WHERE key LIKE 'alarm:%'")}
     with bot.store.transaction() as db:
@@ -393,7 +405,7 @@ def _reply(bot: Bot, job, outcome: result.Outcome, folder: Path):
         return _push_reply(bot, job, outcome, folder)
     head, _, source = _series_source(bot, job)
     reply_on = source.reply_on if source else bot.reply_on
-    if outcome.verdict == ERROR or not (job["command_msgid"] or outcome.verdict in reply_on):
+    if outcome.verdict == ERROR or not (job["command_msgid"] or _wanted(outcome, reply_on)):
         return None
     parent_id = job["command_msgid"] or (outcome.culprit["msgid"] if outcome.culprit else head)
     parent = bot.store.one("SELECT raw FROM message WHERE msgid = ?", parent_id)
@@ -412,12 +424,19 @@ def _reply(bot: Bot, job, outcome: result.Outcome, folder: Path):
     return _made(bot, job, lambda message_id: mail.reply(parent, body, bot.sender, cc, message_id), parent_id)
 
 
+def _wanted(outcome: result.Outcome, reply_on: set[str]) -> bool:
+    """Whether a policy mails this outcome: it names its verdict, and, for a verdict reached on a
+    guessed base (which blames no patch), checks on a guessed base too."""
+    return outcome.verdict in reply_on and (outcome.known_base or outcome.verdict == NO_BASE
+                                            or ON_GUESSED_BASE in reply_on)
+
+
 def _push_reply(bot: Bot, job, outcome: result.Outcome, folder: Path):
     """A branch's regression goes to the culprit's author and committer and the source's cc,
     threaded to the commit's posting on lore when its Link: names one."""
     push = bot.store.one("SELECT source FROM push WHERE id = ?", job["push_id"])
     source = _source(bot, push["source"])
-    if outcome.verdict == ERROR or source is None or outcome.verdict not in source.reply_on:
+    if outcome.verdict == ERROR or source is None or not _wanted(outcome, source.reply_on):
         return None
     culprit = outcome.culprit or {}
     to = list(dict.fromkeys(filter(None, (culprit.get("author"), culprit.get("committer")))))

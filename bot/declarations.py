@@ -63,7 +63,12 @@ class Declarations:
                                               f"are {', '.join(tree.entries)}")
             return Selection(tree, [tree.entries[name] for name in only])
         entries = tree.affected(files)
-        return Selection(tree, entries, "" if entries else "the series touches no boot path")
+        if entries:
+            return Selection(tree, entries)
+        if all(tree.unbuilt(f) for f in files):
+            return Selection(tree, reason=f"the series touches only code a {tree.description} build does not compile "
+                                          f"({files[0]})")
+        return Selection(tree, reason="the series touches no boot path")
 
     def kind_of(self, tree: Path) -> str | None:
         """The kind of the git tree at `tree`, known by its marks; None when no kind's are there."""

@@ -3,6 +3,7 @@ each tree is, the boot lab, the limits."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,14 +16,9 @@ from bot.changes.guard import SeriesLimits
 from bot.config import Config, ConfigError
 from bot.declarations import Declarations, Selection
 from bot.sandbox import Sandbox, SandboxLimits
+from bot.trees.site import Site
 from bot.trees.tree import Tree
-
-
-@dataclass(frozen=True)
-class Site:
-    """Where a tree kind's git tree is, and the branch series without a known base apply to."""
-    path: Path
-    branch: str
+from bot.trees.upstream import Following, Upstream
 
 
 @dataclass(frozen=True)
@@ -64,15 +60,16 @@ class Settings:
         site = self.sites.get(tree.name)
         if site is None:
             return set()
-        listed = subprocess.run(["git", "-C", str(site.path), "ls-tree", "-r", "--name-only", site.branch, "--",
+        listed = subprocess.run(["git", "-C", str(site.path), "ls-tree", "-r", "--name-only", site.default()[1], "--",
                                  *files], capture_output=True, text=True)
         return set(listed.stdout.splitlines())
 
     def site(self, tree: str, path: Path | None = None) -> Site:
-        """Where the `tree` kind is: `path` when given (`check --tree`), else as configured."""
+        """Where the `tree` kind is: as configured, unless `path` names another (`check --tree`):
+        that one is the user's own, checked from its HEAD, and nothing is fetched into it."""
         configured = self.sites.get(tree)
-        if path is not None:
-            return Site(path.resolve(), configured.branch if configured else "master")
+        if path is not None and not (configured and configured.path == path.resolve()):
+            return Site(tree, path.resolve(), None)
         if configured is None:
             raise ConfigError(f"no {tree} tree: give --tree, or set [trees.{tree}] path")
         return configured
@@ -102,8 +99,8 @@ def load(config: Config, accel: str | None = None, declared: Declarations | None
     sites = {}
     for name in declared.trees:
         path = config.get(f"trees.{name}", "path") if name in config.table("trees") else ""
-        sites[name] = Site(config.path(f"trees.{name}", "path"), config.get(f"trees.{name}", "branch")) \
-            if path else None
+        sites[name] = Site(name, config.path(f"trees.{name}", "path"), config.get(f"trees.{name}", "branch"),
+                           following(config, name)) if path else None
     return Settings(
         declarations=declared, sites=sites, state=config.path("state", "dir"),
         workspaces=config.path("build", "dir"), guess_days=config.get("build", "guess_base_days"),
@@ -114,3 +111,40 @@ def load(config: Config, accel: str | None = None, declared: Declarations | None
         rules=Rules(strict=config.get("boot", "strict_experimental"), confirm=config.get("boot", "confirm"),
                     timeout_factor=config.get("boot", "timeout_factor"),
                     silence_factor=config.get("boot", "silence_factor")))
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_BRANCH = re.compile(r"[A-Za-z0-9_*][A-Za-z0-9._/*+-]*")
+
+
+def following(config: Config, kind: str) -> Following | None:
+    """What [trees.KIND] follows; None when it names no upstream. ConfigError naming what is wrong."""
+    table, where = f"trees.{kind}", f"[[trees.{kind}.upstream]]"
+    upstreams = config.get(table, "upstream") if "upstream" in config.table("trees").get(kind, {}) else []
+    if not isinstance(upstreams, list) or not all(isinstance(u, dict) for u in upstreams):
+        raise ConfigError(f"{where}: must be tables, each a name, a url and branches")
+    made = []
+    for u in upstreams:
+        name, url, branches = u.get("name"), u.get("url"), u.get("branches")
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or any(m.name == name for m in made):
+            raise ConfigError(f"{where}: name {name!r} must be letters, digits, '.', '_' or '-', one per upstream")
+        if not isinstance(url, str) or not url.strip() or url.startswith("-"):
+            raise ConfigError(f"{where} {name}: url must be a git remote's URL")
+        if not (isinstance(branches, list) and branches and all(_refname(b) for b in branches)):
+            raise ConfigError(f"{where} {name}: branches must be a list of branch names or globs (stable-*)")
+        unknown = sorted(set(u) - {"name", "url", "branches"})
+        if unknown:
+            raise ConfigError(f"{where} {name}: unknown key {unknown[0]}")
+        made.append(Upstream(name, url, tuple(branches)))
+    if not made:
+        return None
+    seconds = {key: config.get(table, key) for key in ("fetch_seconds", "fetch_timeout", "refetch_seconds")}
+    if not all(isinstance(v, (int, float)) and v >= 0 for v in seconds.values()):
+        raise ConfigError(f"[{table}]: fetch_seconds, fetch_timeout and refetch_seconds must be numbers of seconds")
+    return Following(tuple(made), seconds["fetch_seconds"], seconds["fetch_timeout"], seconds["refetch_seconds"])
+
+
+def _refname(branch) -> bool:
+    """Whether `branch` is a branch name or glob (one *) that a refspec takes: git's rules, in short."""
+    return (isinstance(branch, str) and _BRANCH.fullmatch(branch) is not None and branch.count("*") <= 1
+            and not branch.endswith((".lock", "/", ".")) and ".." not in branch and "//" not in branch)

@@ -49,8 +49,11 @@ url = "{self.inbox.url}"
 list = "{LIST}"
 [trees.linux]
 path = "{tree}"
+upstream = []
 [trees.xen]
 path = "{xen or ''}"
+branch = "master"
+upstream = []
 [build]
 dir = "{workspaces}"
 [mail]

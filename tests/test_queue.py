@@ -88,6 +88,7 @@ heartbeat_seconds = 1
 dir = "{home / 'state'}"
 [trees.linux]
 path = "{home / 'linux'}"
+upstream = []
 [trees.xen]
 path = ""
 [build]

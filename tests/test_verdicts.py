@@ -14,11 +14,12 @@ from bot.settings import Rules
 from bot.boots.runner import BootResult
 from bot.changes.change import Change, Patch
 from bot.reports import result, text
+from bot.trees.base import Base
 from bot.trees.build import Build
 from bot.trees.workspace import ApplyFailed
 from bot.verdicts import check
-from bot.verdicts.words import (APPLY_FAILED, BUILD_FAILED, ERROR, FAIL, FLAKY, PASS, REFUSED, REGRESSION, SKIP,
-                                TIMEOUT)
+from bot.verdicts.words import (APPLY_FAILED, BUILD_FAILED, BY_BASE_COMMIT, BY_BRANCH, ERROR, EXIT_STATUS, FAIL,
+                                FLAKY, NO_BASE, PASS, REFUSED, REGRESSION, SKIP, TIMEOUT)
 from conftest import ENTRIES
 
 BASE = "b" * 40
@@ -90,8 +91,13 @@ def breaks(entry: str, at: int, count: int, status: str = FAIL) -> dict:
     return {(f"c{k}", entry): status for k in range(at, count + 1)}
 
 
-def decide(tmp_path: Path, parts: Recorded, count: int, entries=("pvh",), strict=False) -> result.Outcome:
-    return check.decide(series(count), [ENTRIES[n] for n in entries], BASE, parts, tmp_path / "cache",
+KNOWN = Base(BASE, BY_BASE_COMMIT, "its base-commit")
+GUESSED = Base(BASE, BY_BRANCH, "guessed: the head of xen/staging (no base-commit; no commit of xen/staging, "
+                                "xen/master holds its files as its patches found them)", ("xen/staging", "xen/master"))
+
+
+def decide(tmp_path: Path, parts: Recorded, count: int, entries=("pvh",), strict=False, base=KNOWN) -> result.Outcome:
+    return check.decide(series(count), [ENTRIES[n] for n in entries], base, parts, tmp_path / "cache",
                         parts.folder, Rules(strict=strict))
 
 
@@ -152,6 +158,46 @@ def test_a_patch_that_does_not_apply_is_named_and_nothing_is_built(tmp_path, fol
     outcome = decide(tmp_path, parts, 3)
     assert (outcome.verdict, outcome.culprit["index"]) == (APPLY_FAILED, at)
     assert "error: patch failed: file.c:1" in outcome.detail and parts.built == []
+
+
+def test_a_series_that_does_not_apply_on_a_guessed_base_is_no_base_and_blames_nobody(tmp_path, folder):
+    parts = Recorded(folder, 3, apply_fails_at=2)
+    outcome = decide(tmp_path, parts, 3, base=GUESSED)
+    assert (outcome.verdict, outcome.culprit, parts.built) == (NO_BASE, None, [])
+    assert EXIT_STATUS[NO_BASE] not in (EXIT_STATUS[APPLY_FAILED], EXIT_STATUS[PASS], EXIT_STATUS[ERROR])
+    report = text.text(outcome, folder, "bootbot <b@example.org>")
+    assert report.startswith("bootbot: NO BASE for [PATCH 0/3] x86: steps\n")
+    assert "Base: bbbbbbbbbbbb, guessed: the head of xen/staging (no base-commit; no commit\nof xen/staging, " \
+        "xen/master holds" in report
+    assert "\n  git format-patch --base=auto ...   (the branch's upstream set), or --base=COMMIT\n" in report
+    assert "patch 2" not in report.lower() and "Reported-by" not in report and "First bad" not in report
+
+
+def test_a_build_failure_on_a_guessed_base_names_no_patch_and_searches_for_none(tmp_path, folder):
+    parts = Recorded(folder, 3, broken_builds=["c2", "c3"])
+    outcome = decide(tmp_path, parts, 3, base=GUESSED)
+    assert (outcome.verdict, outcome.culprit) == (BUILD_FAILED, None)
+    assert parts.built == [BASE, "c3"] and outcome.detail[0] == "c3.c:1:1: error: expected ';'"
+    report = text.text(outcome, folder, "bootbot <b@example.org>")
+    assert report.startswith("bootbot: BUILD FAILED on a guessed base for [PATCH 0/3] x86: steps\n")
+    assert "no patch is blamed" in report and "Reported-by" not in report and "First bad" not in report
+
+
+def test_a_regression_on_a_guessed_base_names_no_patch_and_searches_for_none(tmp_path, folder):
+    parts = Recorded(folder, 3, breaks("pvh", 2, 3))
+    outcome = decide(tmp_path, parts, 3, base=GUESSED)
+    assert (outcome.verdict, outcome.regressed, outcome.culprit) == (REGRESSION, ["pvh"], None)
+    assert parts.built == [BASE, "c3"]   # no prefix of the series built
+    report = text.text(outcome, folder, "bootbot <b@example.org>")
+    assert report.startswith("bootbot: REGRESSION on a guessed base: pvh stops booting with [PATCH 0/3] x86:\nsteps")
+    assert "no patch is blamed" in report and "Reported-by" not in report and "First bad" not in report
+
+
+@pytest.mark.parametrize("base, tagged", [(GUESSED, False), (KNOWN, True)])
+def test_a_pass_suggests_a_tag_only_on_a_known_base(tmp_path, folder, base, tagged):
+    outcome = decide(tmp_path, Recorded(folder, 1), 1, base=base)
+    report = text.text(outcome, folder, "bootbot <b@example.org>")
+    assert outcome.verdict == PASS and ("| Tested-by: bootbot" in report) == tagged
 
 
 def test_a_series_that_git_am_refuses_naming_no_patch_blames_none(tmp_path, folder):

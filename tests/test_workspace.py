@@ -1,71 +1,13 @@
-"""Workspaces on the tiny tree: which base a series applies to, and checks running side by side."""
+"""Workspaces on the tiny tree: applying a series, and checks running side by side (where a series
+applies: tests/test_base.py)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
-from bot.changes import series as series_module
 from bot.trees import workspace
 from bot.trees.workspace import ApplyFailed
-from bot.verdicts.words import LabError
-from tiny_tree import git, mbox, patches
-
-
-def test_base_commit_when_the_tree_has_it_else_the_branch(repo):
-    first = git(repo, "rev-parse", "HEAD").strip()
-    (repo / "Documentation/old.rst").write_text("newer\n")
-    git(repo, "commit", "-q", "-am", "docs: newer")
-    head = git(repo, "rev-parse", "HEAD").strip()
-    assert workspace.resolve_base(repo, first, "master").commit == first
-    assert workspace.resolve_base(repo, first, "master").how == "its base-commit"
-    assert workspace.resolve_base(repo, "0" * 40, "master") == \
-        workspace.Base(head, "the head of master: its base-commit is not in the tree")
-    assert workspace.resolve_base(repo, None, "master").commit == head
-    with pytest.raises(LabError, match="neither base-commit"):
-        workspace.resolve_base(repo, "0" * 40, "no-such-branch")
-    with pytest.raises(LabError, match="not a git tree"):
-        workspace.resolve_base(repo / "arch", None, "master")
-
-
-def test_a_series_without_a_known_base_goes_where_its_files_are_as_it_found_them(repo, tmp_path):
-    """Made on an older commit, without base-commit: it applies on the newest commit whose
-    main.c is the one the patches changed, not on the head, where main.c has moved on."""
-    series_module.configure_b4("http://127.0.0.1:9/unused")
-    made_on = git(repo, "rev-parse", "HEAD").strip()
-    mails = patches(repo, tmp_path / "p", 1, count=2)
-    (repo / "Documentation/old.rst").write_text("newer\n")
-    git(repo, "commit", "-q", "-am", "docs: newer")
-    still = git(repo, "rev-parse", "HEAD").strip()   # main.c as the series found it, the newest such
-    (repo / "arch/x86/boot/main.c").write_text("int main;\nint moved_on;\n")
-    git(repo, "commit", "-q", "-am", "x86/boot: move on")
-    series = series_module.read_mbox(mbox(tmp_path / "s.mbox", mails[1:]))
-    assert series.blobs and series.blobs[0][0] == "arch/x86/boot/main.c"
-    for wanted in (None, "0" * 40):
-        base = workspace.resolve_base(repo, wanted, "master", series.blobs)
-        assert base.commit == still != made_on and base.how.startswith("guessed")
-    with workspace.acquire(repo, tmp_path / "ws", slots=1) as ws:
-        ws.checkout(base.commit)
-        assert len(ws.apply(series.am_mbox)) == 2
-
-
-def test_the_base_guess_ignores_files_an_earlier_patch_made(repo, tmp_path):
-    """Patch 1 creates a file and patch 2 changes it: patch 2's blob is patch 1's work, which no
-    commit of the tree holds; the guess goes by the other files."""
-    series_module.configure_b4("http://127.0.0.1:9/unused")
-    made_on = git(repo, "rev-parse", "HEAD").strip()
-    (repo / "arch/x86/boot/new.c").write_text("int made;\n")
-    (repo / "arch/x86/boot/main.c").write_text("int main;\nint step;\n")
-    git(repo, "add", "arch/x86/boot/new.c")
-    git(repo, "commit", "-q", "-am", "x86/boot: make new.c")
-    (repo / "arch/x86/boot/new.c").write_text("int made;\nint changed;\n")
-    git(repo, "commit", "-q", "-am", "x86/boot: change new.c")
-    made = git(repo, "format-patch", "-o", str(tmp_path / "p"), f"{made_on}..HEAD").split()
-    git(repo, "reset", "-q", "--hard", made_on)
-    series = series_module.read_mbox(mbox(tmp_path / "s.mbox", [Path(m) for m in made]))
-    assert [path for path, _ in series.blobs] == ["arch/x86/boot/main.c"]
-    base = workspace.resolve_base(repo, None, "master", series.blobs)
-    assert base.commit == made_on and base.how.startswith("guessed")
+from tiny_tree import git, patches
 
 
 def test_checks_at_once_take_different_workspaces(repo, tmp_path):

@@ -28,6 +28,7 @@ class Change:
     cover_msgid: str | None = None
     am_messages: tuple[bytes, ...] = ()   # a mailed series: what `git am` takes, one per patch, trailers applied
     branch: str = ""                      # a branch's commits: where they are ("tip x86/boot")
+    tags: tuple[str, ...] = ()            # a mailed series' subject tags but for PATCH, vN, M/N ("for-4.21")
 
     @property
     def commits(self) -> list[str]:
@@ -66,4 +67,5 @@ def to_json(change: Change) -> dict:
 def from_json(data: dict) -> Change:
     patches = tuple(Patch(**{**p, "files": tuple(p["files"]), "blobs": tuple(map(tuple, p["blobs"]))})
                     for p in data["patches"])
-    return Change(**{**data, "patches": patches, "am_messages": tuple(map(base64.b64decode, data["am_messages"]))})
+    return Change(**{**data, "patches": patches, "am_messages": tuple(map(base64.b64decode, data["am_messages"])),
+                     "tags": tuple(data.get("tags", ()))})

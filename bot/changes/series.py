@@ -114,6 +114,7 @@ def _series(box, source: str, revision: int | None) -> Change:
         base_commit=lseries.base_commit,
         cover_msgid=cover.msgid if cover else None,
         am_messages=tuple(map(_am_bytes, am_ready)),
+        tags=tuple(t for t in (cover or lseries.patches[1]).lsubject.get_extra_prefixes() if t.upper() != "PATCH"),
     )
 
 

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from bot.reports.history import History
+from bot.trees import upstream
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Health:
     build_seconds: float = 0.0
     jobs: list[dict] = field(default_factory=list)            # not done yet: queued, running here, sent to workers
     workers: list[dict] | None = None                          # with queue.broker: the live workers' records
+    trees: dict[str, dict] = field(default_factory=dict)      # by kind: path, upstreams' fetch records
 
 
 def read(state: Path, history: History | None = None, workers: list[dict] | None = None) -> Health:
@@ -41,6 +43,7 @@ def read(state: Path, history: History | None = None, workers: list[dict] | None
         with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:   # never the bot's writer
             db.row_factory = sqlite3.Row
             _from_bot(db, health)
+    health.trees = upstream.logs(state)
     for row in (history or History(state / "results")).rows():
         for entry, (status, seconds) in json.loads(row["entries"]).items():
             key = (row["tree"], entry)
@@ -104,6 +107,12 @@ class _Collector:
         yield _family(GaugeMetricFamily, "bootbot_jobs", "Jobs not done yet, by state (queued, running, sent)",
                       ["state"], {(state,): sum(j["state"] == state for j in h.jobs)
                                   for state in ("queued", "running", "sent")})
+        fetches = {(kind, name): record for kind, tree in h.trees.items() for name, record in tree["upstreams"].items()}
+        yield _family(GaugeMetricFamily, "bootbot_tree_fetch_age_seconds", "Seconds since each followed upstream "
+                      "was last fetched well (since its first fetch when none went well)", ["tree", "upstream"],
+                      {key: time.time() - _good(record) for key, record in fetches.items()})
+        yield _family(GaugeMetricFamily, "bootbot_tree_fetch_failing", "1 while an upstream's last fetch failed",
+                      ["tree", "upstream"], {key: int(bool(record.get("error"))) for key, record in fetches.items()})
         yield _family(CounterMetricFamily, "bootbot_boots", "Boots by entry and status (deciding attempts)",
                       ["tree", "entry", "status"], h.boots)
         yield _family(CounterMetricFamily, "bootbot_boot_seconds", "Seconds of deciding boots, by entry",
@@ -132,6 +141,9 @@ def lines(health: Health, now: float | None = None) -> list[str]:
              f"checks: {_counts(health.checks)}; lab errors in a row: {health.lab_errors_in_a_row}",
              f"outbox: {health.outbox} not sent" + (f", the oldest pending made {ago(health.outbox_oldest)}"
                                                    if health.outbox_oldest else "")]
+    said += [f"tree {kind} {tree['path']}: {name} fetched {ago(record.get('fetched'))}, last good fetch "
+             f"{ago(record.get('succeeded'))}" + (f", failing: {record['error']}" if record.get("error") else "")
+             for kind, tree in sorted(health.trees.items()) for name, record in sorted(tree["upstreams"].items())]
     said += [_job(j, ago) for j in health.jobs]
     said += [_worker(w, ago) for w in health.workers or []]
     if health.workers == []:
@@ -157,6 +169,11 @@ def _worker(worker: dict, ago) -> str:
             f"{ago(worker['beat'])}; offers {offered('entry:')} ({offered('accel:')})")
 
 
+def _good(record: dict) -> float:
+    """When an upstream was last fetched well; its first attempt when never."""
+    return record.get("succeeded") or record.get("first") or 0
+
+
 def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {what}" for what, n in sorted(counts.items())) or "none"
 
@@ -166,6 +183,7 @@ class Limits:
     stale_seconds: float     # no source polled well for this long
     lab_errors: int          # this many checks in a row ended by the lab
     outbox_seconds: float    # a reply pending this long
+    tree_stale_seconds: float   # a followed upstream not fetched well for this long
 
 
 def alarms(health: Health, limits: Limits, now: float | None = None) -> dict[str, str]:
@@ -178,6 +196,12 @@ def alarms(health: Health, limits: Limits, now: float | None = None) -> dict[str
                            + "; ".join(f"{s}: {p['error'] or 'ok'}" for s, p in sorted(health.polls.items())))
     if health.lab_errors_in_a_row >= limits.lab_errors:
         raised["lab"] = f"the last {health.lab_errors_in_a_row} checks ended in lab errors, not verdicts"
+    for kind, tree in sorted(health.trees.items()):
+        for name, record in sorted(tree["upstreams"].items()):
+            if now - _good(record) > limits.tree_stale_seconds:
+                raised[f"tree-{kind}-{name}"] = (
+                    f"the {kind} tree ({tree['path']}) has not fetched {name} well for over "
+                    f"{limits.tree_stale_seconds:.0f} s: {record.get('error') or 'no fetch since'}")
     if health.outbox_oldest and now - health.outbox_oldest > limits.outbox_seconds:
         raised["outbox"] = (f"a reply has waited in the outbox for over {limits.outbox_seconds:.0f} s "
                             f"({health.outbox} not sent): see `bootbot outbox list`")

@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
+from bot.verdicts.words import GUESSED
+
 OUTCOME = "outcome.json"
 
 
@@ -64,7 +66,9 @@ class Outcome:
     series: dict                     # subject, version, patches: [{index, subject, msgid}]
     tree: str | None = None          # the tree kind it was checked against
     base: str | None = None
-    base_how: str = ""               # how the base was found: its base-commit, guessed, the branch head
+    base_how: str = ""               # how the base was found, in words
+    base_by: str = ""                # the same as a word (BY_BASE_COMMIT ...; "": before bootbot said)
+    base_tried: list[str] = field(default_factory=list)   # on a guessed base: the branches searched
     entries: dict[str, EntryOutcome] = field(default_factory=dict)
     culprit: dict | None = None      # the first bad patch: index, subject, msgid
     regressed: list[str] = field(default_factory=list)   # entries that boot on the base, not with the change
@@ -76,6 +80,12 @@ class Outcome:
     fragment: list[str] = field(default_factory=list)      # the configuration lines the build adds
     origin: dict = field(default_factory=dict)   # where the change came from: source (its name),
                                                  # archive (its URL), link (the thread)
+
+
+    @property
+    def known_base(self) -> bool:
+        """Whether the base is the change's own: where a failure can be blamed on a patch."""
+        return self.base_by not in GUESSED
 
 
 def thread_link(archive: str, msgid: str) -> str:

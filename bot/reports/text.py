@@ -8,7 +8,7 @@ from bot.boots.console import clean
 from bot.boots.locate import Location
 from bot.boots.runner import COMMAND
 from bot.reports.result import Outcome
-from bot.verdicts.words import APPLY_FAILED, BUILD_FAILED, FLAKY, PASS, REFUSED, REGRESSION, SKIP, fails
+from bot.verdicts.words import APPLY_FAILED, BUILD_FAILED, FLAKY, NO_BASE, PASS, REFUSED, REGRESSION, SKIP, fails
 
 CONSOLE_LINES = 20   # of console before the deciding line, when no failure report follows it
 CONTEXT_LINES = 8    # before a failure's report, which is quoted whole (up to its bound)
@@ -27,6 +27,8 @@ def text(outcome: Outcome, folder: Path, bot_address: str, pages: str = "") -> s
         parts.append(_first_bad(outcome, outcome.culprit))
     if outcome.detail and outcome.verdict not in (PASS, SKIP, FLAKY):
         parts.append("\n".join(f"  {line}" for line in outcome.detail))
+    if outcome.verdict == NO_BASE:
+        parts.append(_NO_BASE_ADVICE)
     failed = _first_failed(outcome)
     if failed:
         parts.append(console_excerpt(failed, folder / outcome.entries[failed].log, outcome.entries[failed]))
@@ -35,9 +37,16 @@ def text(outcome: Outcome, folder: Path, bot_address: str, pages: str = "") -> s
     if pages:
         parts.append(f"Everything of this check (consoles, attempts, logs):\n  {pages.rstrip('/')}/checks/{folder.name}")
     tag = (_BRANCH_TAGS if "branch" in outcome.series else _TAGS).get(outcome.verdict)
-    if tag:   # "| " first, as 0-day does: b4 would take a bare tag line as a trailer of the patch
+    if tag and outcome.known_base:   # tested, or broken, on a base that may not be the author's: no tag   # "| " first, as 0-day does: b4 would take a bare tag line as a trailer of the patch
         parts.append(f"{_wrap(tag[1])}\n| {tag[0]}: {bot_address}")
     return "\n\n".join(parts) + "\n"
+
+
+# Commands quoted whole, not wrapped as prose.
+_NO_BASE_ADVICE = ("To have it checked, post it with a base-commit line naming the commit it is made on, "
+                   "in a branch bootbot follows:\n"
+                   "  git format-patch --base=auto ...   (the branch's upstream set), or --base=COMMIT\n"
+                   "  b4 send                            (b4 prep records the base)")
 
 
 def _wrap(prose: str, indent: str = "") -> str:
@@ -88,6 +97,10 @@ def _summary(outcome: Outcome) -> str:
         return f"bootbot: FLAKY for {title}\n" + _wrap(f"{outcome.detail[0][0].upper()}{outcome.detail[0][1:]}.")
     if outcome.verdict == REGRESSION:
         return _regression(outcome, title)
+    if outcome.verdict == NO_BASE:
+        return (f"bootbot: NO BASE for {title}\n"
+                + _wrap("bootbot could not find what the series applies to, and it does not apply where it "
+                        "guessed (below): nothing was built or booted, and nothing is said of the series."))
     if outcome.verdict == APPLY_FAILED:
         return (f"bootbot: APPLY FAILED for {title}\n"
                 + (f"Patch {outcome.culprit['index']} does not apply" if outcome.culprit else
@@ -95,16 +108,24 @@ def _summary(outcome: Outcome) -> str:
     if outcome.verdict == REFUSED:
         return f"bootbot: REFUSED {title}\nThe series was refused before anything was applied or built:"
     if outcome.verdict == BUILD_FAILED:
+        if not outcome.known_base:
+            return f"bootbot: BUILD FAILED on a guessed base for {title}\n" + _wrap(
+                f"It builds on the base but not with the series. {_GUESSED}")
         return f"bootbot: BUILD FAILED for {title}\nIt builds on the base but not with the series."
     return f"bootbot: ERROR while checking {title}\nThe lab failed, not the series: nothing is blamed on it."
+
+
+_GUESSED = ("The base is a guess (below), maybe not the one the series was made on: what fails may be "
+            "missing from the base, not wrong in the series, so no patch is blamed.")
 
 
 def _regression(outcome: Outcome, title: str) -> str:
     """Which entry broke and at which patch first; then where each died, when it is known."""
     broken = ", ".join(outcome.regressed)
     p = outcome.culprit
+    guessed = "" if outcome.known_base else " on a guessed base"
     lines = [_wrap(f"bootbot: REGRESSION: {broken} stops booting at {_name(outcome, p)}" if p else
-                   f"bootbot: REGRESSION: {broken} stops booting with {title}")]
+                   f"bootbot: REGRESSION{guessed}: {broken} stops booting with {title}")]
     for name in outcome.regressed:
         entry = outcome.entries[name]
         if entry.location:
@@ -114,7 +135,7 @@ def _regression(outcome: Outcome, title: str) -> str:
             who = f"commit {made['commit'][:12]}" if "commit" in made else f"patch {entry.changed['patch']}"
             lines.append(f"  {who} made that line: {entry.changed['line'].strip()}")
     booted = "boots" if len(outcome.regressed) == 1 else "boot"
-    lines.append(_wrap(f"In {title}; {broken} {booted} on the base."))
+    lines.append(_wrap(f"In {title}; {broken} {booted} on the base." + (f" {_GUESSED}" if guessed else "")))
     return "\n".join(lines)
 
 

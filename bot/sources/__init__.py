@@ -12,7 +12,7 @@ import re
 
 from bot.config import ConfigError
 from bot.store import Store, full, now
-from bot.verdicts.words import EXIT_STATUS
+from bot.verdicts.words import EXIT_STATUS, ON_GUESSED_BASE
 
 log = logging.getLogger("bootbot.sources")
 _MSGID = re.compile(r"<([^<>\s]+)>")
@@ -123,9 +123,10 @@ def load(config, settings, store: Store) -> list[Source]:
         if unknown or missing:
             raise ConfigError(f"{where}: {f'unknown key {unknown[0]}' if unknown else f'no {missing[0]}'}")
         reply_on = _words(table, "reply_on", config.get("mail", "reply_on"), where)
-        wrong = sorted(set(reply_on) - set(EXIT_STATUS))
+        wrong = sorted(set(reply_on) - set(EXIT_STATUS) - {ON_GUESSED_BASE})
         if wrong:
-            raise ConfigError(f"{where}: reply_on: {wrong[0]!r} is no verdict ({', '.join(EXIT_STATUS)})")
+            raise ConfigError(f"{where}: reply_on: {wrong[0]!r} is no verdict "
+                              f"({', '.join(EXIT_STATUS)}; or {ON_GUESSED_BASE})")
         common = dict(name=name, store=store, reply_on=set(reply_on), cc=_words(table, "cc", [], where))
         sources.append(_make(kind, table, common, config, settings, where))
     return sources

@@ -2,6 +2,7 @@
 and build it, what the build yields, and the entries (checks/entries/<name>.toml) that boot it."""
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,14 @@ class Step:
 
 
 @dataclass(frozen=True)
+class TagRule:
+    """A subject tag that names the branch a series is for ([[tags]]): the first of `branches`
+    that the tree follows, the pattern's groups filled in (\\1)."""
+    pattern: re.Pattern
+    branches: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Tree:
     name: str
     description: str
@@ -39,18 +48,27 @@ class Tree:
     probe: Probe | None
     entries: Mapping[str, Entry]
     common_paths: tuple[str, ...]     # paths no entry names as its own that can break every entry
+    not_built: tuple[str, ...] = ()   # paths the build never compiles (other architectures' code)
+    tags: tuple[TagRule, ...] = ()    # subject tags that name the branch a series is for
+    clone_filter: str = ""            # how `bootbot trees init` clones one ("blob:none": a partial clone)
 
     def owns(self, path: str) -> bool:
         return any(path_matches(pattern, path) for pattern in self.paths)
 
     def affected(self, files: list[str]) -> list[Entry]:
         """The entries a change to `files` can break: for each file, the entries that name it as
-        their own, else, when it is under the common paths, every entry."""
+        their own, else, when it is under the common paths, every entry; none for a file the
+        build never compiles."""
         hit: set[str] = set()
         for path in files:
+            if self.unbuilt(path):
+                continue
             own = {e.name for e in self.entries.values() if e.covers(path)}
             hit |= own or (set(self.entries) if any(path_matches(p, path) for p in self.common_paths) else set())
         return [e for e in self.entries.values() if e.name in hit]
+
+    def unbuilt(self, path: str) -> bool:
+        return any(path_matches(pattern, path) for pattern in self.not_built)
 
     def is_kind_of(self, tree: Path) -> bool:
         """Whether the git tree at `tree` is of this kind (it has the kind's marks)."""
@@ -85,6 +103,9 @@ def load(path: Path, entries_path: Path) -> Tree:
     return Tree(
         name=path.stem, description=data.get("description", path.stem), paths=tuple(data["paths"]),
         marks=tuple(data.get("marks", ())), common_paths=tuple(entries.get("common", {}).get("paths", ())),
+        not_built=tuple(entries.get("common", {}).get("not_built", ())),
+        tags=tuple(TagRule(re.compile(rule["pattern"], re.I), tuple(rule["branches"])) for rule in data.get("tags", ())),
+        clone_filter=data.get("clone_filter", ""),
         make=tuple(data.get("make", ())),
         configure=tuple(Step(tuple(s["run"]), s.get("cwd")) for s in data.get("configure", ())),
         build=tuple(Step(tuple(s["run"]), s.get("cwd")) for s in data["build"]),

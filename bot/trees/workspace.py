@@ -16,7 +16,6 @@ from pathlib import Path
 
 import git
 
-from bot.verdicts.words import LabError
 
 # Who commits the applied patches, and who aborts a failed `git am`: a new machine's git knows nobody.
 _IDENTITY = {"GIT_COMMITTER_NAME": "bootbot", "GIT_COMMITTER_EMAIL": "bootbot@localhost"}
@@ -67,64 +66,6 @@ def _am_reason(output: str) -> str:
             if line.strip() and not line.startswith(("hint:", "When you have resolved",
                                                      "If you prefer", "To restore", "Use 'git am"))]
     return "\n".join(keep[:12])
-
-
-@dataclass(frozen=True)
-class Base:
-    commit: str
-    how: str   # how it was found, in words for the report
-
-
-def resolve_base(tree: Path, wanted: str | None, branch: str, blobs: list[tuple[str, str]] = (),
-                 days: int = 90) -> Base:
-    """The commit to apply on: the series' base-commit when the tree has it; else the newest commit
-    of `branch` within `days` whose files hold the blobs the patches were made on (what
-    `b4 am --guess-base` does); else the branch's head."""
-    try:
-        repo = git.Repo(tree)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        raise LabError(f"{tree} is not a git tree") from None
-    if wanted and _commit(repo, wanted):
-        return Base(_commit(repo, wanted), "its base-commit")
-    head = _commit(repo, branch)
-    if head is None:
-        raise LabError(f"{tree} has neither base-commit {wanted} nor branch {branch}")
-    guessed = _guess(repo, head, blobs, days) if blobs else None
-    if guessed:
-        return Base(guessed, f"guessed: the newest commit of {branch} holding the {len(blobs)} files as the "
-                             f"patches found them{' (its base-commit is not in the tree)' if wanted else ''}")
-    return Base(head, f"the head of {branch}: " + ("its base-commit is not in the tree" if wanted else
-                                                   "no base-commit, and no recent commit holds its files as found"))
-
-
-def _commit(repo: git.Repo, name: str) -> str | None:
-    try:   # repo.commit() takes any 40 hex digits on trust; rev-parse checks the commit exists
-        return repo.git.rev_parse("--verify", "--quiet", f"{name}^{{commit}}")
-    except git.GitCommandError:
-        return None
-
-
-def _guess(repo: git.Repo, head: str, blobs: list[tuple[str, str]], days: int) -> str | None:
-    """The newest commit whose files hold `blobs`. The files change only in the commits that touch
-    them (newest first): the head's state is the one after the newest of those, the state after
-    each older one lasts until just before the next newer, the state before the oldest ends there."""
-    paths = [path for path, _ in blobs]
-    touching = repo.git.rev_list(f"--since={days}.days.ago", head, "--", *paths).split()
-    states = [(head, head), *((older, f"{newer}~1") for newer, older in zip(touching, touching[1:]))]
-    if touching:
-        states.append((f"{touching[-1]}~1", f"{touching[-1]}~1"))
-    for tree, newest in states:
-        if _commit(repo, tree) and _holds(repo, tree, blobs):
-            return _commit(repo, newest)
-    return None
-
-
-def _holds(repo: git.Repo, commit: str, blobs: list[tuple[str, str]]) -> bool:
-    listed = {}
-    for line in repo.git.ls_tree(commit, "--", *(path for path, _ in blobs)).splitlines():
-        meta, path = line.split("\t", 1)
-        listed[path] = meta.split()[2]
-    return all(listed.get(path, "").startswith(blob) for path, blob in blobs)
 
 
 @contextmanager

@@ -20,11 +20,12 @@ from bot.changes.change import Change
 from bot.reports import result
 from bot.reports.result import BuildRecord, EntryOutcome, Outcome
 from bot.settings import Rules, Settings
-from bot.trees import workspace
+from bot.trees import base as base_module, workspace
+from bot.trees.base import Base
 from bot.trees.build import Build
 from bot.trees.tree import Tree
-from bot.verdicts.words import (APPLY_FAILED, BUILD_FAILED, ERROR, FAIL, FLAKY, PASS, REFUSED, REGRESSION, SKIP,
-                                TIMEOUT, regressed)
+from bot.verdicts.words import (APPLY_FAILED, BUILD_FAILED, ERROR, FAIL, FLAKY, NO_BASE, PASS, REFUSED, REGRESSION,
+                                SKIP, TIMEOUT, regressed)
 from bot.verdicts.workbench import Workbench
 
 Progress = Callable[[str], None]
@@ -81,12 +82,12 @@ def check(series: Change, settings: Settings, progress: Progress = lambda messag
         outcome = Outcome(SKIP, detail=[selection.reason], **facts)
     else:
         site = settings.site(selection.tree.name, tree_path)
-        base = workspace.resolve_base(site.path, series.base_commit, site.branch, series.blobs, settings.guess_days)
+        base = base_module.find(site, series, settings.state, selection.tree.tags, settings.guess_days)
         with workspace.acquire(site.path, settings.workspaces, settings.slots) as ws:
             parts = Workbench(selection.tree, ws, settings, folder, progress)
             cache = settings.state / "cache" / "baseline" / _baseline_key(base.commit, selection.tree, parts, settings)
-            outcome = decide(series, selection.entries, base.commit, parts, cache, folder, settings.rules, progress)
-        outcome.tree, outcome.reproduce, outcome.base_how = tree, facts["reproduce"], base.how
+            outcome = decide(series, selection.entries, base, parts, cache, folder, settings.rules, progress)
+        outcome.tree, outcome.reproduce = tree, facts["reproduce"]
         outcome.origin = facts["origin"]
         outcome.build_steps = build_steps(selection.tree)
         outcome.fragment = selection.tree.settings()
@@ -172,18 +173,21 @@ def _read_boot(folder: Path) -> BootResult:
     return BootResult(**json.loads((folder / runner.RESULT).read_text()))
 
 
-def decide(series: Change, entries: list[Entry], base: str, parts: Parts, cache: Path, folder: Path,
+def decide(series: Change, entries: list[Entry], base: Base, parts: Parts, cache: Path, folder: Path,
            rules: Rules = Rules(), progress: Progress = lambda message: None) -> Outcome:
     """The verdict on `series` (applied on `base`) for `entries`: the rules of a check, whatever
-    the parts are. `cache` keeps the base's stable results."""
+    the parts are. `cache` keeps the base's stable results. On a guessed base nothing is blamed
+    on a patch: a series that does not apply there is NO_BASE, and a build failure or a
+    regression names no culprit."""
     return _Check(series, entries, base, parts, cache, folder, rules, progress).run()
 
 
 class _Check:
-    def __init__(self, series, entries, base, parts, cache, folder, rules, progress):
-        self.series, self.entries, self.base, self.parts = series, entries, base, parts
+    def __init__(self, series, entries, base: Base, parts, cache, folder, rules, progress):
+        self.series, self.entries, self.base, self.known, self.parts = series, entries, base.commit, base.known, parts
         self.cache, self.folder, self.rules, self.progress = cache, folder, rules, progress
-        self.outcome = Outcome(PASS, series_facts(series), base=base, strict_experimental=rules.strict)
+        self.outcome = Outcome(PASS, series_facts(series), base=base.commit, base_how=base.how, base_by=base.by,
+                               base_tried=list(base.tried), strict_experimental=rules.strict)
         self.builds = Builds(parts, self.outcome)
 
     def counts(self, entry: Entry) -> bool:
@@ -196,8 +200,11 @@ class _Check:
         try:
             self.commits = self.parts.apply(self.base, self.series)
         except workspace.ApplyFailed as e:
-            outcome.verdict, outcome.culprit = APPLY_FAILED, e.index and _patch(outcome, e.index)
             outcome.detail = e.message.splitlines()
+            if not self.known:   # not where it was made, maybe: its author's work is not in question
+                outcome.verdict = NO_BASE
+                return outcome
+            outcome.verdict, outcome.culprit = APPLY_FAILED, e.index and _patch(outcome, e.index)
             return outcome
         try:
             self.based = self.baseline()
@@ -302,10 +309,12 @@ class _Check:
         may have come from the cache, built with another compiler or in another state)."""
         if not any(b.phase == "base" for b in self.outcome.builds):   # a cached base's results needed none
             self.build_base()
+        self.outcome.verdict, self.outcome.detail = BUILD_FAILED, [*built.errors, f"full log: {built.log}"]
+        if not self.known:
+            return self.outcome
         self.progress("finding the patch that broke the build")
         culprit = _first_bad(len(self.commits), lambda k: not self.builds.at(self.commits[k - 1], f"patches-1-{k}").ok)
-        self.outcome.verdict, self.outcome.culprit = BUILD_FAILED, _patch(self.outcome, culprit)
-        self.outcome.detail = [*built.errors, f"full log: {built.log}"]
+        self.outcome.culprit = _patch(self.outcome, culprit)
         return self.outcome
 
     def verdict(self, judged: dict[str, Judged]) -> Outcome:
@@ -329,6 +338,8 @@ class _Check:
     def culprit(self, broken: list[Entry], failures: dict[str, str]) -> Outcome:
         outcome = self.outcome
         outcome.verdict, outcome.regressed = REGRESSION, [e.name for e in broken]
+        if not self.known:
+            return outcome
         self.progress(f"finding the patch that broke {', '.join(e.name for e in broken)}")
         try:
             k = _first_bad(len(self.commits), lambda k: self.prefix_breaks(k, broken, failures))

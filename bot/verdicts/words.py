@@ -8,9 +8,21 @@ FLAKY = "flaky"
 
 # How a check ended, beside PASS, SKIP and ERROR (the lab failed: never the change's fault).
 REGRESSION, APPLY_FAILED, BUILD_FAILED, REFUSED = "regression", "apply-failed", "build-failed", "refused"
+# The change does not apply where bootbot guessed it goes, its own base being nowhere: no verdict
+# on the change at all.
+NO_BASE = "no-base"
 
 # The exit status of `bootbot check` and `bootbot report` for each verdict.
-EXIT_STATUS = {PASS: 0, SKIP: 0, FLAKY: 0, REGRESSION: 1, APPLY_FAILED: 1, BUILD_FAILED: 1, REFUSED: 1, ERROR: 2}
+EXIT_STATUS = {PASS: 0, SKIP: 0, FLAKY: 0, REGRESSION: 1, APPLY_FAILED: 1, BUILD_FAILED: 1, REFUSED: 1, ERROR: 2,
+               NO_BASE: 3}
+
+# How a change's base was found (bot/trees/base.py). Its own base-commit, or a commit whose files
+# hold the blobs its patches were made on, is a known base, where a failure is the change's; a
+# subject tag's branch or the default branch is a guess, where a failure blames no patch.
+BY_BASE_COMMIT, BY_BLOBS, BY_TAG, BY_BRANCH = "base-commit", "blobs", "tag", "branch"
+GUESSED = (BY_TAG, BY_BRANCH)
+# In reply_on beside the verdicts: mail checks on a guessed base too (never by default).
+ON_GUESSED_BASE = "guessed-base"
 
 
 def fails(status: str, experimental: bool, strict_experimental: bool) -> bool:
