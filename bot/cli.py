@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 from bot import config as configuration
 from bot.verdicts.words import EXIT_STATUS, LabError, fails
@@ -304,9 +305,7 @@ def _tree_lines(kind: str, site, state: Path) -> list[str]:
 
 def _init_tree(args, config, declared, state: Path) -> int:
     """Clones a tree of a kind from its first upstream, fetches the others, and names its path in
-    the configuration: appended to the file given with --config when it has no [trees.KIND], else
-    printed."""
-    import tomllib
+    the configuration: appended to the file given with --config when it can be, else printed."""
     from bot import settings
     from bot.trees import upstream
 
@@ -328,14 +327,27 @@ def _init_tree(args, config, declared, state: Path) -> int:
     for name, error in failed.items():
         print(f"bootbot: {args.kind}: {name}: {error}", file=sys.stderr)
     lines = f'[trees.{args.kind}]\npath = "{path}"\n'
-    file = args.config
-    if file and args.kind not in tomllib.loads(file.read_text()).get("trees", {}):
-        with file.open("a") as f:
-            f.write(f"\n{lines}")
-        print(f"bootbot: {path} is the {args.kind} tree now ({file} says so)")
+    if args.config and _append_valid(args.config, lines, lambda data: data["trees"][args.kind]["path"] == str(path)):
+        print(f"bootbot: {path} is the {args.kind} tree now ({args.config} says so)")
     else:
         print(f"bootbot: {path} is made; to use it, have your configuration say:\n{lines}", end="")
     return 1 if failed else 0
+
+
+def _append_valid(file: Path, lines: str, says: Callable[[dict], bool]) -> bool:
+    """Appends `lines` to a TOML file, kept only when the file then reads and `says` holds of it
+    (it may have the table already): else the file is as it was."""
+    import tomllib
+
+    before = file.read_text()
+    file.write_text(f"{before}\n{lines}")
+    try:
+        if says(tomllib.loads(file.read_text())):
+            return True
+    except (tomllib.TOMLDecodeError, KeyError, TypeError):
+        pass
+    file.write_text(before)
+    return False
 
 
 def _web(args, config, declared) -> int:

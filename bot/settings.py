@@ -19,6 +19,7 @@ from bot.sandbox import Sandbox, SandboxLimits
 from bot.trees.site import Site
 from bot.trees.tree import Tree
 from bot.trees.upstream import Following, Upstream
+from bot.verdicts.words import LabError
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,14 @@ class Settings:
 
     def _present(self, tree: Tree, files: list[str]) -> set[str]:
         site = self.sites.get(tree.name)
-        if site is None:
+        try:
+            head = site.default()[1] if site else None
+        except LabError:   # not fetched yet: it has none of them as far as anyone can tell
+            head = None
+        if head is None:
             return set()
-        listed = subprocess.run(["git", "-C", str(site.path), "ls-tree", "-r", "--name-only", site.default()[1], "--",
-                                 *files], capture_output=True, text=True)
+        listed = subprocess.run(["git", "-C", str(site.path), "ls-tree", "-r", "--name-only", head, "--", *files],
+                                capture_output=True, text=True)
         return set(listed.stdout.splitlines())
 
     def site(self, tree: str, path: Path | None = None) -> Site:

@@ -9,11 +9,13 @@ from pathlib import Path
 
 
 class GitServer:
-    def __init__(self, root: Path, ready_seconds: float = 30):
+    def __init__(self, root: Path, ready_seconds: float = 30, port: int | None = None):
+        """`port`: the one a server before it had (a restart), else a free one."""
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         with socket.socket() as probe:   # git daemon takes no inherited socket: a free port, then its own
-            probe.bind(("127.0.0.1", 0))
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # a restart's port may be in TIME_WAIT
+            probe.bind(("127.0.0.1", port or 0))
             self.port = probe.getsockname()[1]
         self.process = subprocess.Popen(
             ["git", "daemon", "--verbose", "--export-all", "--reuseaddr", f"--base-path={root}",

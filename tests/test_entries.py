@@ -64,6 +64,12 @@ def test_xen_paths_map_to_xen_entries_the_entries_own_first():
     assert touched_by("xen/arch/x86/setup.c") == ("xen", xen)   # no entry's own: the common paths
     assert touched_by("xen/common/efi/boot.c", "docs/misc/efi.pandoc") == ("xen", ["xen-efi", "xen-mb2-efi"])
     assert touched_by("docs/misc/efi.pandoc") == ("xen", [])
+    # other architectures' code, which no x86 build compiles: under xen/, yet it boots nothing
+    assert touched_by("xen/arch/arm/setup.c", "xen/arch/riscv/include/asm/mm.h") == ("xen", [])
+    assert DECLARED.select(["xen/arch/arm/setup.c"]).reason == \
+        "the series touches only code a Xen (x86_64) build does not compile (xen/arch/arm/setup.c)"
+    assert touched_by("xen/arch/arm/setup.c", "xen/arch/x86/setup.c") == ("xen", xen)
+    assert touched_by("xen/include/public/arch-arm.h", "xen/include/public/xen.h") == ("xen", xen)
 
 
 def test_a_series_is_routed_by_its_paths_then_by_which_tree_has_its_files(tmp_path):
@@ -122,4 +128,8 @@ def test_a_broken_declaration_is_one_lab_error_naming_its_file(tmp_path):
     linux = copy / "trees" / "linux.toml"   # a probe that cannot be run under TCG cannot tell a broken build
     linux.write_text(linux.read_text().replace('qemu = ["-accel", "{accel}", ', 'qemu = ["-accel", "kvm", '))
     with pytest.raises(LabError, match=r"linux.toml: ValueError: \[probe\] qemu must say"):
+        declarations.load(copy)
+    shutil.copyfile(DECLARED.folder / "trees" / "linux.toml", linux)
+    linux.write_text(linux.read_text() + 'fragment = "linux.config"\n')   # meant for the kind, after [[tags]]
+    with pytest.raises(LabError, match=r"linux.toml: ValueError: \[\[tags\]\] has pattern and branches, not fragment"):
         declarations.load(copy)

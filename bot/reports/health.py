@@ -183,7 +183,7 @@ class Limits:
     stale_seconds: float     # no source polled well for this long
     lab_errors: int          # this many checks in a row ended by the lab
     outbox_seconds: float    # a reply pending this long
-    tree_stale_seconds: float   # a followed upstream not fetched well for this long
+    tree_stale_seconds: float   # a followed upstream whose fetches fail, not fetched well for this long
 
 
 def alarms(health: Health, limits: Limits, now: float | None = None) -> dict[str, str]:
@@ -198,10 +198,10 @@ def alarms(health: Health, limits: Limits, now: float | None = None) -> dict[str
         raised["lab"] = f"the last {health.lab_errors_in_a_row} checks ended in lab errors, not verdicts"
     for kind, tree in sorted(health.trees.items()):
         for name, record in sorted(tree["upstreams"].items()):
-            if now - _good(record) > limits.tree_stale_seconds:
+            if record.get("error") and now - _good(record) > limits.tree_stale_seconds:
                 raised[f"tree-{kind}-{name}"] = (
                     f"the {kind} tree ({tree['path']}) has not fetched {name} well for over "
-                    f"{limits.tree_stale_seconds:.0f} s: {record.get('error') or 'no fetch since'}")
+                    f"{limits.tree_stale_seconds:.0f} s: {record['error']}")
     if health.outbox_oldest and now - health.outbox_oldest > limits.outbox_seconds:
         raised["outbox"] = (f"a reply has waited in the outbox for over {limits.outbox_seconds:.0f} s "
                             f"({health.outbox} not sent): see `bootbot outbox list`")

@@ -28,7 +28,7 @@ def text(outcome: Outcome, folder: Path, bot_address: str, pages: str = "") -> s
     if outcome.detail and outcome.verdict not in (PASS, SKIP, FLAKY):
         parts.append("\n".join(f"  {line}" for line in outcome.detail))
     if outcome.verdict == NO_BASE:
-        parts.append(_NO_BASE_ADVICE)
+        parts.append(_wrap(_NO_BASE_ADVICE[0]) + "\n" + "\n".join(_NO_BASE_ADVICE[1:]))
     failed = _first_failed(outcome)
     if failed:
         parts.append(console_excerpt(failed, folder / outcome.entries[failed].log, outcome.entries[failed]))
@@ -42,10 +42,10 @@ def text(outcome: Outcome, folder: Path, bot_address: str, pages: str = "") -> s
     return "\n\n".join(parts) + "\n"
 
 
-# Commands quoted whole, not wrapped as prose.
+# Prose, then commands quoted whole.
 _NO_BASE_ADVICE = ("To have it checked, post it with a base-commit line naming the commit it is made on, "
-                   "in a branch bootbot follows:\n"
-                   "  git format-patch --base=auto ...   (the branch's upstream set), or --base=COMMIT\n"
+                   "in a branch bootbot follows:",
+                   "  git format-patch --base=auto ...   (the branch's upstream set), or --base=COMMIT",
                    "  b4 send                            (b4 prep records the base)")
 
 

@@ -104,7 +104,7 @@ def load(path: Path, entries_path: Path) -> Tree:
         name=path.stem, description=data.get("description", path.stem), paths=tuple(data["paths"]),
         marks=tuple(data.get("marks", ())), common_paths=tuple(entries.get("common", {}).get("paths", ())),
         not_built=tuple(entries.get("common", {}).get("not_built", ())),
-        tags=tuple(TagRule(re.compile(rule["pattern"], re.I), tuple(rule["branches"])) for rule in data.get("tags", ())),
+        tags=tuple(map(_tag_rule, data.get("tags", ()))),
         clone_filter=data.get("clone_filter", ""),
         make=tuple(data.get("make", ())),
         configure=tuple(Step(tuple(s["run"]), s.get("cwd")) for s in data.get("configure", ())),
@@ -114,3 +114,9 @@ def load(path: Path, entries_path: Path) -> Tree:
         symbols=MappingProxyType({mode: tuple(names) for mode, names in data.get("symbols", {}).items()}),
         probe=probe and Probe(path.stem, tuple(probe["qemu"]), probe["banner"]),
         entries=MappingProxyType(entry_module.parse(entries, path.stem) if entries else {}))
+
+
+def _tag_rule(rule: dict) -> TagRule:
+    if set(rule) != {"pattern", "branches"}:   # a key meant for the kind, written after [[tags]] by mistake
+        raise ValueError(f"[[tags]] has pattern and branches, not {', '.join(sorted(set(rule) - {'pattern', 'branches'}))}")
+    return TagRule(re.compile(rule["pattern"], re.I), tuple(rule["branches"]))
