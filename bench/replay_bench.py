@@ -9,10 +9,11 @@ first), the upstream is moved to the commit's parent, what it was just before th
 and the commit is mailed as its author posted it (`git format-patch`; every other one with its
 base-commit, the rest without). It is checked with `bootbot check` against a tree cloned from the
 upstream `--weeks-before` the range and never fetched by hand: the tree follows the upstream as
-the configuration says, fetched as `serve` fetches it. The periodic fetch runs when the commits'
-own clock passed fetch_seconds since the last one (`bootbot trees fetch`). A missing base-commit
-fetches at every check (refetch_seconds = 0): the replay posts a series every few minutes on a
-base that landed just before, where the list's are hours or days old.
+the configuration says. The replay posts a series every few minutes on a base that landed just
+before, where the list's bases are hours or days old, older than serve's fetch period; so a mail
+without base-commit is checked after the periodic fetch (`bootbot trees fetch`), as it would be
+on the list, and a mail with one finds its base by the check's own fetch for a missing
+base-commit (refetch_seconds = 0: every such check may fetch).
 
 It prints: patches; bases found (by base-commit, by blobs, by tag; unknown); for the mails without
 base-commit, blob guesses that hold the parent's files and that are the parent itself; verdicts;
@@ -35,7 +36,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BOOTBOT = REPO / ".venv" / "bin" / "bootbot"
-FETCH_SECONDS = 900   # config/bootbot.toml's: serve's periodic fetch
 BLAMED = ("regression", "build-failed", "apply-failed")
 KNOWN = ("base-commit", "blobs")
 
@@ -60,19 +60,15 @@ def main() -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="replay-"))
     upstream, tree, config = prepare(args, work)
     commits = git(upstream, "rev-list", "--reverse", "--first-parent", f"--since={args.since}T00:00:00",
-                  f"--until={args.until}T23:59:59", args.branch, "--", *args.paths).split()[:args.limit]
+                  f"--until={args.until}T23:59:59", history(args.branch), "--", *args.paths).split()[:args.limit]
     print(f"replaying {len(commits)} commits of {args.branch} ({args.since} .. {args.until}) touching "
           f"{' '.join(args.paths)}, on a tree cloned {args.weeks_before} weeks before", file=sys.stderr)
-    checks, last_fetch = [], None
+    checks = []
     for n, commit in enumerate(commits):
         parent = git(upstream, "rev-parse", f"{commit}~1").strip()
         git(upstream, "update-ref", f"refs/heads/{args.branch}", parent)   # the upstream as it was then
-        when = int(git(upstream, "show", "-s", "--format=%ct", commit))
-        periodic = last_fetch is None or when - last_fetch >= FETCH_SECONDS
-        if periodic:
-            last_fetch = when
-        checks.append(replay(work, upstream, config, args.tree, commit, parent, with_base=n % 2 == 0,
-                             periodic=periodic))
+        with_base = n % 2 == 0
+        checks.append(replay(work, upstream, config, args.tree, commit, parent, with_base, periodic=not with_base))
         c = checks[-1]
         print(f"  {n + 1}/{len(commits)} {commit[:12]} {c['verdict']:<13} base by {c['base_by'] or '-':<11} "
               f"{'exact' if c['base'] == parent else '':<5} {c['seconds']:6.1f} s  {c['subject'][:50]}",
@@ -89,8 +85,9 @@ def prepare(args, work: Path) -> tuple[Path, Path, Path]:
     upstream, tree, state = work / "upstream.git", work / "tree", work / "state"
     if not upstream.exists():
         subprocess.run(["git", "clone", "-q", "--bare", "--no-local", str(args.upstream), str(upstream)], check=True)
+        git(upstream, "update-ref", history(args.branch), args.branch)   # the branch as it is: the replay moves it
     start = git(upstream, "rev-list", "-1", "--first-parent", f"--until={days_before(args.since, 7 * args.weeks_before)}",
-                args.branch).strip()
+                history(args.branch)).strip()
     if not start:
         raise SystemExit(f"replay_bench: {args.upstream} has no {args.branch} commit {args.weeks_before} weeks "
                          f"before {args.since}")
@@ -109,11 +106,16 @@ dir = "{work / 'workspaces'}"
 [trees.{args.tree}]
 path = "{tree}"
 branch = "{args.branch}"
-fetch_seconds = 1e12   # the replay runs the periodic fetch itself, by the commits' clock
+fetch_seconds = 1e12   # the replay runs the periodic fetch itself
 refetch_seconds = 0
 upstream = [{{ name = "up", url = "file://{upstream}", branches = ["{args.branch}"] }}]
 """)
     return upstream, tree, config
+
+
+def history(branch: str) -> str:
+    """Where the replay keeps the upstream branch's real history."""
+    return f"refs/replay/{branch}"
 
 
 def days_before(day: str, days: int) -> str:

@@ -81,7 +81,6 @@ class Outcome:
     origin: dict = field(default_factory=dict)   # where the change came from: source (its name),
                                                  # archive (its URL), link (the thread)
 
-
     @property
     def known_base(self) -> bool:
         """Whether the base is the change's own: where a failure can be blamed on a patch."""
