@@ -2,6 +2,8 @@
 applies: tests/test_base.py)."""
 from __future__ import annotations
 
+import shutil
+
 
 import pytest
 
@@ -62,3 +64,16 @@ new file mode 100644
         ws.checkout("master")
         assert git(ws.source, "status", "--porcelain", "--ignored") == ""
     assert list(outside.iterdir()) == []
+
+
+def test_a_tree_cloned_again_at_its_path_gets_its_workspaces_made_again(repo, tmp_path):
+    """The operator made the tree anew (`bootbot trees init` after a wipe): the worktrees of the
+    old one name a repository that is gone, and are made again, not a traceback."""
+    with workspace.acquire(repo, tmp_path / "ws", slots=1) as ws:
+        ws.checkout("master")
+    moved = repo.rename(tmp_path / "old")
+    git(tmp_path, "clone", "-q", str(moved), str(repo))
+    shutil.rmtree(moved)
+    with workspace.acquire(repo, tmp_path / "ws", slots=1) as ws:
+        ws.checkout("master")
+        assert (ws.source / "arch/x86/boot/main.c").exists()

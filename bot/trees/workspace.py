@@ -9,6 +9,7 @@ import fcntl
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -95,9 +96,18 @@ def _lock_free_slot(home: Path, slots: int):
 
 def _prepare(tree: Path, home: Path, slot: int) -> Workspace:
     workspace = Workspace(source=home / str(slot) / "src", build=home / str(slot) / "build", slot=slot)
-    if not (workspace.source / ".git").exists():
+    if not _registered(workspace.source):
+        shutil.rmtree(workspace.source, ignore_errors=True)   # the worktree of a tree cloned again at that path
         repo = git.Repo(tree)
         repo.git.worktree("prune")
         repo.git.worktree("add", "--detach", str(workspace.source), "HEAD")
     workspace.build.mkdir(parents=True, exist_ok=True)
     return workspace
+
+
+def _registered(source: Path) -> bool:
+    """Whether `source` is a worktree its tree still knows: the tree may have been cloned again."""
+    try:
+        return Path((source / ".git").read_text().removeprefix("gitdir: ").strip()).is_dir()
+    except OSError:
+        return False
