@@ -22,8 +22,10 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO)]
 
-from bot.reports import result, web  # noqa: E402
-from bot.reports.result import EntryOutcome, Outcome  # noqa: E402
+from bot import folders  # noqa: E402
+from bot.folders import StateFolder  # noqa: E402
+from bot.reports import web  # noqa: E402
+from bot.folders import EntryOutcome, Outcome  # noqa: E402
 
 ENTRIES = ("bios", "efi", "pvh", "xen-pv", "xen-pvh")
 
@@ -43,7 +45,7 @@ def store(results: Path, count: int) -> list[str]:
             "subject": f"x86/boot: change {n}", "version": 1, "author": f"Dev {n % 50} <dev{n % 50}@example.org>",
             "patches": [{"index": 1, "subject": f"x86/boot: change {n}", "msgid": f"{n}@example.org"}]},
             tree="linux", base="0" * 40, entries=entries, origin={"source": "xen-devel", "link": ""})
-        result.write(folder, replace(outcome, regressed=["pvh"] if n % 7 == 0 else []))
+        folders.write(folder, replace(outcome, regressed=["pvh"] if n % 7 == 0 else []))
         names.append(folder.name)
     return names
 
@@ -63,7 +65,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bootbot-pages-bench-") as scratch:
         results = Path(scratch) / "state" / "results"
         names = store(results, args.checks)
-        bound = web.server(results, "127.0.0.1:0", "bootbot <bootbot@example.org>")
+        bound = web.server(StateFolder(results.parent), "127.0.0.1:0", "bootbot <bootbot@example.org>")
         threading.Thread(target=bound.serve_forever, daemon=True).start()
         url, http = web.url(bound), requests.Session()
         first, _ = timed(http, url)

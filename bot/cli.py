@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from bot import config as configuration
-from bot.verdicts.words import EXIT_STATUS, LabError, fails
+from bot.words import EXIT_STATUS, LabError, fails
 
 USAGE_ERROR = 2
 
@@ -117,9 +117,8 @@ def _config_file(argv: list[str]) -> Path | None:
 
 
 def _boot(args, config, declared) -> int:
-    from bot import settings
+    from bot import folders, settings
     from bot.boots import runner
-    from bot.reports import result
 
     tree = declared.trees[args.tree]
     entries = _select(tree, args.entries)
@@ -130,7 +129,7 @@ def _boot(args, config, declared) -> int:
         name, users = next(iter(missing.items()))
         raise UsageError(f"give --{name.replace('_', '-')}: {', '.join(users)} boot{'s' * (len(users) == 1)} it")
     files = settings.files(given, declared, lab, settings.sandbox_limits(config))
-    folder = result.new_folder(config.path("state", "dir") / "runs")
+    folder = folders.new_folder(settings.state_folder(config).runs)
     progress = _show_progress if sys.stderr.isatty() else (lambda entry, booted: None)
     results = runner.boot(entries, files, lab, folder, patterns=declared.patterns, probe=tree.probe,
                           symbols=tree.symbols_of(given), append=args.append, silence=args.silence, progress=progress)
@@ -162,7 +161,7 @@ def _check(args, config, declared) -> int:
     # the current folder when it is a tree a kind's marks know: not any git repository (bootbot's own clone)
     tree = args.tree or (Path.cwd() if (Path.cwd() / ".git").exists() and declared.kind_of(Path.cwd()) else None)
     # a line per stage on stderr, terminal or not: a cold first check is minutes of work
-    from bot.reports.result import thread_link
+    from bot.sources.inbox import thread_link
     archive = "" if source.exists() else config.get("archive", "url")   # fetched from it by Message-ID
     origin = {"source": "", "archive": archive, "link": thread_link(archive, series.patches[0].msgid)}
     folder = check.check(series, settings.load(config, args.accel, declared),
@@ -194,15 +193,16 @@ def _report(args, config, declared) -> int:
 
 
 def _print_report(folder: Path, config, json_file: Path | None) -> int:
-    from bot.reports import result, text
+    from bot import folders
+    from bot.reports import text
 
     try:
-        outcome = result.read(folder)
+        outcome = folders.read(folder)
     except (OSError, ValueError, TypeError) as e:
         raise UsageError(f"{folder} holds no readable check result: {e}") from None
     print(text.text(outcome, folder, config.get("mail", "from")), end="")
     if json_file:
-        data = json.loads((folder / result.OUTCOME).read_text())
+        data = json.loads((folder / folders.OUTCOME).read_text())
         json_file.write_text(json.dumps({**data, "folder": str(folder.resolve())}, indent=2) + "\n")
     return EXIT_STATUS[outcome.verdict]
 
@@ -232,7 +232,7 @@ def _sources(args, config, declared) -> int:
     from bot import settings, sources
     from bot.store import Store
 
-    store = Store(config.path("state", "dir") / "bootbot.sqlite3")
+    store = Store(settings.state_folder(config).database)
 
     def when(at) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at)) if at else "never"
@@ -256,9 +256,9 @@ def _trees(args, config, declared) -> int:
     from bot import settings
     from bot.trees import upstream
 
-    state = config.path("state", "dir")
+    logs = settings.state_folder(config).trees
     if args.action == "init":
-        return _init_tree(args, config, declared, state)
+        return _init_tree(args, config, declared, logs)
     sites = settings.load(config, declared=declared).sites
     if args.action == "fetch":
         kinds = [args.kind] if args.kind else [kind for kind, site in sites.items() if site and site.following]
@@ -270,16 +270,16 @@ def _trees(args, config, declared) -> int:
         failed = 0
         for kind in kinds:
             site = sites[kind]
-            for name, record in upstream.fetch(kind, site.path, site.following, state).items():
+            for name, record in upstream.fetch(kind, site.path, site.following, logs).items():
                 print(f"{kind}: {name}: " + (record["error"] or f"fetched in {record['seconds']:.1f} s"))
                 failed += bool(record["error"])
         return 1 if failed else 0
     for kind, site in sites.items():
-        print("\n".join(_tree_lines(kind, site, state)))
+        print("\n".join(_tree_lines(kind, site, logs)))
     return 0
 
 
-def _tree_lines(kind: str, site, state: Path) -> list[str]:
+def _tree_lines(kind: str, site, logs: Path) -> list[str]:
     import time
     from bot.trees import upstream
 
@@ -291,7 +291,7 @@ def _tree_lines(kind: str, site, state: Path) -> list[str]:
     if site.following is None:
         return [f"{kind}: {site.path}, follows nothing (no [[trees.{kind}.upstream]]); series without a base "
                 f"go to {site.branch}"]
-    records, branches = upstream.log_of(state, kind, site.path), upstream.followed(site.path)
+    records, branches = upstream.log_of(logs, kind, site.path), upstream.followed(site.path)
     lines = [f"{kind}: {site.path}, series without a base go to {site.branch}"]
     for u in site.following.upstreams:
         record = records.get(u.name, {})
@@ -303,7 +303,7 @@ def _tree_lines(kind: str, site, state: Path) -> list[str]:
     return lines
 
 
-def _init_tree(args, config, declared, state: Path) -> int:
+def _init_tree(args, config, declared, logs: Path) -> int:
     """Clones a tree of a kind from its first upstream, fetches the others, and names its path in
     the configuration: appended to the file given with --config when it can be, else printed."""
     from bot import settings
@@ -322,7 +322,7 @@ def _init_tree(args, config, declared, state: Path) -> int:
         upstream.clone(tree.clone_filter, following.upstreams[0], path)
     except RuntimeError as e:
         raise UsageError(str(e)) from None
-    records = upstream.fetch(args.kind, path, following, state)
+    records = upstream.fetch(args.kind, path, following, logs)
     failed = {name: r["error"] for name, r in records.items() if r["error"]}
     for name, error in failed.items():
         print(f"bootbot: {args.kind}: {name}: {error}", file=sys.stderr)
@@ -351,11 +351,12 @@ def _append_valid(file: Path, lines: str, says: Callable[[dict], bool]) -> bool:
 
 
 def _web(args, config, declared) -> int:
+    from bot import settings
     from bot.reports import web
 
     listen = args.listen or config.get("web", "listen") or "127.0.0.1:8080"
     try:
-        bound = web.server(config.path("state", "dir") / "results", listen, config.get("mail", "from"))
+        bound = web.server(settings.state_folder(config), listen, config.get("mail", "from"))
     except ValueError as e:
         raise UsageError(f"--listen: {e}") from None
     except OSError as e:
@@ -367,6 +368,7 @@ def _web(args, config, declared) -> int:
 
 
 def _status(args, config, declared) -> int:
+    from bot import settings
     from bot.reports import health
 
     workers, away = None, ""
@@ -377,7 +379,7 @@ def _status(args, config, declared) -> int:
             workers = Workers(config).live()
         except BrokerAway as e:
             away = f"broker {config.get('queue', 'broker')}: unreachable ({e})"
-    print("\n".join(health.lines(health.read(config.path("state", "dir"), workers=workers)) + [away] * bool(away)))
+    print("\n".join(health.lines(health.read(settings.state_folder(config), workers=workers)) + [away] * bool(away)))
     return 0
 
 
@@ -405,9 +407,10 @@ def _outbox(args, config, declared) -> int:
     """The operator's hand on the brake: held replies go out only when approved here."""
     import sqlite3
     from email.parser import BytesHeaderParser
+    from bot import settings
     from bot.store import Store
 
-    store = Store(config.path("state", "dir") / "bootbot.sqlite3")
+    store = Store(settings.state_folder(config).database)
     if args.action == "list":
         for row in store.rows("SELECT id, state, raw FROM outbox ORDER BY id"):
             headers = BytesHeaderParser().parsebytes(row["raw"])

@@ -22,15 +22,16 @@ from bot.changes.change import Change, to_json
 from bot.changes.series import SeriesError, configure_b4, parse_message
 from bot.config import ConfigError
 from bot.mail import reply as mail
-from bot.reports import health, result, text, web
+from bot import folders
+from bot.reports import health, text, web
 from bot.settings import Settings
 from bot.sources import Source, Unreachable
 from bot.sources.branch import Branch
-from bot.sources.inbox import Inbox
+from bot.sources.inbox import Inbox, thread_link
 from bot.store import StateFull, Store, full, now
 from bot.trees import upstream
 from bot.verdicts import check
-from bot.verdicts.words import ERROR, NO_BASE, ON_GUESSED_BASE, LabError
+from bot.words import ERROR, NO_BASE, ON_GUESSED_BASE, LabError
 
 if TYPE_CHECKING:
     from bot.queue.workers import Workers
@@ -63,8 +64,8 @@ class Bot:
 
 
 def make(config) -> Bot:
-    state = config.path("state", "dir")
-    store = Store(state / "bootbot.sqlite3")
+    state = settings_module.state_folder(config)
+    store = Store(state.database)
     configure_b4(config.get("archive", "url"))
     sender = config.get("mail", "from")
     settings = settings_module.load(config)
@@ -80,7 +81,7 @@ def make(config) -> Bot:
         raise ConfigError("no [[sources]]: the bot would follow nothing")
     for inbox in sources:   # a state from before [[sources]] followed [archive] url: that inbox reads on
         if isinstance(inbox, Inbox) and inbox.url == config.get("archive", "url").rstrip("/"):
-            inbox.adopt(state / "archive")
+            inbox.adopt(state.root / "archive")
     return Bot(
         store=store, sources=sources,
         policy=assembly.Policy(own_addresses=[sender], maintainers=config.get("commands", "maintainers"),
@@ -90,10 +91,10 @@ def make(config) -> Bot:
                                read_seconds=config.get("limits", "read_seconds")),
         settings=settings,
         smtp=_smtp(config),
-        outbox_dir=state / "outbox", sender=sender,
+        outbox_dir=state.outbox, sender=sender,
         extra_cc=config.get("mail", "cc"), reply_on=set(config.get("mail", "reply_on")),
         retry_seconds=config.get("mail", "retry_seconds"), moderate=config.get("mail", "moderate"),
-        mute=config.get("mail", "mute"), max_per_day=config.get("mail", "max_per_day"), lock=state / "bootbot.lock",
+        mute=config.get("mail", "mute"), max_per_day=config.get("mail", "max_per_day"), lock=state.lock,
         max_attempts=config.get("poll", "max_attempts"), pages=config.get("web", "url"),
         operator=config.get("mail", "operator"),
         alarm_limits=health.Limits(**{k: config.get("health", k) for k in health.Limits.__dataclass_fields__}),
@@ -153,7 +154,7 @@ def _fetch_trees(bot: Bot) -> None:
     for fetch_seconds. A failed fetch is recorded (the alarms read it) and never stops the cycle."""
     for kind, site in bot.settings.sites.items():
         if site and site.following:
-            upstream.keep_current(kind, site.path, site.following, bot.settings.state)
+            upstream.keep_current(kind, site.path, site.following, bot.settings.state.trees)
 
 
 def _alarm_safely(bot: Bot) -> None:
@@ -242,7 +243,7 @@ def _work(bot: Bot, job) -> Work:
     if job["series_id"] is not None:
         head, name, source = _series_source(bot, job)
         archive = source.url if source else ""
-        origin = {"source": name, "archive": archive, "link": result.thread_link(archive, head)}
+        origin = {"source": name, "archive": archive, "link": thread_link(archive, head)}
         return Work(assembly.load(bot.store, job["series_id"], bot.policy.read_seconds), None, shlex.quote(head), origin)
     push = bot.store.one("SELECT * FROM push WHERE id = ?", job["push_id"])
     source = _source(bot, push["source"])
@@ -284,7 +285,7 @@ def _record(bot: Bot, job, attempt: int, folder: Path) -> None:
     """A check's result folder, from here or from a worker: the job done and its reply in the
     outbox (one transaction), or tried again after a lab error."""
     try:
-        outcome = result.read(folder)
+        outcome = folders.read(folder)
         reply = _reply(bot, job, outcome, folder)
     except Exception as e:
         _failed(bot, job, attempt, e)
@@ -329,7 +330,7 @@ def _take_answers(bot: Bot, live: list[dict]) -> None:
             log.info("job %d: answered by %s", job["id"], answer.worker)
             if answer.error:
                 raise RuntimeError(answer.error)
-            _record(bot, job, job["attempts"], result.unpack(answer.folder, bot.settings.state / "results"))
+            _record(bot, job, job["attempts"], folders.unpack(answer.folder, bot.settings.state.results))
         except queue.BrokerAway:
             raise
         except Exception as e:   # an answer that is no result folder: a failed attempt, like a check that raised
@@ -398,7 +399,7 @@ def _failed(bot: Bot, job, attempt: int, error: Exception) -> None:
                     job["id"], attempt, bot.max_attempts, text)
 
 
-def _reply(bot: Bot, job, outcome: result.Outcome, folder: Path):
+def _reply(bot: Bot, job, outcome: folders.Outcome, folder: Path):
     """The reply a job's outcome calls for, or None: commands are always answered, changes by
     their source's policy; a lab error is never mailed, since it says nothing about the author's work."""
     if job["series_id"] is None:
@@ -424,14 +425,14 @@ def _reply(bot: Bot, job, outcome: result.Outcome, folder: Path):
     return _made(bot, job, lambda message_id: mail.reply(parent, body, bot.sender, cc, message_id), parent_id)
 
 
-def _wanted(outcome: result.Outcome, reply_on: set[str]) -> bool:
+def _wanted(outcome: folders.Outcome, reply_on: set[str]) -> bool:
     """Whether a policy mails this outcome: it names its verdict, and, for a verdict reached on a
     guessed base (which blames no patch), checks on a guessed base too."""
     return outcome.verdict in reply_on and (outcome.known_base or outcome.verdict == NO_BASE
                                             or ON_GUESSED_BASE in reply_on)
 
 
-def _push_reply(bot: Bot, job, outcome: result.Outcome, folder: Path):
+def _push_reply(bot: Bot, job, outcome: folders.Outcome, folder: Path):
     """A branch's regression goes to the culprit's author and committer and the source's cc,
     threaded to the commit's posting on lore when its Link: names one."""
     push = bot.store.one("SELECT source FROM push WHERE id = ?", job["push_id"])
@@ -546,7 +547,7 @@ def serve(bot: Bot, interval: float) -> None:
     """Cycles every `interval` seconds, one at a time (a late cycle is merged, not stacked)."""
     if bot.listen:   # the pages beside the bot: a thread of their own, read-only
         try:
-            bound = web.server(bot.settings.state / "results", bot.listen, bot.sender)
+            bound = web.server(bot.settings.state, bot.listen, bot.sender)
         except OSError as e:
             raise ConfigError(f"web.listen {bot.listen}: cannot serve there: {e.strerror or e}") from None
         threading.Thread(target=bound.serve_forever, daemon=True).start()

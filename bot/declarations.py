@@ -15,7 +15,7 @@ from bot.boots.entry import Entry
 from bot.boots.files import Derivation
 from bot.trees import tree as tree_module
 from bot.trees.tree import Tree
-from bot.verdicts.words import LabError
+from bot.words import LabError
 
 CHECKS = Path(__file__).resolve().parents[1] / "checks"
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.verdicts.words import LabError
+from bot.words import LabError
 
 SYSTEM = ("/usr", "/etc")
 _SYSTEM_MOUNTS = ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc",

@@ -15,17 +15,18 @@ from bot.boots.runner import Lab
 from bot.changes.guard import SeriesLimits
 from bot.config import Config, ConfigError
 from bot.declarations import Declarations, Selection
+from bot.folders import StateFolder
 from bot.sandbox import Sandbox, SandboxLimits
 from bot.trees.site import Site
 from bot.trees.tree import Tree
 from bot.trees.upstream import Following, Upstream
-from bot.verdicts.words import LabError
+from bot.words import LabError
 
 
 @dataclass(frozen=True)
 class Rules:
     """How hard a check tries before it blames ([boot] in the configuration)."""
-    strict: bool = False          # experimental entries decide the verdict too
+    strict_experimental: bool = False   # experimental entries decide the verdict too
     confirm: int = 3              # boots in all of an entry that fails, before it counts; a pass ends them
     timeout_factor: float = 10    # an entry's limits follow this machine: at least these times the
     silence_factor: float = 3     # base's latest boot here, never less than the entry's own
@@ -35,7 +36,7 @@ class Rules:
 class Settings:
     declarations: Declarations
     sites: Mapping[str, Site | None]   # by tree kind; None: not configured
-    state: Path
+    state: StateFolder
     workspaces: Path
     guess_days: int   # how far back a series without a known base-commit is looked for
     slots: int
@@ -80,12 +81,16 @@ class Settings:
         return configured
 
 
+def state_folder(config: Config) -> StateFolder:
+    return StateFolder(config.path("state", "dir"))
+
+
 def lab(config: Config, accel: str | None = None) -> Lab:
     host = {name: config.path("lab", name) for name in config.table("lab") if name != "qemu"}
     return Lab(qemu=config.get("lab", "qemu"), host=host, accel=accel or config.get("boot", "accel"),
                probe_seconds=config.get("boot", "kvm_probe_seconds"),
                jobs=config.get("boot", "jobs") or os.cpu_count() or 1,
-               cache=config.path("state", "dir") / "cache", sandbox=Sandbox(config.get("sandbox", "uid")))
+               cache=state_folder(config).cache, sandbox=Sandbox(config.get("sandbox", "uid")))
 
 
 def files(given: Mapping[str, Path], declared: Declarations, lab: Lab, limits: SandboxLimits,
@@ -107,13 +112,13 @@ def load(config: Config, accel: str | None = None, declared: Declarations | None
         sites[name] = Site(name, config.path(f"trees.{name}", "path"), config.get(f"trees.{name}", "branch"),
                            following(config, name)) if path else None
     return Settings(
-        declarations=declared, sites=sites, state=config.path("state", "dir"),
+        declarations=declared, sites=sites, state=state_folder(config),
         workspaces=config.path("build", "dir"), guess_days=config.get("build", "guess_base_days"),
         slots=config.get("build", "workspaces"),
         make_jobs=config.get("build", "jobs") or os.cpu_count() or 1, lab=lab(config, accel),
         series_limits=SeriesLimits(**{key: config.get("limits", key) for key in SeriesLimits.__dataclass_fields__}),
         sandbox_limits=sandbox_limits(config),
-        rules=Rules(strict=config.get("boot", "strict_experimental"), confirm=config.get("boot", "confirm"),
+        rules=Rules(strict_experimental=config.get("boot", "strict_experimental"), confirm=config.get("boot", "confirm"),
                     timeout_factor=config.get("boot", "timeout_factor"),
                     silence_factor=config.get("boot", "silence_factor")))
 

@@ -8,7 +8,7 @@ from bot import config
 from bot.boots import accel
 from bot.boots.files import Files
 from bot.sandbox import Sandbox
-from bot.verdicts.words import LabError
+from bot.words import LabError
 from conftest import DECLARED, LINUX, PATTERNS
 
 SANDBOX = Sandbox(config.load().get("sandbox", "uid"))

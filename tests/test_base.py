@@ -14,7 +14,7 @@ from bot.changes import series as series_module
 from bot.trees import base as base_module, upstream
 from bot.trees.site import Site
 from bot.trees.upstream import Following, Upstream
-from bot.verdicts.words import BY_BASE_COMMIT, BY_BLOBS, BY_BRANCH, BY_TAG, LabError
+from bot.words import BY_BASE_COMMIT, BY_BLOBS, BY_BRANCH, BY_TAG, LabError
 from conftest import DECLARED
 from tiny_tree import git, make_repo, mbox, patches
 
@@ -35,7 +35,7 @@ class Upstreams:
         self.push("master", "stable-4.21")
         self.tree = root / "tree"
         git(root, "clone", "-q", str(self.bare), str(self.tree))
-        self.state = root / "state"
+        self.logs = root / "state" / "trees"   # the trees' fetch logs
 
     @property
     def url(self) -> str:
@@ -69,10 +69,10 @@ class Upstreams:
         return Site("xen", self.tree, branch, following)
 
     def find(self, mbox_path: Path, site: Site) -> base_module.Base:
-        return base_module.find(site, series_module.read_mbox(mbox_path), self.state, XEN.tags)
+        return base_module.find(site, series_module.read_mbox(mbox_path), self.logs, XEN.tags)
 
     def fetches(self) -> int:
-        return sum(r["fetches"] for r in upstream.log_of(self.state, "xen", self.tree).values())
+        return sum(r["fetches"] for r in upstream.log_of(self.logs, "xen", self.tree).values())
 
 
 @pytest.fixture
@@ -85,7 +85,7 @@ def test_a_base_commit_the_tree_has_is_taken_with_no_fetch_of_its_own(ups):
     ups.push()
     mails = ups.series("s")
     site = ups.site(ups.following(every=10**6))
-    upstream.keep_current("xen", ups.tree, site.following, ups.state)   # the periodic fetch: before the push
+    upstream.keep_current("xen", ups.tree, site.following, ups.logs)   # the periodic fetch: before the push
     ups.commit("Documentation/old.rst", "newest\n", "docs: newest")
     ups.push()
     assert git(ups.tree, "cat-file", "-t", made_on).strip() == "commit"   # fetched with master above
@@ -96,7 +96,7 @@ def test_a_base_commit_the_tree_has_is_taken_with_no_fetch_of_its_own(ups):
 
 def test_a_base_commit_the_tree_lacks_costs_one_fetch_for_a_burst(ups):
     site = ups.site(ups.following(every=10**6))
-    upstream.keep_current("xen", ups.tree, site.following, ups.state)
+    upstream.keep_current("xen", ups.tree, site.following, ups.logs)
     made_on = ups.commit("Documentation/old.rst", "newer\n", "docs: newer")
     ups.push()
     first, second = ups.series("one"), ups.series("two")
@@ -165,7 +165,7 @@ def test_a_tree_given_by_hand_is_checked_from_its_head_and_never_fetched_into(up
     base = ups.find(mails, ups.site(None, branch=None))
     head = git(ups.tree, "rev-parse", "HEAD").strip()
     assert (base.commit, base.by) == (head, BY_BLOBS) and " of HEAD " in base.how   # its files as they were
-    assert git(ups.tree, "for-each-ref") == refs and not (ups.state / "trees").exists()
+    assert git(ups.tree, "for-each-ref") == refs and not ups.logs.exists()
 
 
 def test_the_tree_s_own_branches_and_refs_are_never_moved(ups):
@@ -173,7 +173,7 @@ def test_the_tree_s_own_branches_and_refs_are_never_moved(ups):
     ups.push()
     own = git(ups.tree, "for-each-ref", "refs/heads", "refs/remotes", "refs/tags")
     head = git(ups.tree, "rev-parse", "HEAD")
-    upstream.fetch("xen", ups.tree, ups.following(), ups.state)
+    upstream.fetch("xen", ups.tree, ups.following(), ups.logs)
     assert git(ups.tree, "for-each-ref", "refs/heads", "refs/remotes", "refs/tags") == own
     assert git(ups.tree, "rev-parse", "HEAD") == head
     followed = {b.name for b in upstream.followed(ups.tree)}
@@ -181,9 +181,9 @@ def test_the_tree_s_own_branches_and_refs_are_never_moved(ups):
 
 
 def test_a_branch_gone_upstream_is_gone_from_the_followed_ones(ups):
-    upstream.fetch("xen", ups.tree, ups.following(), ups.state)
+    upstream.fetch("xen", ups.tree, ups.following(), ups.logs)
     git(ups.bare, "branch", "-q", "-D", "stable-4.21")
-    upstream.fetch("xen", ups.tree, ups.following(), ups.state)
+    upstream.fetch("xen", ups.tree, ups.following(), ups.logs)
     assert {b.name for b in upstream.followed(ups.tree)} == {"xen/staging", "xen/master"}
 
 
@@ -192,7 +192,7 @@ def test_an_upstream_that_cannot_be_reached_is_recorded_and_the_base_still_guess
     following = Following((Upstream("xen", f"file://{ups.root}/gone.git", ("staging",)),), 900, 60, 300)
     base = ups.find(mails, ups.site(following, branch="master"))
     assert base.by == BY_BASE_COMMIT   # the tree has it: the series was made on the clone's commit
-    record = upstream.log_of(ups.state, "xen", ups.tree)["xen"]
+    record = upstream.log_of(ups.logs, "xen", ups.tree)["xen"]
     assert record["error"].startswith(f"git fetch file://{ups.root}/gone.git: ") and record["succeeded"] is None
     assert record["fetches"] == record["failures"] == 1
 
@@ -204,7 +204,7 @@ def test_a_fetch_that_hangs_is_stopped_at_its_limit_and_recorded(ups):
         silent.listen()
         following = Following((Upstream("xen", f"git://127.0.0.1:{silent.getsockname()[1]}/xen.git",
                                         ("staging",)),), 900, 2, 300)
-        records = upstream.fetch("xen", ups.tree, following, ups.state)
+        records = upstream.fetch("xen", ups.tree, following, ups.logs)
     assert records["xen"]["error"].endswith("stopped after 2 s") and records["xen"]["seconds"] < 30
 
 
@@ -229,12 +229,12 @@ def test_a_base_commit_or_a_link_that_names_another_remote_is_never_fetched(ups)
 
 def test_the_periodic_fetch_runs_when_due_only(ups):
     following = ups.following(every=3600)
-    upstream.keep_current("xen", ups.tree, following, ups.state)
-    upstream.keep_current("xen", ups.tree, following, ups.state)
+    upstream.keep_current("xen", ups.tree, following, ups.logs)
+    upstream.keep_current("xen", ups.tree, following, ups.logs)
     assert ups.fetches() == 1
-    upstream.keep_current("xen", ups.tree, ups.following(every=0), ups.state)
+    upstream.keep_current("xen", ups.tree, ups.following(every=0), ups.logs)
     assert ups.fetches() == 2
-    log = json.loads((ups.state / "trees" / "xen.json").read_text())
+    log = json.loads((ups.logs / "xen.json").read_text())
     assert log["path"] == str(ups.tree) and set(log["upstreams"]["xen"]) >= {"fetched", "succeeded", "error"}
 
 
@@ -242,7 +242,7 @@ def test_fetches_of_one_tree_at_once_take_turns_and_the_second_finds_the_first_s
     following = ups.following(every=3600)
     done = []
     threads = [threading.Thread(target=lambda: done.append(upstream.keep_current("xen", ups.tree, following,
-                                                                                   ups.state))) for _ in range(2)]
+                                                                                   ups.logs))) for _ in range(2)]
     for t in threads:
         t.start()
     for t in threads:
@@ -253,7 +253,7 @@ def test_fetches_of_one_tree_at_once_take_turns_and_the_second_finds_the_first_s
 def test_a_tree_that_is_not_one_is_a_lab_error(ups):
     with pytest.raises(LabError, match="not a git tree"):
         base_module.find(Site("xen", ups.root / "nothing", "staging"), series_module.read_mbox(ups.series("s")),
-                         ups.state)
+                         ups.logs)
 
 
 def test_a_default_branch_nowhere_is_a_lab_error(ups):
@@ -277,5 +277,5 @@ def test_the_base_guess_ignores_files_an_earlier_patch_made(tmp_path):
     git(repo, "reset", "-q", "--hard", made_on)
     series = series_module.read_mbox(mbox(tmp_path / "s.mbox", [Path(m) for m in made]))
     assert [path for path, _ in series.blobs] == ["arch/x86/boot/main.c"]
-    base = base_module.find(Site("linux", repo, "master"), series, tmp_path / "state")
+    base = base_module.find(Site("linux", repo, "master"), series, tmp_path / "trees")
     assert (base.commit, base.by) == (made_on, BY_BLOBS)

@@ -4,7 +4,7 @@ import re
 import pytest
 
 from bot.boots.console import Console, judge_log
-from bot.verdicts.words import ERROR, FAIL, PASS, TIMEOUT
+from bot.words import ERROR, FAIL, PASS, TIMEOUT
 from conftest import DATA, ENTRIES, PATTERNS, marker
 
 NONCE = "0123456789abcdef"   # the nonce the captured logs were normalised to

@@ -4,7 +4,7 @@ import pytest
 from bot import declarations
 from bot.boots.files import Files
 from bot.sandbox import Sandbox
-from bot.verdicts.words import LabError
+from bot.words import LabError
 from conftest import DECLARED, ENTRIES, LINUX, with_q35
 
 RUN = {"accel": "tcg", "nonce": "abc123", "append": ""}

@@ -7,6 +7,7 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from bot.folders import StateFolder
 from bot.reports import health
 
 LIMITS = health.Limits(stale_seconds=3600, lab_errors=3, outbox_seconds=7200, tree_stale_seconds=600)
@@ -18,7 +19,7 @@ def state_with(tmp_path, **xen_record):
     (tmp_path / "trees" / "xen.json").write_text(json.dumps({"path": "/srv/xen", "upstreams": {"xen": {
         "url": "https://xenbits.xen.org/git-http/xen.git", "fetches": 3, "failures": 0, "error": None,
         **xen_record}}}))
-    return tmp_path
+    return StateFolder(tmp_path)
 
 
 def samples(read: health.Health) -> dict:

@@ -22,7 +22,7 @@ from bot.mail.commands import Command, authorized, is_automated, parse, plain_te
 from bot.mail.reply import MESSAGE_ID, REPLY_PREFIX, make_message_id, reply
 from bot.changes.series import SeriesError, from_messages, parse_message, read_mbox
 from bot.boots.console import Console, clean
-from bot.verdicts.words import FAIL, PASS
+from bot.words import FAIL, PASS
 from conftest import ENTRIES, PATTERNS, marker
 from test_commands import BOT, MAIL, MAINTAINERS
 from test_mail import LIST, PATCH, REPORT_ID, SENDER

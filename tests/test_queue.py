@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.reports import result
+from bot import folders
 from git_server import GitServer
 from redis_server import RedisServer
 from test_bot import ROOT, Lab
@@ -173,7 +173,7 @@ def test_series_are_checked_on_workers_and_answered_once(lab):
 
 
 def test_a_worker_killed_mid_check_leaves_its_job_to_another(lab):
-    killed = lab.worker("w1", wrapped=("bot.reports.result:write:1",))   # SIGKILL as it writes the outcome
+    killed = lab.worker("w1", wrapped=("bot.folders:write:1",))   # SIGKILL as it writes the outcome
     lab.post("one")
     assert lab.poll().returncode == 0, lab.log
     assert killed.process.wait(timeout=60) == -9, killed.log.read_text()
@@ -188,11 +188,11 @@ def test_a_worker_killed_mid_check_leaves_its_job_to_another(lab):
 
 def test_a_check_that_kills_every_worker_is_one_failed_attempt(lab):
     lab.config.write_text(lab.config.read_text().replace("[poll]\n", "[poll]\nmax_attempts = 2\n"))
-    dying = [lab.worker("w1", wrapped=("bot.reports.result:write:1",))]
+    dying = [lab.worker("w1", wrapped=("bot.folders:write:1",))]
     lab.post("one")
     assert lab.poll().returncode == 0, lab.log
     assert dying[0].process.wait(timeout=60) == -9
-    dying.append(lab.worker("w2", wrapped=("bot.reports.result:write:1",)))   # the broker gives it again
+    dying.append(lab.worker("w2", wrapped=("bot.folders:write:1",)))   # the broker gives it again
     assert dying[1].process.wait(timeout=VISIBILITY + 60) == -9
     lab.worker("w3")   # its third start: given up there, so the bot sends it again as attempt 2
     lab.answered(1, seconds=VISIBILITY + 90)
@@ -256,7 +256,7 @@ def test_a_worker_needs_a_broker_and_known_entries(lab, tmp_path):
 
 
 def test_a_job_whose_workers_are_gone_goes_to_others_or_home(lab):
-    dying = lab.worker("w1", wrapped=("bot.reports.result:write:1",))
+    dying = lab.worker("w1", wrapped=("bot.folders:write:1",))
     lab.post("one")
     lab.post("two")
     assert lab.poll().returncode == 0, lab.log
@@ -276,22 +276,22 @@ def test_a_job_whose_workers_are_gone_goes_to_others_or_home(lab):
 
 
 def test_a_result_folder_travels_whole_or_not_at_all(tmp_path):
-    folder = result.new_folder(tmp_path / "worker")
+    folder = folders.new_folder(tmp_path / "worker")
     (folder / "boots").mkdir()
     (folder / "boots" / "console.log").write_text("booted\n")
     (folder / "vmlinux").symlink_to("/vmlinuz")   # the worker's own kernel: not sent
-    packed = result.pack(folder)
+    packed = folders.pack(folder)
     (tmp_path / "bot" / folder.name).mkdir(parents=True)   # a copy a crash left half-recorded
-    unpacked = result.unpack(packed, tmp_path / "bot")
+    unpacked = folders.unpack(packed, tmp_path / "bot")
     assert sorted(p.name for p in unpacked.rglob("*")) == ["boots", "console.log"]
     assert [p.name for p in (tmp_path / "bot").iterdir()] == [folder.name]   # nothing else left there
     with pytest.raises(ValueError, match="not a result folder"):
-        result.unpack(packed[:len(packed) // 2], tmp_path / "bot")   # cut short
+        folders.unpack(packed[:len(packed) // 2], tmp_path / "bot")   # cut short
     escaping = io.BytesIO()
     with tarfile.open(fileobj=escaping, mode="w:gz") as tar:
         tar.add(folder / "boots" / "console.log", arcname=f"{folder.name}/../../evil")
     with pytest.raises(ValueError, match="evil"):
-        result.unpack(escaping.getvalue(), tmp_path / "bot")
+        folders.unpack(escaping.getvalue(), tmp_path / "bot")
     assert not (tmp_path / "evil").exists()
 
 

@@ -13,12 +13,13 @@ from bot import config as configuration, settings as settings_module
 from bot.settings import Rules
 from bot.boots.runner import BootResult
 from bot.changes.change import Change, Patch
-from bot.reports import result, text
+from bot import folders
+from bot.reports import text
 from bot.trees.base import Base
 from bot.trees.build import Build
 from bot.trees.workspace import ApplyFailed
 from bot.verdicts import check
-from bot.verdicts.words import (APPLY_FAILED, BUILD_FAILED, BY_BASE_COMMIT, BY_BRANCH, ERROR, EXIT_STATUS, FAIL,
+from bot.words import (APPLY_FAILED, BUILD_FAILED, BY_BASE_COMMIT, BY_BRANCH, ERROR, EXIT_STATUS, FAIL,
                                 FLAKY, NO_BASE, PASS, REFUSED, REGRESSION, SKIP, TIMEOUT)
 from conftest import ENTRIES
 
@@ -96,9 +97,9 @@ GUESSED = Base(BASE, BY_BRANCH, "guessed: the head of xen/staging (no base-commi
                                 "xen/master holds its files as its patches found them)", ("xen/staging", "xen/master"))
 
 
-def decide(tmp_path: Path, parts: Recorded, count: int, entries=("pvh",), strict=False, base=KNOWN) -> result.Outcome:
+def decide(tmp_path: Path, parts: Recorded, count: int, entries=("pvh",), strict=False, base=KNOWN) -> folders.Outcome:
     return check.decide(series(count), [ENTRIES[n] for n in entries], base, parts, tmp_path / "cache",
-                        parts.folder, Rules(strict=strict))
+                        parts.folder, Rules(strict_experimental=strict))
 
 
 @pytest.fixture
@@ -330,9 +331,9 @@ def test_a_lab_error_on_the_base_is_not_cached(tmp_path):
 def test_the_report_is_read_from_the_result_folder_alone(tmp_path, folder):
     outcome = decide(tmp_path, Recorded(folder, 3, breaks("pvh", 2, 3)), 3)
     outcome.reproduce = "bootbot check series.mbox --tree ~/linux"
-    result.write(folder, outcome)
+    folders.write(folder, outcome)
     moved = folder.rename(tmp_path / "elsewhere")   # nothing in it names where it was made
-    report = text.text(result.read(moved), moved, "bootbot <b@example.org>")
+    report = text.text(folders.read(moved), moved, "bootbot <b@example.org>")
     assert report.startswith("bootbot: REGRESSION: pvh stops booting at [PATCH 2/3] x86: step 2\n")
     assert "In [PATCH 0/3] x86: steps; pvh boots on the base." in report
     assert "First bad patch: [2/3] x86: step 2" in report
@@ -372,9 +373,9 @@ def settings(tmp_path):
 ])
 def test_what_is_refused_or_skipped_needs_no_tree_and_still_leaves_a_result(settings, files, count, verdict, says):
     folder = check.check(series(count, files), settings)   # no tree is configured: none is needed
-    outcome = result.read(folder)
+    outcome = folders.read(folder)
     assert outcome.verdict == verdict and outcome.detail == [says] and outcome.builds == []
-    assert folder.parent == settings.state / "results"
+    assert folder.parent == settings.state.results
 
 
 def test_an_entry_that_fails_once_then_passes_is_flaky_never_a_regression(tmp_path, folder):

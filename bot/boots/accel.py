@@ -19,7 +19,7 @@ from bot.boots.entry import QemuArgs, placeholders
 from bot.boots.files import Files
 from bot.boots.kernel_image import BadImage
 from bot.sandbox import Sandbox
-from bot.verdicts.words import PASS, LabError
+from bot.words import PASS, LabError
 
 KVM_DEVICE = Path("/dev/kvm")
 TCG_SLOWER = 4   # the probe's limit under TCG, in KVM's: a loaded host must not make a working build look broken

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from bot.verdicts.words import ERROR, FAIL, PASS, TIMEOUT
+from bot.words import ERROR, FAIL, PASS, TIMEOUT
 
 # Terminal control sequences firmware paints the screen with; they are noise in a verdict.
 _ESCAPES = re.compile(r"\x1b(\[[0-9;=?]*[A-Za-z]|[()][0-9A-Za-z]|[A-Za-z])")

@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Mapping
 from bot.boots import initramfs, kernel_image
 from bot.boots.kernel_image import BadImage
 from bot.sandbox import Sandbox
-from bot.verdicts.words import LabError
+from bot.words import LabError
 
 _FIELDS = ("from", "step", "command")
 

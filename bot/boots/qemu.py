@@ -12,7 +12,7 @@ from pathlib import Path
 from bot.boots.console import Console, Decision
 from bot.boots.diagnostics import Diagnostics
 from bot.sandbox import Sandbox, stop
-from bot.verdicts.words import ERROR, FAIL, LabError
+from bot.words import ERROR, FAIL, LabError
 
 _STDERR_KEEP = 8192   # QEMU's complaints are short; a flood of them is cut, not buffered
 TAIL_PAUSE = 1.0      # seconds of quiet after which an unfinished last line is judged

@@ -20,7 +20,7 @@ from bot.boots.kernel_image import BadImage
 from bot.boots.locate import Location, locate
 from bot.boots.symbols import Symbols
 from bot.sandbox import Sandbox
-from bot.verdicts.words import ERROR, FAIL, TIMEOUT, LabError
+from bot.words import ERROR, FAIL, TIMEOUT, LabError
 
 CONSOLE, COMMAND, RESULT = "console.log", "command", "result.json"   # in each entry's folder
 LOCATE_BYTES = 1 << 20   # of a failed boot's console, from its end, searched for a crash's address

@@ -19,7 +19,7 @@ from celery import signals
 from bot import queue, settings as settings_module
 from bot.changes.change import from_json
 from bot.config import Config
-from bot.reports import result
+from bot import folders
 from bot.verdicts import check
 
 log = logging.getLogger("bootbot.worker")
@@ -50,8 +50,8 @@ class Worker:
                 _fetch(tree_path, fetch)
             folder = check.check(from_json(payload["change"]), self.settings, only=payload["only"],
                                  tree_path=tree_path, source=payload["source"], origin=payload["origin"])
-            log.info("job %d: checked, %s", payload["job"], result.read(folder).verdict)
-            return {"worker": self.name, "folder": base64.b64encode(result.pack(folder)).decode()}
+            log.info("job %d: checked, %s", payload["job"], folders.read(folder).verdict)
+            return {"worker": self.name, "folder": base64.b64encode(folders.pack(folder)).decode()}
         except Exception as e:   # the bot hears which worker failed, and how, in one line
             raise Failed(f"on {self.name}: {type(e).__name__}: {e}") from e
         finally:

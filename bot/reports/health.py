@@ -7,11 +7,11 @@ import json
 import sqlite3
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from bot.folders import StateFolder
 from bot.reports.history import History
 from bot.trees import upstream
 
@@ -34,17 +34,17 @@ class Health:
     trees: dict[str, dict] = field(default_factory=dict)      # by kind: path, upstreams' fetch records
 
 
-def read(state: Path, history: History | None = None, workers: list[dict] | None = None) -> Health:
+def read(state: StateFolder, history: History | None = None, workers: list[dict] | None = None) -> Health:
     """The facts now; `history`: the checks' history already open (the pages'), else opened;
     `workers`: the workers' records, when the bot has workers."""
     health = Health(workers=workers)
-    database = state / "bootbot.sqlite3"
+    database = state.database
     if database.exists():
         with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:   # never the bot's writer
             db.row_factory = sqlite3.Row
             _from_bot(db, health)
-    health.trees = upstream.logs(state)
-    for row in (history or History(state / "results")).rows():
+    health.trees = upstream.every_log(state.trees)
+    for row in (history or History(state)).rows():
         for entry, (status, seconds) in json.loads(row["entries"]).items():
             key = (row["tree"], entry)
             health.boots[(*key, status)] = health.boots.get((*key, status), 0) + 1

@@ -7,9 +7,9 @@ import json
 import sqlite3
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
-from bot.reports import result
+from bot import folders
+from bot.folders import StateFolder
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS checked (
@@ -39,10 +39,10 @@ class Filter:
 
 
 class History:
-    def __init__(self, results: Path):
-        self.results = results
-        results.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(results.parent / "results.sqlite3", check_same_thread=False)
+    def __init__(self, state: StateFolder):
+        self.results = state.results
+        self.results.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(state.history, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         if self.db.execute("PRAGMA user_version").fetchone()[0] != VERSION:   # a cache: made again from the folders
             self.db.executescript(f"DROP TABLE IF EXISTS checked; PRAGMA user_version = {VERSION};")
@@ -66,7 +66,7 @@ class History:
         stamp = self.results.stat().st_mtime_ns
         if stamp != self.stamp:   # a folder made or removed (pruned): listed again
             self.stamp = stamp
-            listed = {f.name for f in self.results.iterdir() if result.FOLDER.fullmatch(f.name)}
+            listed = {f.name for f in self.results.iterdir() if folders.FOLDER.fullmatch(f.name)}
             known = {r[0] for r in self.db.execute("SELECT folder FROM checked")}
             with self.db:
                 self.db.executemany("DELETE FROM checked WHERE folder = ?", [(gone,) for gone in known - listed])
@@ -74,11 +74,11 @@ class History:
         rows = []
         for name in list(self.pending):
             folder = self.results / name
-            if not (folder / result.OUTCOME).exists() and folder.is_dir():
+            if not (folder / folders.OUTCOME).exists() and folder.is_dir():
                 continue
             self.pending.discard(name)
             try:
-                rows.append(row(name, result.read(folder)))
+                rows.append(row(name, folders.read(folder)))
             except (OSError, ValueError, TypeError):   # not a check's folder: not listed
                 continue
         if rows:
@@ -110,7 +110,7 @@ class History:
         return [(r["folder"], *json.loads(r["e"])) for r in reversed(rows)]
 
 
-def row(folder: str, outcome: result.Outcome) -> tuple:
+def row(folder: str, outcome: folders.Outcome) -> tuple:
     series, origin = outcome.series, outcome.origin
     return (folder, origin.get("source", ""), outcome.tree or "", series["subject"], series["version"],
             series.get("author", ""), origin.get("link", ""), outcome.verdict,

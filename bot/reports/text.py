@@ -7,8 +7,8 @@ from pathlib import Path
 from bot.boots.console import clean
 from bot.boots.locate import Location
 from bot.boots.runner import COMMAND
-from bot.reports.result import Outcome
-from bot.verdicts.words import APPLY_FAILED, BUILD_FAILED, FLAKY, NO_BASE, PASS, REFUSED, REGRESSION, SKIP, fails
+from bot.folders import Outcome
+from bot.words import APPLY_FAILED, BUILD_FAILED, FLAKY, NO_BASE, PASS, REFUSED, REGRESSION, SKIP, fails
 
 CONSOLE_LINES = 20   # of console before the deciding line, when no failure report follows it
 CONTEXT_LINES = 8    # before a failure's report, which is quoted whole (up to its bound)

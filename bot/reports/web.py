@@ -22,8 +22,11 @@ from urllib.parse import parse_qs, quote, urlencode
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from bot.reports import health, result, text
+from bot import folders
+from bot.folders import StateFolder
+from bot.reports import health, text
 from bot.reports.history import Filter, History
+from bot.sources.inbox import thread_link
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 log = logging.getLogger("bootbot.web")
@@ -40,9 +43,9 @@ class NotFound(Exception):
 
 
 class Pages:
-    def __init__(self, results: Path, sender: str):
-        self.results, self.sender = results, sender   # the bot's address, as its mail names it
-        self.history = History(results)
+    def __init__(self, state: StateFolder, sender: str):
+        self.state, self.results, self.sender = state, state.results, sender   # the bot's address, as its mail names it
+        self.history = History(state)
 
     def __call__(self, environ, start_response):
         path, query = environ.get("PATH_INFO", "/"), parse_qs(environ.get("QUERY_STRING", ""))
@@ -61,7 +64,7 @@ class Pages:
 
     def route(self, path: str, query: dict[str, str]) -> tuple[str, str, str | bytes]:
         if path == "/metrics":
-            return "200 OK", CONTENT_TYPE_LATEST, health.metrics(health.read(self.results.parent, self.history))
+            return "200 OK", CONTENT_TYPE_LATEST, health.metrics(health.read(self.state, self.history))
         api = path.startswith("/api/")
         parts = [p for p in path.removeprefix("/api").split("/") if p]
         if not parts:
@@ -69,7 +72,7 @@ class Pages:
         if parts[0] == "checks" and len(parts) == 1 and api:
             return self.index(query, True)
         if parts[0] == "checks" and len(parts) == 2 and parts[1].endswith(".tar.gz") and not api:
-            return "200 OK", "application/gzip", result.pack(self.folder(parts[1].removesuffix(".tar.gz")))
+            return "200 OK", "application/gzip", folders.pack(self.folder(parts[1].removesuffix(".tar.gz")))
         if parts[0] == "checks" and len(parts) >= 4 and parts[2] == "files" and not api:
             return "200 OK", "text/plain; charset=utf-8", self.file(self.folder(parts[1]), parts[3:])
         if parts[0] == "checks" and len(parts) == 2:
@@ -80,7 +83,7 @@ class Pages:
 
     def folder(self, name: str) -> Path:
         folder = self.results / name
-        if not result.FOLDER.fullmatch(name) or not (folder / result.OUTCOME).is_file():
+        if not folders.FOLDER.fullmatch(name) or not (folder / folders.OUTCOME).is_file():
             raise NotFound(f"no check {name}")
         return folder
 
@@ -112,8 +115,8 @@ class Pages:
 
     def check(self, folder: Path, api: bool):
         if api:
-            return "200 OK", "application/json", (folder / result.OUTCOME).read_bytes()
-        outcome = result.read(folder)
+            return "200 OK", "application/json", (folder / folders.OUTCOME).read_bytes()
+        outcome = folders.read(folder)
         body = [f'<p><a href="/">all checks</a> · <a href="/checks/{folder.name}.tar.gz">result folder</a>'
                 + (f' · <a href="{escape(outcome.origin["link"])}">thread</a>'
                    if outcome.origin.get("link", "").startswith("http") else "") + "</p>",
@@ -166,10 +169,10 @@ class Pages:
         return path.read_bytes()
 
 
-def _culprit(outcome: result.Outcome) -> str:
+def _culprit(outcome: folders.Outcome) -> str:
     """A link to the first bad patch's mail, or to a commit's posting, where known."""
     p = outcome.culprit or {}
-    url = p.get("link") or result.thread_link(outcome.origin.get("archive", ""), p.get("msgid", ""))
+    url = p.get("link") or thread_link(outcome.origin.get("archive", ""), p.get("msgid", ""))
     if not url.startswith("http"):
         return ""
     return f'<p>First bad: <a id="culprit" href="{escape(url)}">{escape(p["subject"])}</a></p>'
@@ -214,7 +217,7 @@ def _answer(start_response, status: str, kind: str, body: bytes):
 LISTEN = re.compile(r"([^\s:]*):(\d{1,5})")
 
 
-def server(results: Path, listen: str, sender: str):
+def server(state: StateFolder, listen: str, sender: str):
     """The pages bound to `listen` ("host:port"; port 0: any free one), a thread per request;
     ValueError for a listen that is no host:port, OSError when it cannot be bound."""
     from socketserver import ThreadingMixIn
@@ -228,7 +231,7 @@ def server(results: Path, listen: str, sender: str):
             pass
 
     host, port = address(listen)
-    return make_server(host, port, Pages(results, sender), server_class=Server, handler_class=Quiet)
+    return make_server(host, port, Pages(state, sender), server_class=Server, handler_class=Quiet)
 
 
 def address(listen: str) -> tuple[str, int]:

@@ -12,7 +12,7 @@ import re
 
 from bot.config import ConfigError
 from bot.store import Store, full, now
-from bot.verdicts.words import EXIT_STATUS, ON_GUESSED_BASE
+from bot.words import EXIT_STATUS, ON_GUESSED_BASE
 
 log = logging.getLogger("bootbot.sources")
 _MSGID = re.compile(r"<([^<>\s]+)>")
@@ -146,7 +146,7 @@ def _make(kind: str, table: dict, common: dict, config, settings, where: str) ->
     limit = config.get("limits", "max_message_bytes")
     if kind == "inbox":
         return Inbox(**common, url=table["url"], list_address=table.get("list", ""), max_message_bytes=limit,
-                     mirrors=settings.state / "sources" / common["name"])
+                     mirrors=settings.state.sources / common["name"])
     if kind == "query":
         paths = [p for t in settings.declarations.trees.values()
                  for p in (*t.common_paths, *(q for e in t.entries.values() for q in e.paths))]

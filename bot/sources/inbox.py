@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import ClassVar
 from pathlib import Path
+from urllib.parse import quote
 
 import git
 import requests
@@ -113,3 +114,8 @@ class Inbox(Source):
         if legacy_mirrors.is_dir() and not self.mirrors.exists():
             self.mirrors.parent.mkdir(parents=True, exist_ok=True)
             legacy_mirrors.rename(self.mirrors)
+
+
+def thread_link(archive: str, msgid: str) -> str:
+    """A message's page in a public-inbox archive ("" when either is unknown)."""
+    return f"{archive.rstrip('/')}/{quote(msgid, safe='@+=')}/" if archive and msgid else ""

@@ -15,7 +15,7 @@ from bot.changes.change import Change
 from bot.trees import upstream
 from bot.trees.site import Site, commit_of
 from bot.trees.tree import TagRule
-from bot.verdicts.words import BY_BASE_COMMIT, BY_BLOBS, BY_BRANCH, BY_TAG, GUESSED
+from bot.words import BY_BASE_COMMIT, BY_BLOBS, BY_BRANCH, BY_TAG, GUESSED
 
 _COMMIT_ID = re.compile(r"[0-9a-f]{7,40}")
 
@@ -32,13 +32,13 @@ class Base:
         return self.by not in GUESSED
 
 
-def find(site: Site, change: Change, state: Path, tags: tuple[TagRule, ...] = (), days: int = 90) -> Base:
+def find(site: Site, change: Change, logs: Path, tags: tuple[TagRule, ...] = (), days: int = 90) -> Base:
     """The base of `change` in the tree at `site`; a tree that follows upstreams is fetched first
-    when its periodic fetch is due (`state` keeps the fetch log)."""
+    when its periodic fetch is due (`logs`: the folder of the trees' fetch logs)."""
     repo = site.repo()
     if site.following:
-        upstream.keep_current(site.kind, site.path, site.following, state)
-    own = _own(site, repo, change, state)
+        upstream.keep_current(site.kind, site.path, site.following, logs)
+    own = _own(site, repo, change, logs)
     if own:
         return own
     default = site.default()
@@ -58,14 +58,14 @@ def find(site: Site, change: Change, state: Path, tags: tuple[TagRule, ...] = ()
     return Base(default[1], BY_BRANCH, f"guessed: the head of {default[0]} ({why})", tried)
 
 
-def _own(site: Site, repo: git.Repo, change: Change, state: Path) -> Base | None:
+def _own(site: Site, repo: git.Repo, change: Change, logs: Path) -> Base | None:
     """The change's base-commit, when the tree has it, or has it once its upstreams are fetched."""
     if not (change.base_commit and _COMMIT_ID.fullmatch(change.base_commit)):
         return None
     found = commit_of(repo, change.base_commit)
     if found:
         return Base(found, BY_BASE_COMMIT, "its base-commit")
-    fetched = upstream.fetch_missing(site.kind, site.path, site.following, state) if site.following else []
+    fetched = upstream.fetch_missing(site.kind, site.path, site.following, logs) if site.following else []
     found = commit_of(repo, change.base_commit) if fetched else None
     return found and Base(found, BY_BASE_COMMIT, f"its base-commit, fetched from {', '.join(fetched)}")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import git
 
 from bot.trees.upstream import REFS, Following
-from bot.verdicts.words import LabError
+from bot.words import LabError
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The upstreams a tree follows ([[trees.KIND.upstream]]): each remote's branches, fetched into
 refs/bootbot/upstream/NAME/BRANCH of the tree, never into its own branches; and the fetch log of
-each tree (state/trees/KIND.json), which `bootbot trees`, the base search, the alarms and the
-metrics read. A fetch is timeboxed; a failed one is recorded, never raised."""
+each tree (KIND.json in the state's trees/), which `bootbot trees`, the base search, the alarms
+and the metrics read. A fetch is timeboxed; a failed one is recorded, never raised."""
 from __future__ import annotations
 
 import fcntl
@@ -18,7 +18,6 @@ from typing import Callable
 
 log = logging.getLogger("bootbot.upstream")
 REFS = "refs/bootbot/upstream"
-LOGS = "trees"   # under state/
 
 
 @dataclass(frozen=True)
@@ -64,22 +63,22 @@ def followed(tree: Path) -> list[Followed]:
     return branches
 
 
-def log_of(state: Path, kind: str, tree: Path) -> dict[str, dict]:
+def log_of(logs: Path, kind: str, tree: Path) -> dict[str, dict]:
     """Each upstream's fetches into `tree` as recorded: url, first (attempt), fetched (the last
     attempt began), succeeded (the last good one began), seconds (the last one took), error
     (the last one's, else None), demanded (the last for a missing base-commit began), fetches,
     failures, total_seconds. Another tree's log is none."""
     try:
-        data = json.loads(_log_file(state, kind).read_text())
+        data = json.loads((logs / f"{kind}.json").read_text())
     except (OSError, ValueError):
         return {}
     return data.get("upstreams", {}) if data.get("path") == str(tree) else {}
 
 
-def logs(state: Path) -> dict[str, dict]:
-    """Every tree's fetch log in `state`, by kind: {"path", "upstreams"}."""
+def every_log(logs: Path) -> dict[str, dict]:
+    """Every tree's fetch log in the folder `logs`, by kind: {"path", "upstreams"}."""
     found = {}
-    for file in sorted((state / LOGS).glob("*.json")):
+    for file in sorted(logs.glob("*.json")):
         try:
             found[file.stem] = json.loads(file.read_text())
         except (OSError, ValueError):
@@ -87,13 +86,13 @@ def logs(state: Path) -> dict[str, dict]:
     return found
 
 
-def fetch(kind: str, tree: Path, following: Following, state: Path,
+def fetch(kind: str, tree: Path, following: Following, logs: Path,
           due: Callable[[dict], bool] = lambda record: True, demanded: bool = False) -> dict[str, dict]:
     """Fetches each upstream whose record is `due`, one tree's fetches at a time (another waits,
     then finds the log as the first left it); records each (`demanded`: for a missing base).
     Returns the log."""
-    with _locked(state, kind):
-        records = log_of(state, kind, tree)
+    with _locked(logs, kind):
+        records = log_of(logs, kind, tree)
         for upstream in following.upstreams:
             record = records.setdefault(upstream.name, {})
             if not due(record):
@@ -107,7 +106,7 @@ def fetch(kind: str, tree: Path, following: Following, state: Path,
                           total_seconds=round(record.get("total_seconds", 0) + took, 3),
                           succeeded=record.get("succeeded") if error else began,
                           demanded=began if demanded else record.get("demanded"))
-            _write(state, kind, tree, records)
+            _write(logs, kind, tree, records)
             if error:
                 log.warning("%s tree: %s", kind, error)
             else:
@@ -115,16 +114,16 @@ def fetch(kind: str, tree: Path, following: Following, state: Path,
         return records
 
 
-def keep_current(kind: str, tree: Path, following: Following, state: Path) -> dict[str, dict]:
+def keep_current(kind: str, tree: Path, following: Following, logs: Path) -> dict[str, dict]:
     """The periodic fetch: each upstream not fetched for `every` seconds."""
-    return fetch(kind, tree, following, state, lambda record: _since(record, "fetched") >= following.every)
+    return fetch(kind, tree, following, logs, lambda record: _since(record, "fetched") >= following.every)
 
 
-def fetch_missing(kind: str, tree: Path, following: Following, state: Path) -> list[str]:
+def fetch_missing(kind: str, tree: Path, following: Following, logs: Path) -> list[str]:
     """For a base-commit the tree lacks: each upstream not fetched for a missing base in the last
     `refetch` seconds (a burst of such series costs one fetch). The upstreams fetched now."""
-    before = {name: record.get("fetches", 0) for name, record in log_of(state, kind, tree).items()}
-    records = fetch(kind, tree, following, state, lambda record: _since(record, "demanded") >= following.refetch,
+    before = {name: record.get("fetches", 0) for name, record in log_of(logs, kind, tree).items()}
+    records = fetch(kind, tree, following, logs, lambda record: _since(record, "demanded") >= following.refetch,
                     demanded=True)
     return [name for name, record in records.items() if record.get("fetches", 0) > before.get(name, 0)]
 
@@ -164,20 +163,16 @@ def _fetch(tree: Path, upstream: Upstream, timeout: float) -> str | None:
     return f"git fetch {upstream.url}: {lines[-1] if lines else f'exit status {process.returncode}'}"
 
 
-def _log_file(state: Path, kind: str) -> Path:
-    return state / LOGS / f"{kind}.json"
-
-
-def _write(state: Path, kind: str, tree: Path, records: dict) -> None:
-    file = _log_file(state, kind)
+def _write(logs: Path, kind: str, tree: Path, records: dict) -> None:
+    file = logs / f"{kind}.json"
     partial = file.with_suffix(".partial")
     partial.write_text(json.dumps({"path": str(tree), "upstreams": records}, indent=1) + "\n")
     partial.rename(file)   # a reader finds the whole log or the one before
 
 
 @contextmanager
-def _locked(state: Path, kind: str):
-    (state / LOGS).mkdir(parents=True, exist_ok=True)
-    with (state / LOGS / f"{kind}.lock").open("w") as lock:
+def _locked(logs: Path, kind: str):
+    logs.mkdir(parents=True, exist_ok=True)
+    with (logs / f"{kind}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield

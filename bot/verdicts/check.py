@@ -17,15 +17,15 @@ from bot.boots.entry import Entry
 from bot.boots.runner import BootResult
 from bot.changes import guard
 from bot.changes.change import Change
-from bot.reports import result
-from bot.reports.result import BuildRecord, EntryOutcome, Outcome
+from bot import folders
+from bot.folders import BuildRecord, EntryOutcome, Outcome
 from bot.settings import Rules, Settings
 from bot.trees import base as base_module, workspace
 from bot.trees.base import Base
 from bot.trees.build import Build
 from bot.trees.tree import Tree
-from bot.verdicts.words import (APPLY_FAILED, BUILD_FAILED, ERROR, FAIL, FLAKY, NO_BASE, PASS, REFUSED, REGRESSION,
-                                SKIP, TIMEOUT, regressed)
+from bot.words import (APPLY_FAILED, BUILD_FAILED, ERROR, FAIL, FLAKY, NO_BASE, PASS, REFUSED, REGRESSION,
+                                SKIP, TIMEOUT, counts, regressed)
 from bot.verdicts.workbench import Workbench
 
 Progress = Callable[[str], None]
@@ -70,10 +70,10 @@ def check(series: Change, settings: Settings, progress: Progress = lambda messag
     returns its result folder. `tree_path`: the tree to use instead of the configured one;
     `source`: how the reproduce line names the series (a file, a Message-ID); `origin`: where
     it came from, for pages (source, link)."""
-    folder = result.new_folder(settings.state / "results")
+    folder = folders.new_folder(settings.state.results)
     selection = settings.select(series.files, only, tree_path)
     tree = selection.tree and selection.tree.name
-    facts = {"series": series_facts(series), "strict_experimental": settings.rules.strict, "tree": tree,
+    facts = {"series": series_facts(series), "strict_experimental": settings.rules.strict_experimental, "tree": tree,
              "reproduce": _reproduce(series, source, tree, tree_path), "origin": origin or {}}
     refused = guard.refusal(series, settings.series_limits)
     if refused:
@@ -82,16 +82,16 @@ def check(series: Change, settings: Settings, progress: Progress = lambda messag
         outcome = Outcome(SKIP, detail=[selection.reason], **facts)
     else:
         site = settings.site(selection.tree.name, tree_path)
-        base = base_module.find(site, series, settings.state, selection.tree.tags, settings.guess_days)
+        base = base_module.find(site, series, settings.state.trees, selection.tree.tags, settings.guess_days)
         with workspace.acquire(site.path, settings.workspaces, settings.slots) as ws:
             parts = Workbench(selection.tree, ws, settings, folder, progress)
-            cache = settings.state / "cache" / "baseline" / _baseline_key(base.commit, selection.tree, parts, settings)
+            cache = settings.state.cache / "baseline" / _baseline_key(base.commit, selection.tree, parts, settings)
             outcome = decide(series, selection.entries, base, parts, cache, folder, settings.rules, progress)
         outcome.tree, outcome.reproduce = tree, facts["reproduce"]
         outcome.origin = facts["origin"]
         outcome.build_steps = build_steps(selection.tree)
         outcome.fragment = selection.tree.settings()
-    result.write(folder, outcome)
+    folders.write(folder, outcome)
     return folder
 
 
@@ -187,12 +187,11 @@ class _Check:
         self.series, self.entries, self.base, self.known, self.parts = series, entries, base.commit, base.known, parts
         self.cache, self.folder, self.rules, self.progress = cache, folder, rules, progress
         self.outcome = Outcome(PASS, series_facts(series), base=base.commit, base_how=base.how, base_by=base.by,
-                               base_tried=list(base.tried), strict_experimental=rules.strict)
+                               base_tried=list(base.tried), strict_experimental=rules.strict_experimental)
         self.builds = Builds(parts, self.outcome)
 
     def counts(self, entry: Entry) -> bool:
-        """Whether the entry decides the verdict (an experimental one only when strict)."""
-        return self.rules.strict or not entry.experimental
+        return counts(entry.experimental, self.rules.strict_experimental)
 
     def run(self) -> Outcome:
         outcome = self.outcome
@@ -318,7 +317,7 @@ class _Check:
         return self.outcome
 
     def verdict(self, judged: dict[str, Judged]) -> Outcome:
-        outcome, strict = self.outcome, self.rules.strict
+        outcome, strict = self.outcome, self.rules.strict_experimental
         counted = [e for e in self.entries if self.counts(e)]
         if any(ERROR in (outcome.entries[e.name].status, outcome.entries[e.name].baseline) for e in counted):
             outcome.verdict, outcome.detail = ERROR, ["the lab failed (not the series): see the entries in error"]

@@ -1,4 +1,6 @@
-"""The words bootbot judges with, and the one rule that says which boot results fail a verdict."""
+"""The words bootbot judges with: a boot's statuses, a check's verdicts and the exit status of
+each, how a base was found, the lab's error; and the one rule of which entries count toward a
+verdict. It imports nothing of bootbot, so that every part may use it."""
 from __future__ import annotations
 
 # How one boot ended (a boot's status), and, but for FAIL and TIMEOUT, how a check ended too.
@@ -25,16 +27,21 @@ GUESSED = (BY_TAG, BY_BRANCH)
 ON_GUESSED_BASE = "guessed-base"
 
 
+def counts(experimental: bool, strict_experimental: bool) -> bool:
+    """Whether an entry decides the verdict: an experimental one only when the configuration
+    says so (boot.strict_experimental)."""
+    return strict_experimental or not experimental
+
+
 def fails(status: str, experimental: bool, strict_experimental: bool) -> bool:
-    """Whether a boot that ended in `status` fails the verdict: an experimental entry only when
-    the configuration says so (boot.strict_experimental)."""
-    return status != PASS and (strict_experimental or not experimental)
+    """Whether a boot that ended in `status` fails the verdict."""
+    return status != PASS and counts(experimental, strict_experimental)
 
 
 def regressed(status: str, baseline: str, experimental: bool, strict_experimental: bool) -> bool:
     """Whether an entry that ended in `status` with the change, `baseline` on the base, broke: it
     failed every time with the change and passed on the base (a flip is no regression)."""
-    return baseline == PASS and status in (FAIL, TIMEOUT) and (strict_experimental or not experimental)
+    return baseline == PASS and status in (FAIL, TIMEOUT) and counts(experimental, strict_experimental)
 
 
 class LabError(Exception):

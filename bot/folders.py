@@ -1,6 +1,8 @@
-"""A check's result folder: every fact of one check in plain files, with the paths inside it
-relative, so that any reader (the CLI, the mail, a results page, a remote worker) needs only the
-folder. Its layout:
+"""Where bootbot keeps things. The state folder ([state] dir): the list bot's database, the
+checks' result folders, the runs of `bootbot boot`, caches, the trees' fetch logs, the sources'
+mirrors, the outbox's files. And a check's result folder: every fact of one check in plain files,
+with the paths inside it relative, so that any reader (the CLI, the mail, a results page, a
+remote worker) needs only the folder. Its layout:
 
     outcome.json                    the verdict and its facts (Outcome)
     boots/<phase>/<entry>/          console.log, command, result.json of each boot; the phase is
@@ -23,11 +25,53 @@ import time
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
-from bot.verdicts.words import GUESSED
+from bot.words import GUESSED
 
 OUTCOME = "outcome.json"
+CONSOLE, COMMAND, RESULT = "console.log", "command", "result.json"   # in each boot's folder
+
+
+@dataclass(frozen=True)
+class StateFolder:
+    """The state folder's parts, named once."""
+    root: Path
+
+    @property
+    def database(self) -> Path:      # the list bot's: bot/state/
+        return self.root / "bootbot.sqlite3"
+
+    @property
+    def results(self) -> Path:       # a result folder per check
+        return self.root / "results"
+
+    @property
+    def history(self) -> Path:       # the pages' index of the result folders, remade from them
+        return self.root / "results.sqlite3"
+
+    @property
+    def runs(self) -> Path:          # a folder per `bootbot boot`
+        return self.root / "runs"
+
+    @property
+    def cache(self) -> Path:         # derived boot files, the KVM probe's verdict, the bases' boots
+        return self.root / "cache"
+
+    @property
+    def trees(self) -> Path:         # each tree's fetch log (bot/trees/upstream.py)
+        return self.root / "trees"
+
+    @property
+    def sources(self) -> Path:       # each source's mirror
+        return self.root / "sources"
+
+    @property
+    def outbox(self) -> Path:        # replies as files, with mail.smtp = "outbox"
+        return self.root / "outbox"
+
+    @property
+    def lock(self) -> Path:          # held by the process in a cycle
+        return self.root / "bootbot.lock"
 
 
 @dataclass
@@ -85,11 +129,6 @@ class Outcome:
     def known_base(self) -> bool:
         """Whether the base is the change's own: where a failure can be blamed on a patch."""
         return self.base_by not in GUESSED
-
-
-def thread_link(archive: str, msgid: str) -> str:
-    """A message's page in a public-inbox archive ("" when either is unknown)."""
-    return f"{archive.rstrip('/')}/{quote(msgid, safe='@+=')}/" if archive and msgid else ""
 
 
 FOLDER = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{6}")   # a result folder's name, as new_folder makes it
