@@ -166,7 +166,8 @@ def _check(args, config, declared) -> int:
     origin = {"source": "", "archive": archive, "link": thread_link(archive, series.patches[0].msgid)}
     folder = check.check(series, settings.load(config, args.accel, declared),
                          progress=lambda message: print(f"bootbot: {message}", file=sys.stderr, flush=True),
-                         tree_path=tree, source=shlex.quote(args.series), origin=origin)
+                         tree_path=tree, named=shlex.quote(source.name if source.exists() else args.series),
+                         origin=origin)
     return _print_report(folder, config, args.json)
 
 
@@ -210,7 +211,7 @@ def _print_report(folder: Path, config, json_file: Path | None) -> int:
 def _bot(args, config, declared) -> int:
     import logging
     from bot import daemon
-    from bot.store import StateFull
+    from bot.state import StateFull
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)   # not a line per cycle
@@ -230,24 +231,24 @@ def _sources(args, config, declared) -> int:
     """What the bot follows and how far it has read: from the state alone, no server is asked."""
     import time
     from bot import settings, sources
-    from bot.store import Store
+    from bot.state import State
 
-    store = Store(settings.state_folder(config).database)
+    state = State(settings.state_folder(config).database)
 
     def when(at) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at)) if at else "never"
 
-    for source in sources.load(config, settings.load(config, declared=declared), store):
-        polled = store.one("SELECT * FROM source_poll WHERE source = ?", source.name)
-        facts = dict(polled) if polled else {}
+    polls = state.sources.polls()
+    for source in sources.load(config, settings.load(config, declared=declared), state):
+        poll = polls.get(source.name)
         print(f"{source.name}: {source.kind} {source.where}")
         for key, value in source.cursors().items():
             print(f"  cursor {key}: {when(float(value)) if key == 'since' else value}")
-        print(f"  last poll: {when(facts.get('polled'))}" + (f", failed: {facts['error']}" if facts.get("error") else
-                                                            ", ok" if facts.get("polled") else ""))
-        if facts.get("error"):
-            print(f"  last good poll: {when(facts.get('succeeded'))}")
-        print(f"  last new: {when(facts.get('new_at'))}" + (f" ({facts['new_item']})" if facts.get("new_item") else ""))
+        print(f"  last poll: {when(poll and poll.polled)}" + (f", failed: {poll.error}" if poll and poll.error else
+                                                             ", ok" if poll and poll.polled else ""))
+        if poll and poll.error:
+            print(f"  last good poll: {when(poll.succeeded)}")
+        print(f"  last new: {when(poll and poll.new_at)}" + (f" ({poll.new_item})" if poll and poll.new_item else ""))
     return 0
 
 
@@ -374,9 +375,9 @@ def _status(args, config, declared) -> int:
     workers, away = None, ""
     if config.get("queue", "broker"):   # Celery is loaded only then
         from bot.queue import BrokerAway
-        from bot.queue.workers import Workers
+        from bot.queue.dispatch import Dispatch
         try:
-            workers = Workers(config).live()
+            workers = Dispatch(config).live()
         except BrokerAway as e:
             away = f"broker {config.get('queue', 'broker')}: unreachable ({e})"
     print("\n".join(health.lines(health.read(settings.state_folder(config), workers=workers)) + [away] * bool(away)))
@@ -408,32 +409,33 @@ def _outbox(args, config, declared) -> int:
     import sqlite3
     from email.parser import BytesHeaderParser
     from bot import settings
-    from bot.store import Store
+    from bot.state import State
+    from bot.state.outbox import OutboxChanged, ReplyState
 
-    store = Store(settings.state_folder(config).database)
+    state = State(settings.state_folder(config).database)
     if args.action == "list":
-        for row in store.rows("SELECT id, state, raw FROM outbox ORDER BY id"):
-            headers = BytesHeaderParser().parsebytes(row["raw"])
-            print(f"{row['id']:>5}  {row['state']:<8} to {headers['To']}: {' '.join(str(headers['Subject']).split())}")
+        for reply in state.outbox.every():
+            headers = BytesHeaderParser().parsebytes(reply.raw)
+            print(f"{reply.id:>5}  {reply.state:<8} to {headers['To']}: {' '.join(str(headers['Subject']).split())}")
         return 0
-    row = store.one("SELECT id, state, raw FROM outbox WHERE id = ?", args.id)
-    if row is None:
+    reply = state.outbox.get(args.id) if args.id is not None else None
+    if reply is None:
         raise UsageError(f"no reply {args.id} in the outbox" if args.id else f"outbox {args.action}: which reply?")
     if args.action == "show":
-        sys.stdout.buffer.write(row["raw"])
+        sys.stdout.buffer.write(reply.raw)
         return 0
-    wanted, allowed = {"approve": ("pending", ("held",)), "drop": ("dropped", ("held", "pending"))}[args.action]
-    if row["state"] not in allowed:
-        raise UsageError(f"reply {args.id} is {row['state']}: it cannot be {args.action}d")
+    wanted, allowed = {"approve": (ReplyState.PENDING, (ReplyState.HELD,)),
+                       "drop": (ReplyState.DROPPED, (ReplyState.HELD, ReplyState.PENDING))}[args.action]
+    if reply.state not in allowed:
+        raise UsageError(f"reply {args.id} is {reply.state}: it cannot be {args.action}d")
     try:
-        with store.transaction() as db:   # only as it was read: the bot may have sent it meanwhile
-            changed = db.execute("UPDATE outbox SET state = ?, next_try = 0 WHERE id = ? AND state = ?",
-                                 (wanted, args.id, row["state"])).rowcount
+        state.outbox.change(reply, wanted)   # only as it was read: the bot may have sent it meanwhile
     except sqlite3.OperationalError as e:   # the bot holds the database while a mail goes out
         raise UsageError(f"the state database is busy ({e}): try again in a minute") from None
-    if not changed:
-        raise UsageError(f"reply {args.id} changed meanwhile: see bootbot outbox list")
-    print(f"reply {args.id}: {wanted}" + (" (it goes out at the bot's next cycle)" if wanted == "pending" else ""))
+    except OutboxChanged:
+        raise UsageError(f"reply {args.id} changed meanwhile: see bootbot outbox list") from None
+    print(f"reply {args.id}: {wanted}" + (" (it goes out at the bot's next cycle)" if wanted == ReplyState.PENDING
+                                          else ""))
     return 0
 
 

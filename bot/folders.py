@@ -26,7 +26,7 @@ import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bot.words import GUESSED
+from bot.words import COMMITS, GUESSED, MAILED
 
 OUTCOME = "outcome.json"
 CONSOLE, COMMAND, RESULT = "console.log", "command", "result.json"   # in each boot's folder
@@ -124,6 +124,11 @@ class Outcome:
     fragment: list[str] = field(default_factory=list)      # the configuration lines the build adds
     origin: dict = field(default_factory=dict)   # where the change came from: source (its name),
                                                  # archive (its URL), link (the thread)
+
+    @property
+    def change_kind(self) -> str:
+        """MAILED or COMMITS (a folder from before bootbot said so: a branch's names its branch)."""
+        return self.series.get("kind") or (COMMITS if "branch" in self.series else MAILED)
 
     @property
     def known_base(self) -> bool:

@@ -11,7 +11,7 @@ from typing import Mapping
 
 from bot import declarations
 from bot.boots.files import Files
-from bot.boots.runner import Lab
+from bot.boots.lab import Lab
 from bot.changes.guard import SeriesLimits
 from bot.config import Config, ConfigError
 from bot.declarations import Declarations, Selection

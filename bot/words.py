@@ -26,6 +26,9 @@ GUESSED = (BY_TAG, BY_BRANCH)
 # In reply_on beside the verdicts: mail checks on a guessed base too (never by default).
 ON_GUESSED_BASE = "guessed-base"
 
+# The kinds of change: a series mailed to a list (applied with `git am`), or a branch's new commits.
+MAILED, COMMITS = "mailed", "commits"
+
 
 def counts(experimental: bool, strict_experimental: bool) -> bool:
     """Whether an entry decides the verdict: an experimental one only when the configuration

@@ -81,9 +81,9 @@ def capture(declared, config, scratch: Path, kind: str, caller: bool) -> None:
     limits = settings.sandbox_limits(config)
     with workspace.acquire(trees.linux(), scratch / f"workspaces-{caller}", 1) as ws:
         ws.checkout("master")
-        main_c = ws.source / "init" / "main.c"
+        main_c = ws.worktree / "init" / "main.c"
         main_c.write_text(main_c.read_text().replace(ANCHOR, f"{ANCHOR}\t{INJECTED[kind]}\n", 1))
-        built = build.build(tree, ws.source, ws.build, 2, Sandbox(lab.sandbox.uid + 1, limits), print)
+        built = build.build(tree, ws.worktree, ws.build, 2, Sandbox(lab.sandbox.uid + 1, limits), print)
         if not built.ok:
             raise SystemExit(f"{kind}: the build failed: {built.errors}")
         files = settings.files(built.artifacts, declared, lab, limits, cache=scratch / "cache")

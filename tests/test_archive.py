@@ -13,7 +13,7 @@ from bot.sources import Unreachable
 from bot.sources.inbox import Inbox
 from bot.sources.query import Query
 from bot.changes.series import configure_b4
-from bot.store import Store
+from bot.state import State
 from inbox import PublicInbox
 from tiny_tree import patches
 
@@ -29,8 +29,8 @@ class Watched:
         self.inbox = PublicInbox(root / "inbox")
         self.url = self.inbox.serve()
         configure_b4(self.url)
-        self.store = Store(root / "state" / "bootbot.sqlite3")
-        self.archive = Inbox("xen-devel", self.store, set(), url=self.url, mirrors=root / "state" / "archive",
+        self.state = State(root / "state" / "bootbot.sqlite3")
+        self.archive = Inbox("xen-devel", self.state, set(), url=self.url, mirrors=root / "state" / "archive",
                              max_message_bytes=MAX_MESSAGE)
         self.requests = 0
         self.archive.http.hooks["response"].append(self._count)
@@ -45,14 +45,14 @@ class Watched:
     def assemble(self, policy: assembly.Policy = POLICY,
                  touches_boot_path=lambda s: bool(DECLARED.select(s.files).entries)) -> None:
         self.archive.poll()
-        assembly.take_new_messages(self.store, policy)
-        assembly.queue_complete_series(self.store, policy, touches_boot_path)
+        assembly.take_new_messages(self.state, policy)
+        assembly.queue_complete_series(self.state, policy, touches_boot_path)
 
     def series(self) -> list[tuple]:
-        return [tuple(r) for r in self.store.rows("SELECT version, expected, state FROM series ORDER BY id")]
+        return [tuple(r) for r in self.state.database.rows("SELECT version, expected, state FROM series ORDER BY id")]
 
     def jobs(self) -> list[tuple]:
-        return [tuple(r) for r in self.store.rows("SELECT series_id, state FROM job ORDER BY id")]
+        return [tuple(r) for r in self.state.database.rows("SELECT series_id, state FROM job ORDER BY id")]
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def test_an_idle_poll_is_one_small_request(watched, repo, tmp_path):
     assert (tmp_path / "state/archive/0.git/FETCH_HEAD").stat().st_mtime_ns == mirror_fetched
     watched.post(patches(repo, tmp_path / "q", 2, count=1, cover=False))
     assert watched.archive.poll() == "1 messages"
-    assert watched.store.one("SELECT COUNT(*) FROM message")[0] == 4
+    assert watched.state.database.one("SELECT COUNT(*) FROM message")[0] == 4
 
 
 def test_a_new_epoch_is_noticed_and_read(watched, repo, tmp_path):
@@ -82,23 +82,23 @@ def test_a_new_epoch_is_noticed_and_read(watched, repo, tmp_path):
                                  b"Subject: in the next epoch\nMessage-ID: <next-epoch@example.org>\n"
                                  b"Date: Thu, 26 Nov 2026 11:00:00 +0000\n\nhello\n")
     assert watched.archive.poll() == "1 messages"
-    assert watched.store.one("SELECT COUNT(*) FROM message WHERE msgid = 'next-epoch@example.org'")[0] == 1
-    assert [r[0] for r in watched.store.rows("SELECT key FROM source_cursor ORDER BY key")] == ["epoch 0", "epoch 1"]
+    assert watched.state.database.one("SELECT COUNT(*) FROM message WHERE msgid = 'next-epoch@example.org'")[0] == 1
+    assert [r[0] for r in watched.state.database.rows("SELECT key FROM source_cursor ORDER BY key")] == ["epoch 0", "epoch 1"]
     assert watched.archive.poll() == ""
 
 
 def test_an_unreachable_archive_keeps_the_cursor_and_loses_nothing(watched, repo, tmp_path):
     watched.post(patches(repo, tmp_path / "p", 1, count=1, cover=False))
     watched.archive.poll()
-    cursor = watched.store.one("SELECT value FROM source_cursor")[0]
+    cursor = watched.state.database.one("SELECT value FROM source_cursor")[0]
     watched.post(patches(repo, tmp_path / "q", 2, count=1, cover=False))
-    away = Inbox("xen-devel", watched.store, set(), url="http://127.0.0.1:9/xen-devel",
+    away = Inbox("xen-devel", watched.state, set(), url="http://127.0.0.1:9/xen-devel",
                  mirrors=tmp_path / "state" / "archive", timeout=5)
     with pytest.raises(Unreachable):
         away.poll()
-    assert watched.store.one("SELECT value FROM source_cursor")[0] == cursor
+    assert watched.state.database.one("SELECT value FROM source_cursor")[0] == cursor
     assert watched.archive.poll() == "1 messages"
-    assert watched.store.one("SELECT COUNT(*) FROM message")[0] == 2
+    assert watched.state.database.one("SELECT COUNT(*) FROM message")[0] == 2
 
 
 def test_a_huge_mail_is_skipped_unread_and_the_cursor_moves_past_it(watched, repo, tmp_path):
@@ -109,9 +109,9 @@ def test_a_huge_mail_is_skipped_unread_and_the_cursor_moves_past_it(watched, rep
                                  b"Subject: [PATCH] x86/boot: big\nMessage-ID: <huge@example.org>\n"
                                  b"Date: Thu, 26 Nov 2026 11:00:00 +0000\n\n" + b"a" * 79 + b"\n" * MAX_MESSAGE)
     watched.assemble()
-    assert watched.store.one("SELECT COUNT(*) FROM message WHERE msgid = 'huge@example.org'")[0] == 0
+    assert watched.state.database.one("SELECT COUNT(*) FROM message WHERE msgid = 'huge@example.org'")[0] == 0
     assert watched.series() == [(1, 1, "queued")]
-    assert [r[0] for r in watched.store.rows("SELECT key FROM source_cursor ORDER BY key")] == ["epoch 0", "epoch 1"]
+    assert [r[0] for r in watched.state.database.rows("SELECT key FROM source_cursor ORDER BY key")] == ["epoch 0", "epoch 1"]
     assert watched.archive.poll() == ""
 
 
@@ -124,7 +124,7 @@ def test_a_message_id_python_cannot_parse_is_stored_as_sent(watched, repo, tmp_p
                                  b"Subject: odd\nMessage-ID: " + msgid + b"\n"
                                  b"Date: Thu, 26 Nov 2026 11:00:00 +0000\n\nhello\n")
     assert watched.archive.poll() == "2 messages"
-    assert watched.store.one("SELECT COUNT(*) FROM message WHERE msgid = ?", stored)[0] == 1
+    assert watched.state.database.one("SELECT COUNT(*) FROM message WHERE msgid = ?", stored)[0] == 1
 
 
 def test_a_broken_reply_does_not_stop_its_series(watched, repo, tmp_path):
@@ -136,7 +136,7 @@ def test_a_broken_reply_does_not_stop_its_series(watched, repo, tmp_path):
                       b"\nDate: Thu, 26 Nov 2026 11:00:00 +0000\nContent-Type: text/plain; a*\n\nnice\n")
     watched.post([patch, reply])
     watched.assemble()
-    assert watched.store.one("SELECT COUNT(*) FROM message")[0] == 2
+    assert watched.state.database.one("SELECT COUNT(*) FROM message")[0] == 2
     assert watched.series() == [(1, 1, "queued")]
 
 
@@ -151,7 +151,7 @@ def test_mail_that_makes_the_parsers_crawl_is_given_up_at_the_deadline(watched, 
     watched.post([blank, brackets, *patches(repo, tmp_path / "p", 1, count=1, cover=False)])
     watched.assemble(assembly.Policy(**{**POLICY.__dict__, "read_seconds": 2}))
     assert watched.series() == [(7, 1, "partial"), (1, 1, "queued")]
-    assert [tuple(r) for r in watched.store.rows("SELECT COUNT(*), SUM(handled) FROM message")] == [(3, 3)]
+    assert [tuple(r) for r in watched.state.database.rows("SELECT COUNT(*), SUM(handled) FROM message")] == [(3, 3)]
 
 
 def test_series_with_and_without_cover_and_single_patches_queue_when_complete(watched, repo, tmp_path):
@@ -200,7 +200,7 @@ def test_one_series_that_breaks_the_assessment_is_set_aside_and_the_others_go_on
     watched.assemble(touches_boot_path=touches_boot_path)
     assert watched.series() == [(1, 1, "failed"), (2, 1, "queued")] and watched.jobs() == [(2, "queued")]
     assert [r.getMessage() for r in caplog.records if "set aside" in r.getMessage()] == \
-        [f"series {watched.store.one('SELECT head FROM series WHERE id = 1')['head']} could not be assessed; set aside"]
+        [f"series {watched.state.database.one('SELECT head FROM series WHERE id = 1')['head']} could not be assessed; set aside"]
 
 
 def test_an_older_state_s_cursor_and_mirror_become_the_first_inbox_s(tmp_path):
@@ -214,13 +214,13 @@ def test_an_older_state_s_cursor_and_mirror_become_the_first_inbox_s(tmp_path):
         old.execute("CREATE TABLE message (msgid TEXT PRIMARY KEY, raw BLOB NOT NULL, thread TEXT NOT NULL, parent TEXT, "
                     "received REAL NOT NULL, handled INTEGER NOT NULL DEFAULT 0)")
         old.execute("INSERT INTO message (msgid, raw, thread, received) VALUES ('a@b', '', 'a@b', 0)")
-    store = Store(state / "bootbot.sqlite3")
-    inbox = Inbox("xen-devel", store, set(), url="http://127.0.0.1:9/xen-devel", mirrors=state / "sources" / "xen-devel")
+    held = State(state / "bootbot.sqlite3")
+    inbox = Inbox("xen-devel", held, set(), url="http://127.0.0.1:9/xen-devel", mirrors=state / "sources" / "xen-devel")
     inbox.adopt(state / "archive")
-    assert inbox.cursors() == {"epoch 0": "c0ffee"} and inbox.cursor("epoch 0")["fingerprint"] == "print"
+    assert inbox.cursors() == {"epoch 0": "c0ffee"} and inbox.cursor("epoch 0").fingerprint == "print"
     assert (state / "sources" / "xen-devel" / "0.git").is_dir() and not (state / "archive").exists()
-    assert store.one("SELECT name FROM sqlite_master WHERE name = 'cursor'") is None
-    assert store.one("SELECT source FROM message")["source"] == "xen-devel"   # its series' replies Cc its list
+    assert held.database.one("SELECT name FROM sqlite_master WHERE name = 'cursor'") is None
+    assert held.database.one("SELECT source FROM message")["source"] == "xen-devel"   # its series' replies Cc its list
 
 
 def test_a_query_reads_every_page_of_the_search_and_each_thread_once(watched, repo, tmp_path):
@@ -229,12 +229,12 @@ def test_a_query_reads_every_page_of_the_search_and_each_thread_once(watched, re
     for version in (1, 2, 3):
         watched.post(patches(repo, tmp_path / f"v{version}", version, count=1, cover=False, extra=f"_{version}"))
     watched.inbox.restart()   # its search sees the new mail now, not on its own timer
-    query = Query("search", watched.store, set(), url=watched.url, query="dfn:arch/x86/boot/", page=2)
+    query = Query("search", watched.state, set(), url=watched.url, query="dfn:arch/x86/boot/", page=2)
     fetched = []
     query.http.hooks["response"].append(lambda response, *a, **k: fetched.append(response.url))
     assert query.poll() == "3 messages"
     assert len([url for url in fetched if "t.mbox.gz" in url]) == 3
-    assert watched.store.one("SELECT COUNT(*) FROM message WHERE source = 'search'")[0] == 3
+    assert watched.state.database.one("SELECT COUNT(*) FROM message WHERE source = 'search'")[0] == 3
     fetched.clear()
     assert query.poll() == ""   # idle: the overlap finds the three again, all known: no thread fetched
     assert not [url for url in fetched if "t.mbox.gz" in url]

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from bot import config as configuration, daemon
-from bot.store import StateFull, Store
+from bot.state import StateFull, migrations
+from bot.state.database import Database
 from test_bot import ROOT, Lab, ids
 from tiny_tree import patches
 
@@ -92,6 +93,23 @@ def test_a_check_that_raises_is_retried_then_given_up_and_holds_up_nothing(fault
     assert "checking series" not in third.stderr and "job 1" not in third.stderr
     assert faulty.jobs()[0][1:3] == ("failed", 2)
     assert faulty.count("outbox") == 1 and len(faulty.sink.received) == 1
+
+
+def test_a_bug_of_bootbots_is_told_with_its_traceback_and_kept_in_the_jobs_record(faulty, repo, tmp_path):
+    """A check that raises what no lab failure raises: a bug, told whole, unlike a lab error's line."""
+    from test_sources import KILLER as WRAPPER
+    broken_and_refused(faulty, repo, tmp_path)
+    run = subprocess.run([sys.executable, "-c", WRAPPER, "bot.verdicts.check:check:1:raise", "--", "--config",
+                          str(faulty.config), "poll", "--once"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "job 1: attempt 1 of 2 raised (a bug of bootbot's):\nTraceback (most recent call last):" in run.stderr
+    assert "RuntimeError: injected" in run.stderr
+    with faulty.db() as db:
+        kind, error = db.execute("SELECT error_kind, error FROM job WHERE id = 1").fetchone()
+    assert kind == "bug" and error.startswith("Traceback (most recent call last):") and error.endswith("injected")
+    assert faulty.poll().returncode == 0   # tried again: a lab error now (no tree), one line
+    with faulty.db() as db:
+        assert db.execute("SELECT error_kind, state FROM job WHERE id = 1").fetchone() == ("lab", "failed")
 
 
 def test_a_lab_error_verdict_is_checked_again_next_cycle_and_kept_after_the_last(tmp_path, repo):
@@ -191,8 +209,8 @@ def test_each_step_cut_short_by_a_full_database_is_rolled_back_and_the_next_cycl
         caplog.set_level(logging.INFO)
         # SQLite's own limit: past `pages`, any write fails with SQLITE_FULL, as on a full disk. One
         # page more each cycle, so the fault falls on every step of the cycle in turn.
-        pages = bot.store.one("PRAGMA page_count")[0]
-        bot.store.db.execute(f"PRAGMA max_page_count = {pages}")
+        pages = bot.state.database.one("PRAGMA page_count")[0]
+        bot.state.database.db.execute(f"PRAGMA max_page_count = {pages}")
         daemon._scheduled_cycle(bot)   # as serve runs a cycle: one line said, nothing raised
         [said] = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert said.getMessage() == "state/ is full: database or disk is full; the next cycle carries on"
@@ -200,7 +218,7 @@ def test_each_step_cut_short_by_a_full_database_is_rolled_back_and_the_next_cycl
         caplog.clear()
         faults = []
         for pages in range(pages, pages + 100):
-            bot.store.db.execute(f"PRAGMA max_page_count = {pages}")
+            bot.state.database.db.execute(f"PRAGMA max_page_count = {pages}")
             try:
                 daemon.cycle(bot)
                 break
@@ -217,7 +235,7 @@ def test_each_step_cut_short_by_a_full_database_is_rolled_back_and_the_next_cycl
             "delivery": (4, 4, [("checked",)], [("done",)], [("pending",)])}
         assert [step for step, held in stopped_in.items() if held not in faults] == [], faults
 
-        bot.store.db.execute("PRAGMA max_page_count = 1073741823")
+        bot.state.database.db.execute("PRAGMA max_page_count = 1073741823")
         daemon.cycle(bot)   # nothing left to do, and nothing done twice
         assert snapshot(faulty) == (4, 4, [("checked",)], [("done",)], [("sent",)])
         [reply] = faulty.sink.received
@@ -226,7 +244,7 @@ def test_each_step_cut_short_by_a_full_database_is_rolled_back_and_the_next_cycl
         assert ids(reply.message["In-Reply-To"]) == ids(cover["Message-ID"])
         assert "REFUSED" in reply.message.get_content()
         assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
-        bot.store.close()
+        bot.state.close()
     finally:
         faulty.close()
 
@@ -239,13 +257,15 @@ def test_an_old_database_gets_the_new_columns_and_a_job_of_its_own(tmp_path):
                     "verdict TEXT, created REAL NOT NULL)")
         old.execute("INSERT INTO job (series_id, state, created) VALUES (1, 'queued', 0)")
         old.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL UNIQUE REFERENCES job(id))")
-    store = Store(path)
-    assert [tuple(r) for r in store.rows("SELECT series_id, state, error, push_id FROM job")] == [(1, "queued", None, None)]
+    held = Database(path)
+    assert [tuple(r) for r in held.rows("SELECT series_id, state, error, push_id, error_kind FROM job")] == \
+        [(1, "queued", None, None, None)]
     # remade, as a job may now be a branch's (series_id NULL); the outbox still refers to it by name
-    assert not next(c["notnull"] for c in store.rows("PRAGMA table_info(job)") if c["name"] == "series_id")
-    assert "REFERENCES job(id)" in store.one("SELECT sql FROM sqlite_master WHERE name = 'outbox'")["sql"]
-    store.close()
-    Store(path).close()   # and opens again as it is
+    assert not next(c["notnull"] for c in held.rows("PRAGMA table_info(job)") if c["name"] == "series_id")
+    assert "REFERENCES job(id)" in held.one("SELECT sql FROM sqlite_master WHERE name = 'outbox'")["sql"]
+    assert held.one("PRAGMA user_version")[0] == len(migrations.MIGRATIONS)
+    held.close()
+    Database(path).close()   # and opens again as it is
 
 
 @pytest.fixture

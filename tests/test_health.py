@@ -7,7 +7,8 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.folders import StateFolder
+from bot import folders
+from bot.folders import Outcome, StateFolder
 from bot.reports import health
 
 LIMITS = health.Limits(stale_seconds=3600, lab_errors=3, outbox_seconds=7200, tree_stale_seconds=600)
@@ -48,3 +49,16 @@ def test_an_upstream_failing_for_longer_than_the_limit_is_alarmed_once_it_is_sta
     never = health.read(state_with(tmp_path / "new", first=now - 900, fetched=now - 60, succeeded=None,
                                    error="git fetch X: refused"))
     assert set(health.alarms(never, LIMITS, now)) == {"tree-xen-xen"}   # since its first try
+
+
+def test_every_check_counts_the_bots_a_workers_and_bootbot_checks_alike(tmp_path):
+    """Checks are counted from the result folders, which every check writes (a `bootbot check`
+    has no job in the bot's database; a worker's folder is unpacked there)."""
+    state = StateFolder(tmp_path)
+    for verdict in ("pass", "regression", "pass"):
+        folders.write(folders.new_folder(state.results), Outcome(verdict, {"subject": "s", "version": 1,
+                                                                           "author": "a", "patches": []}))
+    read = health.read(state)
+    assert read.checks == {"pass": 2, "regression": 1} and not state.database.exists()
+    assert samples(read)[("bootbot_checks_total", (("verdict", "pass"),))] == 2
+    assert "checks: 2 pass, 1 regression; lab errors in a row: 0" in health.lines(read)

@@ -20,7 +20,7 @@ from git_server import GitServer
 from redis_server import RedisServer
 from test_bot import ROOT, Lab
 from test_sources import KILLER, refused
-from tiny_tree import git
+from tiny_tree import git, patches
 
 VISIBILITY = 5   # seconds before a job taken by a killed worker goes to another
 
@@ -78,10 +78,14 @@ heartbeat_seconds = 1
 """
 
     def worker(self, name: str, entries: list[str] | None = None, wrapped: tuple[str, ...] = (),
-               image: list[str] | None = None, accel: str = "tcg") -> Worker:
-        """A worker with its own state, workspaces and clone of the tree, as another machine."""
+               image: list[str] | None = None, accel: str = "tcg", broken: bool = False) -> Worker:
+        """A worker with its own state, workspaces and clone of the tree, as another machine;
+        `broken`: its tree is no git tree, so that a check that reaches it fails in its lab."""
         home = self.root / name
-        git(self.root, "clone", "-q", str(self.repo), str(home / "linux"))
+        if broken:
+            (home / "linux").mkdir(parents=True)
+        else:
+            git(self.root, "clone", "-q", str(self.repo), str(home / "linux"))
         config = home / "worker.toml"
         config.write_text(f"""
 [state]
@@ -196,7 +200,7 @@ def test_a_check_that_kills_every_worker_is_one_failed_attempt(lab):
     assert dying[1].process.wait(timeout=VISIBILITY + 60) == -9
     lab.worker("w3")   # its third start: given up there, so the bot sends it again as attempt 2
     lab.answered(1, seconds=VISIBILITY + 90)
-    assert "job 1: attempt 1 of 2 failed, tried again next cycle: RuntimeError: on w3: GivenUp: it was started " \
+    assert "job 1: attempt 1 of 2 failed, tried again next cycle: on w3: it was started " \
            "2 times by workers that died in it" in lab.log
     assert lab.jobs()[0][1:4] == ("done", 2, "refused")
     lab.poll()
@@ -209,7 +213,7 @@ def test_a_broker_restarted_mid_cycle_loses_and_doubles_nothing(lab):
     lab.post("one")
     lab.post("two")
     # the broker shuts down as the bot sends the second job: the first is in Redis, the second is not
-    cycle = subprocess.run([sys.executable, "-c", KILLER, f"bot.queue.workers:Workers.send:2:redis={lab.redis.port}",
+    cycle = subprocess.run([sys.executable, "-c", KILLER, f"bot.queue.dispatch:Dispatch.send:2:redis={lab.redis.port}",
                             "--", "--config", str(lab.config), "poll", "--once"],
                            cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert cycle.returncode == 0, cycle.stderr
@@ -264,7 +268,7 @@ def test_a_job_whose_workers_are_gone_goes_to_others_or_home(lab):
     # workers of another kind (they offer KVM too): job 1 was taken by w1, job 2 waits in w1's queue
     lab.worker("w2", accel="kvm")
     lab.answered(2, seconds=VISIBILITY + 90)
-    assert "job 2: attempt 1 of 3 failed, tried again next cycle: LabError: no worker of bootbot." in lab.log
+    assert "job 2: attempt 1 of 3 failed, tried again next cycle: no worker of bootbot." in lab.log
     assert "job 2: answered by w2" in lab.log and "job 1: answered by w2" in lab.log
     # the operator takes the broker away: a job left on the workers' queue is checked here
     lab.workers.pop().stop()
@@ -329,3 +333,18 @@ tree = "linux"
     assert "job 1: checked, error" in worker.log.read_text()
     outcome = json.loads((lab.state / "results" / lab.jobs()[0][4] / "outcome.json").read_text())
     assert outcome["detail"][0] == "the base tree does not build"
+
+
+def test_a_workers_lab_error_is_the_labs_and_raises_the_lab_alarm(lab):
+    """A check that fails in a worker's lab counts as the lab's, as one failing here does: the
+    operator hears of it (health.lab_errors, set to 1 here)."""
+    text = lab.config.read_text().replace("[mail]\n", '[mail]\noperator = "ops@example.org"\n')
+    lab.config.write_text(text + "[health]\nlab_errors = 1\n")
+    lab.worker("w1", broken=True)
+    for mail in patches(lab.repo, lab.root / "one", 1, count=1, cover=False):   # one patch: not refused
+        lab.inbox.deliver(mail.read_bytes().split(b"\n", 1)[1])
+    [alarm] = lab.answered(1)
+    assert alarm.recipients == ["ops@example.org"]
+    assert alarm.message["Subject"] == "bootbot alarm: the last 1 checks ended in lab errors, not verdicts"
+    assert "job 1: attempt 1 of 3 failed, tried again next cycle: on w1: LabError: " in lab.log
+    assert "lab errors in a row: 1" in lab.status()

@@ -109,9 +109,11 @@ def test_check_takes_the_current_folder_as_the_tree_only_when_it_is_one(repo, tm
     is no git tree (an unpacked tarball), the configured tree is checked; run from a git tree of
     a kind, that tree."""
     base = git(repo, "rev-parse", "HEAD").strip()
-    (repo / "Documentation/old.rst").write_text("new words\n")
-    git(repo, "commit", "-q", "-am", "docs: reword")
-    [posted] = git(repo, "format-patch", "-o", str(tmp_path / "docs"), f"{base}..HEAD").split()
+    (repo / "tools").mkdir()
+    (repo / "tools/README").write_text("tools\n")   # linux.git and xen.git both have a tools/
+    git(repo, "add", "tools/README")
+    git(repo, "commit", "-q", "-m", "tools: a readme")
+    [posted] = git(repo, "format-patch", "-o", str(tmp_path / "tools"), f"{base}..HEAD").split()
     other = tmp_path / "other"
     other.mkdir()
     git(other, "init", "-q")
@@ -120,10 +122,26 @@ def test_check_takes_the_current_folder_as_the_tree_only_when_it_is_one(repo, tm
         (repo / mark).touch()
     unpacked = tmp_path / "unpacked"
     shutil.copytree(repo, unpacked, ignore=shutil.ignore_patterns(".git"))
-    for cwd, named in [(other, "--tree ~/linux"), (unpacked, "--tree ~/linux"), (repo, f"--tree {repo}")]:
+    either = "the series fits both the linux and xen trees: give the tree with --tree"
+    for cwd, said in [(other, either), (unpacked, either), (repo, "the series touches no boot path")]:
         out = tmp_path / f"{cwd.name}.json"
         run = subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(config), "check", posted,
                               "--json", str(out)], cwd=cwd, capture_output=True, text=True, timeout=60,
                              env={**os.environ, "PYTHONPATH": str(ROOT)})
         assert run.returncode == 0, run.stderr
-        assert json.loads(out.read_text())["reproduce"].endswith(named)
+        outcome = json.loads(out.read_text())
+        assert outcome["detail"] == [said] and str(tmp_path) not in outcome["reproduce"]
+
+
+def test_a_result_names_no_path_of_the_machine_that_made_it(repo, tmp_path, bootbot):
+    """The series file and the tree given by their full paths: outcome.json, reproduce line
+    included, holds neither (a worker's folder is read on another machine)."""
+    config = tmp_path / "bootbot.toml"
+    config.write_text(f'[state]\ndir = "{tmp_path / "state"}"\n[limits]\nmax_patches = 1\n')
+    series = mbox(tmp_path / "series.mbox", patches(repo, tmp_path / "p", 1, count=2))
+    run = bootbot("check", str(series), "--tree", str(repo), "--json", str(tmp_path / "out.json"), config_file=config)
+    assert run.code == 1 and run.stdout.startswith("bootbot: REFUSED")
+    [folder] = (tmp_path / "state" / "results").iterdir()
+    written = (folder / "outcome.json").read_text()
+    assert json.loads(written)["reproduce"] == "bootbot check series.mbox --tree ~/linux"
+    assert str(tmp_path) not in written

@@ -242,8 +242,8 @@ def test_each_source_kind_killed_mid_poll_keeps_its_cursor_and_doubles_nothing(l
     lab.post("linux-efi", refused(lab, "b"))
     lab.post("linux-efi", refused(lab, "c"))
     head = lab.push("Documentation/old.rst")
-    for source, spec in (("xen-devel", "bot.sources.inbox:store_message:3"),       # inside the inbox's batch
-                         ("boot-paths", "bot.sources.query:store_message:6"),      # inside its second thread
+    for source, spec in (("xen-devel", "bot.sources.inbox:Inbox.store:3"),       # inside the inbox's batch
+                         ("boot-paths", "bot.sources.query:Query.store:6"),      # inside its second thread
                          ("tip-x86-boot", "bot.sources.branch:Branch._answer:1")):   # fetched, not recorded
         before = lab.rows(f"SELECT key, value FROM source_cursor WHERE source = '{source}'")
         killed = lab.poll(spec)   # each poll completes the sources before the one it kills
@@ -263,7 +263,7 @@ def test_each_source_kind_killed_mid_poll_keeps_its_cursor_and_doubles_nothing(l
 def test_a_source_that_fails_is_recorded_and_the_others_are_polled_all_the_same(lab):
     lab.post("xen-devel", refused(lab, "a"))
     lab.post("x86", refused(lab, "b"))
-    done = lab.poll("bot.sources.inbox:store_message:1:raise")   # xen-devel, polled first, fails
+    done = lab.poll("bot.sources.inbox:Inbox.store:1:raise")   # xen-devel, polled first, fails
     assert done.returncode == 0, done.stderr
     [reply] = lab.sink.wait_for(1)
     assert X86 in str(reply.message["Cc"])

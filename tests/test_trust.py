@@ -146,13 +146,15 @@ def test_a_reply_dropped_after_the_bot_read_it_does_not_go_out(tmp_path, repo, b
     sending transaction sees the drop, and nothing goes out."""
     from bot import config, daemon
     from bot.changes.series import parse_message
+    from bot.daemon import delivery
+    from bot.state.outbox import Delivery
     lab = braked("moderate = true\n")
     lab.post(patches(repo, tmp_path / "refused", 1, count=3))
     assert lab.poll().returncode == 0 and outbox(lab, "approve", "1").returncode == 0
     bot = daemon.make(config.load(lab.config))
-    [row] = bot.store.rows("SELECT * FROM outbox WHERE state = 'pending'")   # as deliver() reads it
+    [reply] = bot.state.outbox.due()   # as deliver() reads it
     assert outbox(lab, "drop", "1").returncode == 0
-    assert not daemon._once(bot, row, "state = 'sent', sent_at = :now", parse_message(row["raw"]))
+    assert not delivery._once(bot.state, bot.mailing, reply, Delivery.REPLY, parse_message(reply.raw))
     assert lab.sink.received == [] and "1  dropped" in outbox(lab, "list").stdout
 
 

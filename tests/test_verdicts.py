@@ -83,7 +83,7 @@ class Recorded:
             results.append(booted)
         return results
 
-    def origin(self, commit: str, path: str, line: int):
+    def blame(self, commit: str, path: str, line: int):
         return self.origins.get((path, line))
 
 

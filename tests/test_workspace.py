@@ -15,10 +15,10 @@ from tiny_tree import git, patches
 def test_checks_at_once_take_different_workspaces(repo, tmp_path):
     with workspace.acquire(repo, tmp_path / "ws", slots=2) as one, \
             workspace.acquire(repo, tmp_path / "ws", slots=2) as other:
-        assert one.source != other.source and one.build != other.build
-        assert (one.source / "arch/x86/boot/main.c").exists() and (other.source / "arch/x86/boot/main.c").exists()
+        assert one.worktree != other.worktree and one.build != other.build
+        assert (one.worktree / "arch/x86/boot/main.c").exists() and (other.worktree / "arch/x86/boot/main.c").exists()
     with workspace.acquire(repo, tmp_path / "ws", slots=2) as again:
-        assert again.source == one.source   # kept, so its build folder stays warm
+        assert again.worktree == one.worktree   # kept, so its build folder stays warm
 
 
 def test_apply_names_the_patch_that_does_not_apply(repo, tmp_path):
@@ -30,7 +30,7 @@ def test_apply_names_the_patch_that_does_not_apply(repo, tmp_path):
         with pytest.raises(ApplyFailed) as failed:
             ws.apply(mbox)
         assert failed.value.index == 2
-        assert git(ws.source, "rev-parse", "HEAD") == git(repo, "rev-parse", "master")   # am aborted
+        assert git(ws.worktree, "rev-parse", "HEAD") == git(repo, "rev-parse", "master")   # am aborted
         ws.checkout("master")   # and the workspace is usable again
         with pytest.raises(ApplyFailed) as failed:   # git am fails before any patch: none is named
             ws.apply(b"From nobody Mon Sep 17 00:00:00 2001\nSubject: no diff\n\nnothing to apply\n")
@@ -62,7 +62,7 @@ new file mode 100644
         with pytest.raises(ApplyFailed):
             ws.apply(evil.encode())
         ws.checkout("master")
-        assert git(ws.source, "status", "--porcelain", "--ignored") == ""
+        assert git(ws.worktree, "status", "--porcelain", "--ignored") == ""
     assert list(outside.iterdir()) == []
 
 
@@ -76,4 +76,4 @@ def test_a_tree_cloned_again_at_its_path_gets_its_workspaces_made_again(repo, tm
     shutil.rmtree(moved)
     with workspace.acquire(repo, tmp_path / "ws", slots=1) as ws:
         ws.checkout("master")
-        assert (ws.source / "arch/x86/boot/main.c").exists()
+        assert (ws.worktree / "arch/x86/boot/main.c").exists()

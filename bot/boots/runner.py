@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from bot.boots import accel, qemu
+from bot.boots.lab import Lab
 from bot.boots.accel import Probe
 from bot.boots.console import Console, Decision, Patterns
 from bot.boots.entry import Entry
@@ -19,24 +20,10 @@ from bot.boots.files import Files
 from bot.boots.kernel_image import BadImage
 from bot.boots.locate import Location, locate
 from bot.boots.symbols import Symbols
-from bot.sandbox import Sandbox
+from bot.folders import COMMAND, CONSOLE, RESULT
 from bot.words import ERROR, FAIL, TIMEOUT, LabError
 
-CONSOLE, COMMAND, RESULT = "console.log", "command", "result.json"   # in each entry's folder
 LOCATE_BYTES = 1 << 20   # of a failed boot's console, from its end, searched for a crash's address
-
-
-@dataclass(frozen=True)
-class Lab:
-    """The host's side of booting: QEMU and the host's files, the accelerator, how many boots
-    at once, where derived files are kept, and QEMU's sandbox."""
-    qemu: str
-    host: Mapping[str, Path]   # files by name ([lab] in the configuration)
-    accel: str                 # auto, kvm or tcg
-    probe_seconds: float
-    jobs: int
-    cache: Path
-    sandbox: Sandbox
 
 
 @dataclass(frozen=True)

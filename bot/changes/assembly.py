@@ -13,7 +13,9 @@ from bot import timebox
 from bot.changes.change import Change
 from bot.changes.series import SeriesError, from_messages, parse_message
 from bot.mail import commands
-from bot.store import Store, full, now
+from bot.state import State, full, now
+from bot.state.messages import StoredMessage
+from bot.state.series import SeriesRecord, SeriesState
 
 log = logging.getLogger("bootbot.assembly")
 
@@ -28,21 +30,21 @@ class Policy:
     read_seconds: float        # reading one mail or series, at most: past it, the input is hostile
 
 
-def take_new_messages(store: Store, policy: Policy) -> None:
-    """Files each unhandled message as a patch or a command, one transaction per message."""
-    for row in store.rows("SELECT msgid FROM message WHERE handled = 0 ORDER BY rowid"):
-        with store.transaction() as db:
-            message = db.execute("SELECT * FROM message WHERE msgid = ?", (row["msgid"],)).fetchone()
+def take_new_messages(state: State, policy: Policy) -> None:
+    """Files each mail not filed yet as a patch or a command, one transaction per mail."""
+    for msgid in state.messages.unfiled():
+        with state.transaction() as db:
+            message = state.messages.get(msgid)
             db.execute("SAVEPOINT take")
             try:
-                _take(db, message, policy)
+                _take(state, message, policy)
             except Exception as e:   # anyone can post anything: one bad mail must not stall the queue
-                if full(e):   # but a full disk is no fault of the mail: it stays unhandled, filed next cycle
+                if full(e):   # but a full disk is no fault of the mail: it stays unfiled, filed next cycle
                     raise
                 db.execute("ROLLBACK TO take")   # none of its half-filed rows stay
-                log.exception("message %s could not be filed; skipped", message["msgid"])
+                log.exception("message %s could not be filed; skipped", msgid)
             db.execute("RELEASE take")
-            db.execute("UPDATE message SET handled = 1 WHERE msgid = ?", (message["msgid"],))
+            state.messages.filed(msgid)
 
 
 @dataclass(frozen=True)
@@ -75,93 +77,65 @@ def read(raw: bytes, policy: Policy, commands_matter: bool) -> Reading:
                    subject.counter, email.utils.parseaddr(sender)[1].lower(), sender, tuple(wanted), refusal)
 
 
-def _take(db, row, policy: Policy) -> None:
-    series = db.execute("SELECT * FROM series WHERE thread = ? ORDER BY version DESC", (row["thread"],)).fetchone()
-    reading = timebox.call(read, row["raw"], policy, series is not None, seconds=policy.read_seconds)
+def _take(state: State, message: StoredMessage, policy: Policy) -> None:
+    series = state.series.newest_in_thread(message.thread)
+    reading = timebox.call(read, message.raw, policy, series is not None, seconds=policy.read_seconds)
     if reading.patch and not reading.reply:
-        _file_patch(db, row, reading)
+        state.series.file_patch(message.msgid, message.thread, reading.subject, reading.author, reading.revision,
+                                reading.expected, reading.counter)
     elif reading.wanted:
-        _file_command(db, row, series, reading, policy)
+        _file_command(state, message, series, reading, policy)
 
 
-def _file_patch(db, row, reading: Reading) -> None:
-    db.execute("INSERT OR IGNORE INTO series (head, thread, subject, author, version, expected, state, first_seen) "
-               "VALUES (?, ?, ?, ?, ?, ?, 'waiting', ?)",
-               (row["msgid"], row["thread"], reading.subject, reading.author, reading.revision, reading.expected, now()))
-    series = db.execute("SELECT id, head FROM series WHERE thread = ? AND version = ? ORDER BY id",
-                        (row["thread"], reading.revision)).fetchone()
-    if reading.counter == 0 or row["msgid"] == row["thread"]:   # the cover, or the thread's first patch
-        db.execute("UPDATE series SET head = ?, subject = ? WHERE id = ?", (row["msgid"], reading.subject, series["id"]))
-    if reading.counter > 0:
-        db.execute("INSERT OR IGNORE INTO patch (series_id, counter, msgid) VALUES (?, ?, ?)",
-                   (series["id"], reading.counter, row["msgid"]))
-
-
-def _file_command(db, row, series, reading: Reading, policy: Policy) -> None:
+def _file_command(state: State, message: StoredMessage, series: SeriesRecord, reading: Reading, policy: Policy) -> None:
     if reading.refusal:
-        log.info("command from %s in %s ignored: %s", reading.sender, row["msgid"], reading.refusal)
+        log.info("command from %s in %s ignored: %s", reading.sender, message.msgid, reading.refusal)
         return
-    asked = db.execute("SELECT COUNT(*) FROM job j JOIN series s ON j.series_id = s.id "
-                       "WHERE s.thread = ? AND j.command_msgid IS NOT NULL", (row["thread"],)).fetchone()[0]
+    asked = state.jobs.commands_in_thread(message.thread)
     if asked >= policy.commands_per_thread:
-        log.info("command in %s ignored: thread already had %d", row["msgid"], asked)
+        log.info("command in %s ignored: thread already had %d", message.msgid, asked)
         return
-    newest = _newest_revision(db, series)
     entries = sorted({name for command in reading.wanted for name in command.entries})
-    db.execute("INSERT OR IGNORE INTO job (series_id, command_msgid, entries, state, created) "
-               "VALUES (?, ?, ?, 'queued', ?)", (newest["id"], row["msgid"], " ".join(entries), now()))
+    state.jobs.queue(series_id=state.series.newest_revision(series).id, command_msgid=message.msgid, entries=entries)
 
 
-def _newest_revision(db, series):
-    return db.execute("SELECT * FROM series WHERE subject = ? AND author = ? AND state != 'waiting' "
-                      "ORDER BY version DESC, id DESC", (series["subject"], series["author"])).fetchone() or series
-
-
-def queue_complete_series(store: Store, policy: Policy, touches_boot_path) -> None:
+def queue_complete_series(state: State, policy: Policy, touches_boot_path) -> None:
     """Queues each complete series (or records it as skipped when it touches no boot path),
     supersedes older revisions still queued, and gives up on series incomplete past the grace."""
-    for series in store.rows("SELECT * FROM series WHERE state = 'waiting'"):
-        count = store.one("SELECT COUNT(*) FROM patch WHERE series_id = ?", series["id"])[0]
-        if count < series["expected"]:
-            if now() - series["first_seen"] > policy.grace_seconds:
-                with store.transaction() as db:
-                    db.execute("UPDATE series SET state = 'partial' WHERE id = ?", (series["id"],))
+    for series in state.series.waiting():
+        count = state.series.patches(series.id)
+        if count < series.expected:
+            if now() - series.first_seen > policy.grace_seconds:
+                state.series.set_state(series.id, SeriesState.PARTIAL)
                 log.info("series %s: %d of %d patches after the grace time; left partial",
-                         series["head"], count, series["expected"])
+                         series.head, count, series.expected)
             continue
         try:
-            state = "queued" if touches_boot_path(load(store, series["id"], policy.read_seconds)) else "skipped"
+            checked = touches_boot_path(load(state, series, policy.read_seconds))
+            outcome = SeriesState.QUEUED if checked else SeriesState.SKIPPED
         except SeriesError as e:
-            log.warning("series %s unreadable: %s", series["head"], e)
-            state = "partial"
+            log.warning("series %s unreadable: %s", series.head, e)
+            outcome = SeriesState.PARTIAL
         except Exception as e:   # whatever one series does, the others go on
             if full(e):
                 raise
-            log.exception("series %s could not be assessed; set aside", series["head"])
-            state = "failed"
-        with store.transaction() as db:
-            db.execute("UPDATE series SET state = ? WHERE id = ?", (state, series["id"]))
-            if state == "queued":
-                _supersede(db, series)
-                db.execute("INSERT INTO job (series_id, state, created) VALUES (?, 'queued', ?)", (series["id"], now()))
+            log.exception("series %s could not be assessed; set aside", series.head)
+            outcome = SeriesState.FAILED
+        with state.transaction():
+            state.series.set_state(series.id, outcome)
+            if outcome == SeriesState.QUEUED:
+                for older in state.series.supersede_older(series):
+                    state.jobs.cancel_queued(older)
+                state.jobs.queue(series_id=series.id)
 
 
-def _supersede(db, series) -> None:
-    older = db.execute("SELECT id FROM series WHERE subject = ? AND author = ? AND version < ? AND id != ?",
-                       (series["subject"], series["author"], series["version"], series["id"])).fetchall()
-    for row in older:
-        db.execute("UPDATE job SET state = 'cancelled' WHERE series_id = ? AND state = 'queued'", (row["id"],))
-        db.execute("UPDATE series SET state = 'superseded' WHERE id = ? AND state IN ('waiting', 'queued')", (row["id"],))
-
-
-def load(store: Store, series_id: int, seconds: float) -> Change:
-    """The series as b4 reads it from its thread's messages: patches, cover and replies (trailers)."""
-    series = store.one("SELECT thread, version FROM series WHERE id = ?", series_id)
-    raws = [r["raw"] for r in store.rows("SELECT raw FROM message WHERE thread = ? ORDER BY rowid", series["thread"])]
+def load(state: State, series: SeriesRecord, seconds: float) -> Change:
+    """The series as b4 reads it from its thread's mails: patches, cover and replies (trailers)."""
     try:
-        return timebox.call(_series_of, raws, f"<{series['thread']}>", series["version"], seconds=seconds)
+        return timebox.call(_series_of, state.messages.of_thread(series.thread), f"<{series.thread}>", series.version,
+                            seconds=seconds)
     except timebox.Overrun as e:
-        raise SeriesError(f"series {series['thread']}: {e}") from None
+        raise SeriesError(f"series {series.thread}: {e}") from None
 
 
 def _series_of(raws: list[bytes], source: str, version: int) -> Change:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 from dataclasses import asdict, dataclass
 
+from bot.words import COMMITS, MAILED
+
 
 @dataclass(frozen=True)
 class Patch:
@@ -29,6 +31,11 @@ class Change:
     am_messages: tuple[bytes, ...] = ()   # a mailed series: what `git am` takes, one per patch, trailers applied
     branch: str = ""                      # a branch's commits: where they are ("tip x86/boot")
     tags: tuple[str, ...] = ()            # a mailed series' subject tags but for PATCH, vN, M/N ("for-4.21")
+
+    @property
+    def kind(self) -> str:
+        """MAILED (a series, applied with `git am`) or COMMITS (a branch's, taken as they are)."""
+        return COMMITS if self.branch else MAILED
 
     @property
     def commits(self) -> list[str]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:   # not imported at run time: b4 comes with it, and `bootbot boot` needs none of it
     from bot.changes.change import Change
+from bot.words import COMMITS
 
 # Every path a git diff can write to, or claim to come from.
 _PATHS = re.compile(rb"^(?:diff --git a/(\S+) b/(\S+)|(?:---|\+\+\+) (?:[ab]/)?(\S+)|"
@@ -26,7 +27,7 @@ class SeriesLimits:
 def refusal(series: Change, limits: SeriesLimits) -> str | None:
     """Why the series must not be applied, or None. A branch's commits are never refused: the
     operator chose the branch, and they are not applied from mail."""
-    if not series.am_messages:
+    if series.kind == COMMITS:
         return None
     if len(series.patches) > limits.max_patches:
         return f"{len(series.patches)} patches, more than the {limits.max_patches} allowed"

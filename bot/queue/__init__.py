@@ -1,6 +1,7 @@
-"""Checks on other machines. With `[queue] broker` set, the daemon sends each job through Redis to
-Celery workers (`bootbot worker`, bot/queue/worker.py) and stores the result folder each sends
-back (bot/queue/workers.py); without it, the daemon checks in-process as before.
+"""Checks on other machines. With `[queue] broker` set, the bot sends each job (an Assignment,
+bot/queue/assignment.py) through Redis to Celery workers (`bootbot worker`, bot/queue/worker.py)
+and stores the result folder each sends back (bot/queue/dispatch.py); without it, the bot checks
+in-process.
 
 What a job needs and what a worker offers are words of one vocabulary: "tree:linux",
 "entry:linux/pvh", "accel:kvm". Workers offering the same words share one queue (named by them), so

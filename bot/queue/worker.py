@@ -1,6 +1,6 @@
-"""`bootbot worker`: a Celery worker that checks what the daemon sends, one job at a time, with
+"""`bootbot worker`: a Celery worker that checks what the bot sends, one job at a time, with
 its own configuration: its trees, caches, workspaces and lab. It answers with the result folder
-and never touches the daemon's database. Its record in Redis (refreshed every heartbeat, gone
+and never touches the bot's database. Its record in Redis (refreshed every heartbeat, gone
 three heartbeats after it stops) says what it offers, what it is checking and since when."""
 from __future__ import annotations
 
@@ -17,9 +17,11 @@ import redis
 from celery import signals
 
 from bot import queue, settings as settings_module
-from bot.changes.change import from_json
-from bot.config import Config
 from bot import folders
+from bot.config import Config
+from bot.queue.assignment import Assignment, Fetch, failure_of
+from bot.sources import Unreachable
+from bot.state.jobs import Failure
 from bot.verdicts import check
 
 log = logging.getLogger("bootbot.worker")
@@ -40,20 +42,26 @@ class Worker:
 
     def check(self, payload: dict) -> dict:
         """One job: the change checked here, its result folder sent back whole."""
-        self.job = {"id": payload["job"], "since": time.time()}
+        assignment = Assignment.from_json(payload)
+        self.job = {"id": assignment.job, "since": time.time()}
         self.beat()
         try:
-            self.count_start(payload["max_starts"])
-            fetch, tree_path = payload["fetch"], None
-            if fetch:   # a branch's commits, into this machine's tree of their kind
-                tree_path = self.settings.site(fetch["tree"]).path
-                _fetch(tree_path, fetch)
-            folder = check.check(from_json(payload["change"]), self.settings, only=payload["only"],
-                                 tree_path=tree_path, source=payload["source"], origin=payload["origin"])
-            log.info("job %d: checked, %s", payload["job"], folders.read(folder).verdict)
+            self.count_start(assignment.max_starts)
+            tree_path = None
+            if assignment.fetch:   # a branch's commits, into this machine's tree of their kind
+                tree_path = self.settings.site(assignment.fetch.kind).path
+                _fetch(tree_path, assignment.fetch)
+            folder = check.check(assignment.change, self.settings, only=assignment.only, tree_path=tree_path,
+                                 named=assignment.named, origin=assignment.origin)
+            log.info("job %d: checked, %s", assignment.job, folders.read(folder).verdict)
             return {"worker": self.name, "folder": base64.b64encode(folders.pack(folder)).decode()}
-        except Exception as e:   # the bot hears which worker failed, and how, in one line
-            raise Failed(f"on {self.name}: {type(e).__name__}: {e}") from e
+        except GivenUp as e:
+            raise Failed(f"{Failure.CUT_SHORT} on {self.name}: {e}") from e
+        except Exception as e:   # the bot hears which worker failed, and how
+            failure, said = failure_of(e)
+            if failure == Failure.BUG:
+                log.error("job %d: %s", assignment.job, said)
+            raise Failed(f"{failure} on {self.name}: {said}") from e
         finally:
             self.job, self.checked = None, self.checked + 1
             self.beat()
@@ -112,13 +120,13 @@ class Failed(Exception):
     pass
 
 
-def _fetch(tree: Path, fetch: dict) -> None:
-    """A branch's commits into this machine's tree of its kind, as the daemon's source fetched them."""
-    done = subprocess.run(["git", "-C", str(tree), "fetch", "--quiet", "--no-tags", fetch["url"],
-                           f"+refs/heads/{fetch['branch']}:refs/bootbot/queue/fetched"],
+def _fetch(tree: Path, fetch: Fetch) -> None:
+    """A branch's commits into this machine's tree of its kind, as the bot's source fetched them."""
+    done = subprocess.run(["git", "-C", str(tree), "fetch", "--quiet", "--no-tags", fetch.url,
+                           f"+refs/heads/{fetch.branch}:refs/bootbot/queue/fetched"],
                           capture_output=True, text=True, timeout=1800)
-    missing = subprocess.run(["git", "-C", str(tree), "cat-file", "-e", f"{fetch['head']}^{{commit}}"],
+    missing = subprocess.run(["git", "-C", str(tree), "cat-file", "-e", f"{fetch.head}^{{commit}}"],
                              capture_output=True).returncode
     if done.returncode or missing:
-        raise RuntimeError(f"{fetch['head'][:12]} of {fetch['url']} {fetch['branch']} could not be fetched: "
-                           f"{' '.join(done.stderr.split()) or 'no longer on the branch'}")
+        raise Unreachable(f"{fetch.head[:12]} of {fetch.url} {fetch.branch} could not be fetched: "
+                          f"{' '.join(done.stderr.split()) or 'no longer on the branch'}")

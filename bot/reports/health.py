@@ -4,7 +4,6 @@ the conditions the bot mails an alarm about (each once, until it clears)."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass, field
 
@@ -13,62 +12,54 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from bot.folders import StateFolder
 from bot.reports.history import History
+from bot.state import State
+from bot.state.jobs import UNFINISHED, Job, JobState
+from bot.state.sources import Poll
 from bot.trees import upstream
 
 
 @dataclass
 class Health:
-    polls: dict[str, dict] = field(default_factory=dict)      # source: polled, succeeded, error, polls, failures
+    polls: dict[str, Poll] = field(default_factory=dict)      # by source
     messages: int = 0
     series: dict[str, int] = field(default_factory=dict)      # by state
     pushes: dict[str, int] = field(default_factory=dict)
-    checks: dict[str, int] = field(default_factory=dict)      # finished jobs by verdict
-    lab_errors_in_a_row: int = 0                               # the newest finished jobs, ended by the lab
+    checks: dict[str, int] = field(default_factory=dict)      # every check's result folder, by verdict
+    lab_errors_in_a_row: int = 0                               # the bot's newest ended jobs, ended by the lab
     outbox: int = 0                                            # replies not sent yet (pending or held)
     outbox_oldest: float | None = None                         # when the oldest pending one was made
     boots: dict[tuple[str, str, str], int] = field(default_factory=dict)        # (tree, entry, status)
     boot_seconds: dict[tuple[str, str], float] = field(default_factory=dict)   # (tree, entry)
     build_seconds: float = 0.0
-    jobs: list[dict] = field(default_factory=list)            # not done yet: queued, running here, sent to workers
+    jobs: list[Job] = field(default_factory=list)             # not done yet: queued, running here, sent to workers
     workers: list[dict] | None = None                          # with queue.broker: the live workers' records
     trees: dict[str, dict] = field(default_factory=dict)      # by kind: path, upstreams' fetch records
 
 
 def read(state: StateFolder, history: History | None = None, workers: list[dict] | None = None) -> Health:
-    """The facts now; `history`: the checks' history already open (the pages'), else opened;
-    `workers`: the workers' records, when the bot has workers."""
+    """The facts now, from the bot's database (read only: never the bot's writer), the trees' fetch
+    logs and the result folders; `history`: the checks' history already open (the pages'), else
+    opened; `workers`: the workers' records, when the bot has workers."""
     health = Health(workers=workers)
-    database = state.database
-    if database.exists():
-        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:   # never the bot's writer
-            db.row_factory = sqlite3.Row
-            _from_bot(db, health)
+    held = State(state.database, readonly=True)
+    try:
+        health.polls = held.sources.polls()
+        health.messages = held.messages.count()
+        health.series, health.pushes = held.series.counts(), held.pushes.counts()
+        health.lab_errors_in_a_row = held.jobs.lab_errors_in_a_row()
+        health.jobs = held.jobs.in_state(*UNFINISHED)
+        health.outbox, health.outbox_oldest = held.outbox.waiting(), held.outbox.oldest_pending()
+    finally:
+        held.close()
     health.trees = upstream.every_log(state.trees)
-    for row in (history or History(state)).rows():
+    for row in (history or History(state)).rows():   # every check: the bot's, a worker's, `bootbot check`
+        health.checks[row["verdict"]] = health.checks.get(row["verdict"], 0) + 1
         for entry, (status, seconds) in json.loads(row["entries"]).items():
             key = (row["tree"], entry)
             health.boots[(*key, status)] = health.boots.get((*key, status), 0) + 1
             health.boot_seconds[key] = health.boot_seconds.get(key, 0.0) + seconds
         health.build_seconds += row["build_seconds"]
     return health
-
-
-def _from_bot(db: sqlite3.Connection, health: Health) -> None:
-    health.polls = {r["source"]: dict(r) for r in db.execute("SELECT * FROM source_poll")}
-    health.messages = db.execute("SELECT COUNT(*) FROM message").fetchone()[0]
-    for table, into in (("series", health.series), ("push", health.pushes)):
-        into.update(db.execute(f"SELECT state, COUNT(*) FROM {table} GROUP BY state").fetchall())
-    health.checks.update(db.execute("SELECT verdict, COUNT(*) FROM job WHERE state = 'done' GROUP BY verdict"))
-    # the newest jobs whose last attempt ended: by the lab (a verdict of error, or an attempt to try
-    # again after one), or not
-    ended = [r[0] for r in db.execute("SELECT verdict = 'error' OR error LIKE 'LabError:%' FROM job WHERE "
-                                      "state IN ('done', 'failed') OR error IS NOT NULL ORDER BY id DESC LIMIT 100")]
-    health.lab_errors_in_a_row = next((n for n, lab in enumerate(ended) if not lab), len(ended))
-    health.jobs = [dict(r) for r in db.execute("SELECT id, state, attempts, sent, waiting FROM job WHERE state IN "
-                                               "('queued', 'running', 'sent') ORDER BY id")]
-    health.outbox, health.outbox_oldest = db.execute(
-        "SELECT COUNT(*), MIN(CASE WHEN o.state = 'pending' THEN COALESCE(o.made, j.created) END) FROM outbox o "
-        "JOIN job j ON j.id = o.job_id WHERE o.state IN ('pending', 'held')").fetchone()
 
 
 def metrics(health: Health) -> bytes:
@@ -85,15 +76,15 @@ class _Collector:
     def collect(self):
         h = self.health
         yield _family(GaugeMetricFamily, "bootbot_last_poll_seconds", "When each source was last polled (Unix time)",
-                      ["source"], {(s,): p["polled"] or 0 for s, p in h.polls.items()})
+                      ["source"], {(s,): p.polled or 0 for s, p in h.polls.items()})
         yield _family(GaugeMetricFamily, "bootbot_last_good_poll_seconds", "When each source last polled well",
-                      ["source"], {(s,): p["succeeded"] or 0 for s, p in h.polls.items()})
+                      ["source"], {(s,): p.succeeded or 0 for s, p in h.polls.items()})
         yield _family(CounterMetricFamily, "bootbot_polls", "Polls of each source", ["source"],
-                      {(s,): p["polls"] for s, p in h.polls.items()})
+                      {(s,): p.polls for s, p in h.polls.items()})
         yield _family(CounterMetricFamily, "bootbot_poll_failures", "Polls of each source that failed", ["source"],
-                      {(s,): p["failures"] for s, p in h.polls.items()})
+                      {(s,): p.failures for s, p in h.polls.items()})
         yield _family(GaugeMetricFamily, "bootbot_source_failing", "1 while a source's last poll failed",
-                      ["source"], {(s,): int(bool(p["error"])) for s, p in h.polls.items()})
+                      ["source"], {(s,): int(bool(p.error)) for s, p in h.polls.items()})
         yield _family(CounterMetricFamily, "bootbot_messages", "Mails stored from all sources", [], {(): h.messages})
         yield _family(GaugeMetricFamily, "bootbot_series", "Series by state", ["state"],
                       {(k,): v for k, v in h.series.items()})
@@ -105,8 +96,8 @@ class _Collector:
                       [], {(): h.lab_errors_in_a_row})
         yield _family(GaugeMetricFamily, "bootbot_outbox", "Replies not sent yet", [], {(): h.outbox})
         yield _family(GaugeMetricFamily, "bootbot_jobs", "Jobs not done yet, by state (queued, running, sent)",
-                      ["state"], {(state,): sum(j["state"] == state for j in h.jobs)
-                                  for state in ("queued", "running", "sent")})
+                      ["state"], {(state,): sum(j.state == state for j in h.jobs)
+                                  for state in UNFINISHED})
         fetches = {(kind, name): record for kind, tree in h.trees.items() for name, record in tree["upstreams"].items()}
         yield _family(GaugeMetricFamily, "bootbot_tree_fetch_age_seconds", "Seconds since each followed upstream "
                       "was last fetched well (since its first fetch when none went well)", ["tree", "upstream"],
@@ -134,8 +125,8 @@ def lines(health: Health, now: float | None = None) -> list[str]:
     def ago(at) -> str:
         return f"{now - at:.0f} s ago" if at else "never"
 
-    said = [f"source {s}: polled {ago(p['polled'])}, last good poll {ago(p['succeeded'])}"
-            + (f", failing: {p['error']}" if p["error"] else "") for s, p in sorted(health.polls.items())]
+    said = [f"source {s}: polled {ago(p.polled)}, last good poll {ago(p.succeeded)}"
+            + (f", failing: {p.error}" if p.error else "") for s, p in sorted(health.polls.items())]
     said += [f"mails stored: {health.messages}",
              f"series: {_counts(health.series)}; branch heads: {_counts(health.pushes)}",
              f"checks: {_counts(health.checks)}; lab errors in a row: {health.lab_errors_in_a_row}",
@@ -154,10 +145,10 @@ def lines(health: Health, now: float | None = None) -> list[str]:
     return said
 
 
-def _job(job: dict, ago) -> str:
-    where = {"queued": "queued", "running": "checking here", "sent": f"on the workers' queue, sent {ago(job['sent'])}"}
-    return f"job {job['id']}: {where[job['state']]}, attempt {job['attempts']}" \
-        + (f"; waits: {job['waiting']}" if job["waiting"] and job["state"] == "queued" else "")
+def _job(job: Job, ago) -> str:
+    where = {"queued": "queued", "running": "checking here", "sent": f"on the workers' queue, sent {ago(job.sent)}"}
+    return f"job {job.id}: {where[job.state]}, attempt {job.attempts}" \
+        + (f"; waits: {job.waiting}" if job.waiting and job.state == JobState.QUEUED else "")
 
 
 def _worker(worker: dict, ago) -> str:
@@ -190,10 +181,10 @@ def alarms(health: Health, limits: Limits, now: float | None = None) -> dict[str
     """The conditions an operator must hear of now, by key."""
     now = now or time.time()
     raised = {}
-    good = [p["succeeded"] for p in health.polls.values() if p["succeeded"]]
+    good = [p.succeeded for p in health.polls.values() if p.succeeded]
     if health.polls and now - max(good, default=0) > limits.stale_seconds:
         raised["stale"] = (f"no source has polled well for over {limits.stale_seconds:.0f} s: "
-                           + "; ".join(f"{s}: {p['error'] or 'ok'}" for s, p in sorted(health.polls.items())))
+                           + "; ".join(f"{s}: {p.error or 'ok'}" for s, p in sorted(health.polls.items())))
     if health.lab_errors_in_a_row >= limits.lab_errors:
         raised["lab"] = f"the last {health.lab_errors_in_a_row} checks ended in lab errors, not verdicts"
     for kind, tree in sorted(health.trees.items()):

@@ -6,9 +6,8 @@ from pathlib import Path
 
 from bot.boots.console import clean
 from bot.boots.locate import Location
-from bot.boots.runner import COMMAND
-from bot.folders import Outcome
-from bot.words import APPLY_FAILED, BUILD_FAILED, FLAKY, NO_BASE, PASS, REFUSED, REGRESSION, SKIP, fails
+from bot.folders import COMMAND, Outcome
+from bot.words import COMMITS, APPLY_FAILED, BUILD_FAILED, FLAKY, NO_BASE, PASS, REFUSED, REGRESSION, SKIP, fails
 
 CONSOLE_LINES = 20   # of console before the deciding line, when no failure report follows it
 CONTEXT_LINES = 8    # before a failure's report, which is quoted whole (up to its bound)
@@ -36,7 +35,7 @@ def text(outcome: Outcome, folder: Path, bot_address: str, pages: str = "") -> s
         parts.append(_reproduce(outcome, folder, failed))
     if pages:
         parts.append(f"Everything of this check (consoles, attempts, logs):\n  {pages.rstrip('/')}/checks/{folder.name}")
-    tag = (_BRANCH_TAGS if "branch" in outcome.series else _TAGS).get(outcome.verdict)
+    tag = (_BRANCH_TAGS if outcome.change_kind == COMMITS else _TAGS).get(outcome.verdict)
     if tag and outcome.known_base:   # tested, or broken, on a base that may not be the author's: no tag   # "| " first, as 0-day does: b4 would take a bare tag line as a trailer of the patch
         parts.append(f"{_wrap(tag[1])}\n| {tag[0]}: {bot_address}")
     return "\n\n".join(parts) + "\n"
@@ -64,7 +63,7 @@ _BRANCH_TAGS = {verdict: ("Reported-by", "If you fix this, kindly add the tag be
 
 
 def _first_bad(outcome: Outcome, p: dict) -> str:
-    if "commit" in p:
+    if outcome.change_kind == COMMITS:
         said = [f"Author: {p['author']}", f"Committer: {p['committer']}"] + ([f"Link: {p['link']}"] if p["link"] else [])
         return _wrap(f"First bad commit: {p['commit'][:12]} {p['subject']}", "  ") + "".join(f"\n  {l}" for l in said)
     return (_wrap(f"First bad patch: [{p['index']}/{len(outcome.series['patches'])}] {p['subject']}", "  ")
@@ -73,13 +72,14 @@ def _first_bad(outcome: Outcome, p: dict) -> str:
 
 def _name(outcome: Outcome, p: dict) -> str:
     """A patch as the list knows it: its subject tag, or a branch's commit id."""
-    if "commit" in p:
+    if outcome.change_kind == COMMITS:
         return f"commit {p['commit'][:12]} ({p['subject']})"
     return f"[PATCH {p['index']}/{len(outcome.series['patches'])}] {p['subject']}"
 
 
-def _title(series: dict) -> str:
-    if "branch" in series:
+def _title(outcome: Outcome) -> str:
+    series = outcome.series
+    if outcome.change_kind == COMMITS:
         return series["subject"]
     version = f" v{series['version']}" if series["version"] > 1 else ""
     count = f" 0/{len(series['patches'])}" if len(series["patches"]) > 1 else ""
@@ -87,7 +87,7 @@ def _title(series: dict) -> str:
 
 
 def _summary(outcome: Outcome) -> str:
-    title = _title(outcome.series)
+    title = _title(outcome)
     if outcome.verdict == PASS:
         booted = ", ".join(outcome.entries)
         return f"bootbot: PASS for {title}\n" + _wrap(f"Every boot entry the series touches boots as on the base: {booted}.")
@@ -132,7 +132,7 @@ def _regression(outcome: Outcome, title: str) -> str:
             lines.append(_wrap(f"{name}: {Location(**entry.location)}", "  "))
         if entry.changed:
             made = outcome.series["patches"][entry.changed["patch"] - 1]
-            who = f"commit {made['commit'][:12]}" if "commit" in made else f"patch {entry.changed['patch']}"
+            who = f"commit {made['commit'][:12]}" if outcome.change_kind == COMMITS else f"patch {entry.changed['patch']}"
             lines.append(f"  {who} made that line: {entry.changed['line'].strip()}")
     booted = "boots" if len(outcome.regressed) == 1 else "boot"
     lines.append(_wrap(f"In {title}; {broken} {booted} on the base." + (f" {_GUESSED}" if guessed else "")))
@@ -191,7 +191,7 @@ def console_excerpt(name: str, log: Path, entry) -> str:
 def _reproduce(outcome: Outcome, folder: Path, failed: str | None) -> str:
     """What a reader runs: bootbot's one line, or by hand the build, the files and QEMU's command
     line, with file names relative to a folder that holds the files."""
-    branch = "branch" in outcome.series
+    branch = outcome.change_kind == COMMITS
     lines = ["The commits, with git:" if branch else "Reproduce, with bootbot:", f"  {outcome.reproduce}"]
     if outcome.build_steps and outcome.base:
         what = "a commit of them checked out" if branch else f"the series applied on {outcome.base[:12]}"

@@ -1,6 +1,6 @@
-"""Where changes come from: the configuration's [[sources]], each of a kind (KINDS), each with its
-own cursor (table source_cursor), poll record (source_poll) and reply policy. A poll of one never
-holds up the others: a source that cannot be reached keeps its cursor and says why."""
+"""Where changes come from: the configuration's [[sources]], each of a kind (inbox, query, branch),
+each with its own cursors and poll record (bot/state/sources.py) and reply policy. A poll of one
+never holds up the others: a source that cannot be reached keeps its cursor and says why."""
 from __future__ import annotations
 
 import logging
@@ -11,7 +11,8 @@ from email.policy import compat32
 import re
 
 from bot.config import ConfigError
-from bot.store import Store, full, now
+from bot.state import State, full, now
+from bot.state.sources import Cursor
 from bot.words import EXIT_STATUS, ON_GUESSED_BASE
 
 log = logging.getLogger("bootbot.sources")
@@ -24,13 +25,13 @@ class Unreachable(Exception):
 
 @dataclass
 class Source:
-    """What every kind has: a name, its store, and how its changes are answered. Each kind
-    has poll(): it takes in what is new and says what ("" when nothing is), or raises
+    """What every kind has: a name, the state it stores into, and how its changes are answered.
+    Each kind has poll(): it takes in what is new and says what ("" when nothing is), or raises
     Unreachable."""
     kind: ClassVar[str]
     reply_all: ClassVar[bool] = False   # answer all the parent mail went to, not only its author and list
     name: str
-    store: Store
+    state: State
     reply_on: set[str]
     cc: list[str] = field(default_factory=list)
     url: str = ""
@@ -40,19 +41,28 @@ class Source:
         """What it follows, as `bootbot sources` and errors name it."""
         return self.url
 
-    def cursor(self, key: str):
-        return self.store.one("SELECT value, fingerprint FROM source_cursor WHERE source = ? AND key = ?",
-                              self.name, key)
+    def cursor(self, key: str) -> Cursor | None:
+        return self.state.sources.cursor(self.name, key)
 
-    def move(self, db, key: str, value: str, fingerprint: str | None = None) -> None:
+    def move(self, key: str, value: str, fingerprint: str | None = None) -> None:
         """Moves the cursor, in the caller's transaction: with what it read, or not at all."""
-        db.execute("INSERT INTO source_cursor (source, key, value, fingerprint) VALUES (?, ?, ?, ?) "
-                   "ON CONFLICT (source, key) DO UPDATE SET value = excluded.value, "
-                   "fingerprint = COALESCE(excluded.fingerprint, fingerprint)", (self.name, key, value, fingerprint))
+        self.state.sources.move(self.name, key, value, fingerprint)
 
     def cursors(self) -> dict[str, str]:
-        return {r["key"]: r["value"] for r in self.store.rows(
-            "SELECT key, value FROM source_cursor WHERE source = ? ORDER BY key", self.name)}
+        return self.state.sources.cursors(self.name)
+
+    def store(self, raw: bytes) -> bool:
+        """Stores a mail once, whichever source brings it; whether it was new."""
+        # compat32 reads header values as sent: the default policy parses them, and raises on some
+        # ("Message-ID: <@>") or cuts others ("<a,b@c>" reads "<a").
+        headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+        msgid = first_msgid(headers.get("Message-ID", ""))
+        if not msgid:
+            log.warning("message without a Message-ID skipped")
+            return False
+        parent = first_msgid(headers.get("In-Reply-To", ""))
+        references = _MSGID.findall(str(headers.get("References", "")))
+        return self.state.messages.add(msgid, raw, references[0] if references else parent or msgid, parent, self.name)
 
 
 def poll(sources: list[Source]) -> None:
@@ -69,30 +79,7 @@ def poll(sources: list[Source]) -> None:
                 raise
             new, error = "", " ".join(f"{type(e).__name__}: {e}".split())
             log.exception("source %s failed, cursor kept", source.name)
-        with source.store.transaction() as db:
-            db.execute("INSERT INTO source_poll (source) VALUES (?) ON CONFLICT (source) DO NOTHING", (source.name,))
-            db.execute("UPDATE source_poll SET polled = ?, error = ?, succeeded = CASE WHEN ? IS NULL THEN ? "
-                       "ELSE succeeded END, polls = polls + 1, failures = failures + (? IS NOT NULL) WHERE source = ?",
-                       (started, error, error, started, error, source.name))
-            if new:
-                db.execute("UPDATE source_poll SET new_at = ?, new_item = ? WHERE source = ?",
-                           (started, new, source.name))
-
-
-def store_message(db, raw: bytes, source: str) -> bool:
-    """Stores a mail once, whichever source brings it; whether it was new."""
-    # compat32 reads header values as sent: the default policy parses them, and raises on some
-    # ("Message-ID: <@>") or cuts others ("<a,b@c>" reads "<a").
-    headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
-    msgid = first_msgid(headers.get("Message-ID", ""))
-    if not msgid:
-        log.warning("message without a Message-ID skipped")
-        return False
-    parent = first_msgid(headers.get("In-Reply-To", ""))
-    references = _MSGID.findall(str(headers.get("References", "")))
-    thread = references[0] if references else parent or msgid
-    return bool(db.execute("INSERT OR IGNORE INTO message (msgid, raw, thread, parent, received, source) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", (msgid, raw, thread, parent, now(), source)).rowcount)
+        source.state.sources.polled(source.name, started, error, new)
 
 
 def first_msgid(header) -> str | None:
@@ -106,7 +93,7 @@ _COMMON = {"name", "kind", "reply_on", "cc"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
-def load(config, settings, store: Store) -> list[Source]:
+def load(config, settings, state: State) -> list[Source]:
     """The configured [[sources]]; ConfigError naming the first that is not right."""
     sources: list[Source] = []
     for table in config.list("sources"):
@@ -127,7 +114,7 @@ def load(config, settings, store: Store) -> list[Source]:
         if wrong:
             raise ConfigError(f"{where}: reply_on: {wrong[0]!r} is no verdict "
                               f"({', '.join(EXIT_STATUS)}; or {ON_GUESSED_BASE})")
-        common = dict(name=name, store=store, reply_on=set(reply_on), cc=_words(table, "cc", [], where))
+        common = dict(name=name, state=state, reply_on=set(reply_on), cc=_words(table, "cc", [], where))
         sources.append(_make(kind, table, common, config, settings, where))
     return sources
 
@@ -157,4 +144,4 @@ def _make(kind: str, table: dict, common: dict, config, settings, where: str) ->
     site = settings.sites.get(table["tree"])
     if site is None:
         raise ConfigError(f"{where}: tree {table['tree']!r} is not a configured tree ([trees.{table['tree']}] path)")
-    return Branch(**common, url=table["url"], branch=table["branch"], tree=table["tree"], tree_path=site.path)
+    return Branch(**common, url=table["url"], branch=table["branch"], tree_kind=table["tree"], tree_path=site.path)

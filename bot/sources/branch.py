@@ -15,7 +15,6 @@ from urllib.parse import unquote
 
 from bot.changes.change import Change, Patch
 from bot.sources import Source, Unreachable
-from bot.store import now
 
 log = logging.getLogger("bootbot.branch")
 _LINK = re.compile(r"^Link:\s*(\S+)\s*$", re.M | re.I)
@@ -26,7 +25,7 @@ _FIELDS = "%H%x00%aN%x03%aE%x00%cN%x03%cE%x00%s%x00%B%x02"   # names and address
 class Branch(Source):
     kind: ClassVar[str] = "branch"
     branch: str = ""
-    tree: str = ""             # the kind of tree its commits are (a worker fetches them into its own)
+    tree_kind: str = ""        # the kind of tree its commits are (a worker fetches them into its own)
     tree_path: Path = Path()   # the configured tree of that kind: the fetched commits go there
     timeout: float = 120
 
@@ -40,7 +39,7 @@ class Branch(Source):
 
     def poll(self) -> str:
         last = self.cursor("head")
-        last = last["value"] if last else None
+        last = last.value if last else None
         if self._remote_head() == last:
             return ""
         self._git("fetch", "--quiet", "--no-tags", self.url, f"+refs/heads/{self.branch}:{self.ref}")
@@ -49,11 +48,10 @@ class Branch(Source):
             else self._answer("merge-base", last, head)
         if base:   # its commits stay in the tree, whatever the branch does next, until checked
             self._git("update-ref", f"refs/bootbot/{self.name}/{head}", head)
-        with self.store.transaction() as db:
+        with self.state.transaction():
             if base:
-                db.execute("INSERT OR IGNORE INTO push (source, base, head, state, first_seen) "
-                           "VALUES (?, ?, ?, 'waiting', ?)", (self.name, base, head, now()))
-            self.move(db, "head", head)
+                self.state.pushes.add(self.name, base, head)
+            self.move("head", head)
         if last is None:   # the first sight: later heads are checked from here
             return f"{self.branch} at {head[:12]}"
         if base is None:

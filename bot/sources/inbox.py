@@ -18,7 +18,7 @@ from urllib.parse import quote
 import git
 import requests
 
-from bot.sources import Source, Unreachable, store_message
+from bot.sources import Source, Unreachable
 
 log = logging.getLogger("bootbot.inbox")
 _EPOCH = re.compile(r"/git/(\d+)\.git$")
@@ -42,12 +42,10 @@ class Inbox(Source):
         stored = 0
         for epoch, fingerprint in sorted(self._manifest().items()):
             cursor = self.cursor(f"epoch {epoch}")
-            if cursor and cursor["fingerprint"] == fingerprint:
+            if cursor and cursor.fingerprint == fingerprint:
                 continue
-            stored += self._read_epoch(epoch, cursor["value"] if cursor else None)
-            with self.store.transaction() as db:
-                db.execute("UPDATE source_cursor SET fingerprint = ? WHERE source = ? AND key = ?",
-                           (fingerprint, self.name, f"epoch {epoch}"))
+            stored += self._read_epoch(epoch, cursor.value if cursor else None)
+            self.state.sources.fingerprint(self.name, f"epoch {epoch}", fingerprint)
         return f"{stored} messages" if stored else ""
 
     def _manifest(self) -> dict[int, str]:
@@ -74,12 +72,12 @@ class Inbox(Source):
         commits = mirror.git.rev_list("--reverse", span).split()
         for start in range(0, len(commits), BATCH):
             batch = commits[start:start + BATCH]
-            with self.store.transaction() as db:
+            with self.state.transaction():
                 for commit in batch:
                     raw = self._message_of(mirror, commit)
                     if raw is not None:
-                        store_message(db, raw, self.name)
-                self.move(db, f"epoch {epoch}", batch[-1])
+                        self.store(raw)
+                self.move(f"epoch {epoch}", batch[-1])
         log.info("%s epoch %d: %d new commits", self.name, epoch, len(commits))
         return len(commits)
 
@@ -104,13 +102,10 @@ class Inbox(Source):
     def adopt(self, legacy_mirrors: Path) -> None:
         """An older bootbot's one archive (table `cursor`, mirrors in state/archive/) becomes this
         source's, so an upgrade reads on from where it was instead of from the start."""
-        if not self.store.one("SELECT name FROM sqlite_master WHERE name = 'cursor'"):
-            return
-        with self.store.transaction() as db:
-            for row in db.execute("SELECT epoch, commit_id, fingerprint FROM cursor").fetchall():
-                self.move(db, f"epoch {row['epoch']}", row["commit_id"], row["fingerprint"])
-            db.execute("DROP TABLE cursor")
-            db.execute("UPDATE message SET source = ? WHERE source IS NULL", (self.name,))   # its series' replies Cc its list
+        with self.state.transaction():
+            if not self.state.sources.adopt_legacy_cursor(self.name):
+                return
+            self.state.messages.claim_unsourced(self.name)   # its series' replies Cc its list
         if legacy_mirrors.is_dir() and not self.mirrors.exists():
             self.mirrors.parent.mkdir(parents=True, exist_ok=True)
             legacy_mirrors.rename(self.mirrors)

@@ -16,8 +16,8 @@ from urllib.parse import quote, unquote
 
 import requests
 
-from bot.sources import Source, Unreachable, store_message
-from bot.store import now
+from bot.sources import Source, Unreachable
+from bot.state import now
 
 log = logging.getLogger("bootbot.query")
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -42,17 +42,13 @@ class Query(Source):
     def poll(self) -> str:
         started = now()
         cursor = self.cursor("since")
-        since = float(cursor["value"]) - OVERLAP if cursor else started - self.first_days * 86400
+        since = float(cursor.value) - OVERLAP if cursor else started - self.first_days * 86400
         # a series it found still waits for patches: they may not match the search (a docs patch)
-        waiting = [r["thread"] for r in self.store.rows(
-            "SELECT DISTINCT s.thread FROM series s JOIN message m ON m.msgid = s.head "
-            "WHERE s.state = 'waiting' AND m.source = ?", self.name)]
-        new = sum(map(self._take_thread, waiting))
+        new = sum(map(self._take_thread, self.state.series.waiting_threads(self.name)))
         for msgid in self._search(f"({self.query}) AND rt:@{int(since)}.."):
-            if not self.store.one("SELECT 1 FROM message WHERE msgid = ?", msgid):   # else its thread came with it
+            if not self.state.messages.has(msgid):   # else its thread came with it
                 new += self._take_thread(msgid)
-        with self.store.transaction() as db:
-            self.move(db, "since", str(started))
+        self.move("since", str(started))
         return f"{new} messages" if new else ""
 
     def _search(self, query: str) -> list[str]:
@@ -96,8 +92,8 @@ class Query(Source):
         if too_big:   # anyone can post: a huge mail is not stored or parsed
             log.warning("%s: %d messages of <%s>'s thread skipped: over limits.max_message_bytes",
                         self.name, len(too_big), msgid)
-        with self.store.transaction() as db:
-            new = sum(store_message(db, raw, self.name) for raw in raws if raw not in too_big)
+        with self.state.transaction():
+            new = sum(self.store(raw) for raw in raws if raw not in too_big)
         log.info("%s: the thread of <%s>, %d messages, %d new", self.name, msgid, len(raws), new)
         return new
 

@@ -86,7 +86,7 @@ def lost_lines(tree: Tree, out: Path) -> list[str]:
     if not (tree.config and tree.fragment):
         return []
     config = f"\n{(out / tree.config).read_text()}\n"
-    return [line for line in tree.settings() if f"\n{line}\n" not in config]
+    return [line for line in tree.fragment_lines() if f"\n{line}\n" not in config]
 
 
 def configure(tree: Tree, steps: _Steps, say: Say) -> Finished:

@@ -74,7 +74,7 @@ class Tree:
         """Whether the git tree at `tree` is of this kind (it has the kind's marks)."""
         return bool(self.marks) and all((tree / mark).is_file() for mark in self.marks)
 
-    def settings(self) -> list[str]:
+    def fragment_lines(self) -> list[str]:
         """The fragment's CONFIG_ lines: what every build of this kind must have set."""
         return [l for l in self.fragment.read_text().splitlines() if l.startswith("CONFIG_")] if self.fragment else []
 

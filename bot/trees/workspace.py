@@ -31,13 +31,13 @@ class ApplyFailed(Exception):
 
 @dataclass
 class Workspace:
-    source: Path    # the worktree
+    worktree: Path
     build: Path     # the O= build folder
     slot: int       # which of the tree's workspaces: builds at once never share one
 
     @property
     def repo(self) -> git.Repo:
-        repo = git.Repo(self.source)
+        repo = git.Repo(self.worktree)
         repo.git.update_environment(**_IDENTITY)
         return repo
 
@@ -51,7 +51,7 @@ class Workspace:
     def apply(self, mbox: bytes) -> list[str]:
         """Applies an am-ready mbox on the checked-out commit; returns the new commits."""
         before = self.repo.head.commit.hexsha
-        am = subprocess.run(["git", "am", "-3", "--keep-cr"], cwd=self.source, input=mbox,
+        am = subprocess.run(["git", "am", "-3", "--keep-cr"], cwd=self.worktree, input=mbox,
                             capture_output=True, env={**os.environ, **_IDENTITY})
         if am.returncode != 0:
             output = (am.stdout + am.stderr).decode("utf-8", "replace")
@@ -95,12 +95,12 @@ def _lock_free_slot(home: Path, slots: int):
 
 
 def _prepare(tree: Path, home: Path, slot: int) -> Workspace:
-    workspace = Workspace(source=home / str(slot) / "src", build=home / str(slot) / "build", slot=slot)
-    if not _registered(workspace.source):
-        shutil.rmtree(workspace.source, ignore_errors=True)   # the worktree of a tree cloned again at that path
+    workspace = Workspace(worktree=home / str(slot) / "src", build=home / str(slot) / "build", slot=slot)
+    if not _registered(workspace.worktree):
+        shutil.rmtree(workspace.worktree, ignore_errors=True)   # the worktree of a tree cloned again at that path
         repo = git.Repo(tree)
         repo.git.worktree("prune")
-        repo.git.worktree("add", "--detach", str(workspace.source), "HEAD")
+        repo.git.worktree("add", "--detach", str(workspace.worktree), "HEAD")
     workspace.build.mkdir(parents=True, exist_ok=True)
     return workspace
 

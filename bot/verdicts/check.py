@@ -12,19 +12,18 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Protocol
 
-from bot.boots import runner
 from bot.boots.entry import Entry
 from bot.boots.runner import BootResult
 from bot.changes import guard
 from bot.changes.change import Change
 from bot import folders
-from bot.folders import BuildRecord, EntryOutcome, Outcome
+from bot.folders import COMMAND, CONSOLE, RESULT, BuildRecord, EntryOutcome, Outcome
 from bot.settings import Rules, Settings
 from bot.trees import base as base_module, workspace
 from bot.trees.base import Base
 from bot.trees.build import Build
 from bot.trees.tree import Tree
-from bot.words import (APPLY_FAILED, BUILD_FAILED, ERROR, FAIL, FLAKY, NO_BASE, PASS, REFUSED, REGRESSION,
+from bot.words import (COMMITS, APPLY_FAILED, BUILD_FAILED, ERROR, FAIL, FLAKY, NO_BASE, PASS, REFUSED, REGRESSION,
                                 SKIP, TIMEOUT, counts, regressed)
 from bot.verdicts.workbench import Workbench
 
@@ -47,7 +46,7 @@ class Parts(Protocol):
         """Boots `entries` of a build once, into boots/<phase>/<entry>[.<attempt>] of the folder,
         each within its limits (overall, silence) when `limits` names it."""
 
-    def origin(self, commit: str, path: str, line: int) -> tuple[str, str] | None:
+    def blame(self, commit: str, path: str, line: int) -> tuple[str, str] | None:
         """The commit that last changed line `line` of `path` at `commit`, and the line's text."""
 
 
@@ -64,17 +63,17 @@ class _BaseBroken(Exception):
 
 
 def check(series: Change, settings: Settings, progress: Progress = lambda message: None,
-          only: list[str] | None = None, tree_path: Path | None = None, source: str = "SERIES",
+          only: list[str] | None = None, tree_path: Path | None = None, named: str = "SERIES",
           origin: dict | None = None) -> Path:
     """Checks `series`, `only` narrowing the entries it touches to those named (a retest);
     returns its result folder. `tree_path`: the tree to use instead of the configured one;
-    `source`: how the reproduce line names the series (a file, a Message-ID); `origin`: where
-    it came from, for pages (source, link)."""
+    `named`: how the reproduce line names the series (a file's name, a Message-ID); `origin`:
+    where it came from, for pages (source, archive, link)."""
     folder = folders.new_folder(settings.state.results)
     selection = settings.select(series.files, only, tree_path)
     tree = selection.tree and selection.tree.name
     facts = {"series": series_facts(series), "strict_experimental": settings.rules.strict_experimental, "tree": tree,
-             "reproduce": _reproduce(series, source, tree, tree_path), "origin": origin or {}}
+             "reproduce": _reproduce(series, named, tree), "origin": origin or {}}
     refused = guard.refusal(series, settings.series_limits)
     if refused:
         outcome = Outcome(REFUSED, detail=[refused], **facts)
@@ -90,7 +89,7 @@ def check(series: Change, settings: Settings, progress: Progress = lambda messag
         outcome.tree, outcome.reproduce = tree, facts["reproduce"]
         outcome.origin = facts["origin"]
         outcome.build_steps = build_steps(selection.tree)
-        outcome.fragment = selection.tree.settings()
+        outcome.fragment = selection.tree.fragment_lines()
     folders.write(folder, outcome)
     return folder
 
@@ -103,10 +102,11 @@ def build_steps(tree: Tree) -> list[str]:
             for step in (*tree.configure, *tree.build)]
 
 
-def _reproduce(series: Change, source: str, tree: str | None, tree_path: Path | None) -> str:
-    if series.branch:   # no command checks a range yet: the commits, as a person would look at them
+def _reproduce(series: Change, named: str, kind: str | None) -> str:
+    """The command that checks the same again, naming no path of this machine's."""
+    if series.kind == COMMITS:   # no command checks a range yet: the commits, as a person would look at them
         return f"git fetch {series.branch} && git log --first-parent {series.base_commit}..{series.commits[-1]}"
-    return f"bootbot check {source} --tree {shlex.quote(str(tree_path)) if tree_path else f'~/{tree}'}"
+    return f"bootbot check {named}" + (f" --tree ~/{kind}" if kind else "")
 
 
 def series_facts(series: Change) -> dict:
@@ -114,9 +114,10 @@ def series_facts(series: Change) -> dict:
     author, committer and Link: posting."""
     commit = ("commit", "author", "committer", "link")
     return {"subject": series.subject, "version": series.version, "author": series.patches[0].author,
-            **({"branch": series.branch} if series.branch else {}),
+            "kind": series.kind, **({"branch": series.branch} if series.kind == COMMITS else {}),
             "patches": [{"index": p.index, "subject": p.subject, "msgid": p.msgid,
-                         **({key: getattr(p, key) for key in commit} if p.commit else {})} for p in series.patches]}
+                         **({key: getattr(p, key) for key in commit} if series.kind == COMMITS else {})}
+                        for p in series.patches]}
 
 
 @dataclass
@@ -170,7 +171,7 @@ def _attempts(results: list[BootResult]) -> list[dict]:
 
 
 def _read_boot(folder: Path) -> BootResult:
-    return BootResult(**json.loads((folder / runner.RESULT).read_text()))
+    return BootResult(**json.loads((folder / RESULT).read_text()))
 
 
 def decide(series: Change, entries: list[Entry], base: Base, parts: Parts, cache: Path, folder: Path,
@@ -227,16 +228,16 @@ class _Check:
         """The patch of the series that made the source line a boot died on, and the line."""
         if not location.get("file"):
             return {}
-        origin = self.parts.origin(self.commits[-1], location["file"], location["line"])
-        if not origin or origin[0] not in self.commits:
+        blamed = self.parts.blame(self.commits[-1], location["file"], location["line"])
+        if not blamed or blamed[0] not in self.commits:
             return {}
-        return {"patch": self.commits.index(origin[0]) + 1, "line": origin[1]}
+        return {"patch": self.commits.index(blamed[0]) + 1, "line": blamed[1]}
 
     def baseline(self) -> dict[str, Judged]:
         """The base's result for each entry, in boots/base/ of the folder: booted (and confirmed)
         once per base, declarations and lab (`cache` is named after them), then copied from the
         cache."""
-        missing = [e for e in self.entries if not (self.cache / e.name / runner.RESULT).exists()]
+        missing = [e for e in self.entries if not (self.cache / e.name / RESULT).exists()]
         judged = self.boot_base(missing, 1) if missing else {}
         self.measured = set(judged)   # booted in this run, not taken from the cache
         for e in self.entries:
@@ -404,7 +405,7 @@ def _copy_boot(source: Path, target: Path) -> None:
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    for name in (runner.CONSOLE, runner.COMMAND, runner.RESULT):
+    for name in (CONSOLE, COMMAND, RESULT):
         if (source / name).exists():
             shutil.copyfile(source / name, partial / name)
     shutil.rmtree(target, ignore_errors=True)
@@ -418,8 +419,8 @@ def _take_cached(cached: Path, folder: Path, where: Path) -> BootResult:
     """A cached boot, copied to `where` in the result folder, its log named there (it was booted
     maybe as a retry, into <entry>.<attempt>)."""
     _copy_boot(cached, folder / where)
-    taken = replace(_read_boot(folder / where), log=str(where / runner.CONSOLE))
-    (folder / where / runner.RESULT).write_text(json.dumps(asdict(taken), indent=1) + "\n")
+    taken = replace(_read_boot(folder / where), log=str(where / CONSOLE))
+    (folder / where / RESULT).write_text(json.dumps(asdict(taken), indent=1) + "\n")
     return taken
 
 

@@ -15,6 +15,7 @@ from bot.boots import runner
 from bot.boots.entry import Entry
 from bot.boots.runner import BootResult
 from bot.changes.change import Change
+from bot.words import COMMITS
 from bot.sandbox import Sandbox
 from bot.settings import Settings
 from bot.trees import build as build_module
@@ -50,9 +51,9 @@ class Workbench:
 
     def apply(self, base: str, change: Change) -> list[str]:
         self.ws.checkout(base)
-        return self.ws.apply(change.am_mbox) if change.am_messages else change.commits
+        return change.commits if change.kind == COMMITS else self.ws.apply(change.am_mbox)
 
-    def origin(self, commit: str, path: str, line: int) -> tuple[str, str] | None:
+    def blame(self, commit: str, path: str, line: int) -> tuple[str, str] | None:
         """The commit that last changed line `line` of `path` at `commit`, and the line."""
         try:
             blame = self.ws.repo.git.blame("--porcelain", "-L", f"{line},{line}", commit, "--", path)
@@ -67,7 +68,7 @@ class Workbench:
         self.ws.checkout(commit)
         # A uid per workspace: the process limit counts per uid, so builds at once do not share it.
         sandbox = Sandbox(self.settings.lab.sandbox.uid + 1 + self.ws.slot, self.settings.sandbox_limits)
-        built = build_module.build(self.tree, self.ws.source, self.ws.build, self.settings.make_jobs, sandbox,
+        built = build_module.build(self.tree, self.ws.worktree, self.ws.build, self.settings.make_jobs, sandbox,
                                    self.progress)
         # the workspace's log is rewritten by its next build: the result folder keeps each one
         kept = self.folder / "builds" / f"{len(list(self.folder.glob('builds/*'))) + 1}-{phase}" / "build.log"
@@ -86,6 +87,6 @@ class Workbench:
                                       "built")
         return runner.boot(entries, files, settings.lab, self.folder / "boots" / phase, root=self.folder,
                            patterns=settings.declarations.patterns, probe=self.tree.probe,
-                           symbols=self.tree.symbols_of(built.artifacts, self.ws.source), attempt=attempt,
+                           symbols=self.tree.symbols_of(built.artifacts, self.ws.worktree), attempt=attempt,
                            limits=limits,
                            progress=lambda name, result: result and self.progress(result.progress_line()))

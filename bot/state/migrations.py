@@ -1,13 +1,12 @@
-"""Everything the bot holds, in one SQLite file under state/: archive cursors, messages, series,
-jobs and the outbox. Each step of the bot changes it in one transaction, so a crash leaves
-either the whole step or none of it: nothing is lost, nothing is done twice."""
+"""The database's tables, made and changed by numbered migrations: `PRAGMA user_version` says how
+many a database has had; each runs once, in a transaction of its own, in order. A migration is
+never changed once released: a new one is added after it."""
 from __future__ import annotations
 
-import errno
-import sqlite3
-import time
-from contextlib import contextmanager
-from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from bot.state.database import Database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS source_cursor (
@@ -99,75 +98,59 @@ CREATE TABLE IF NOT EXISTS notice (
 );
 """
 
-
-class Store:
-    def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # serve's scheduler runs each cycle in a worker thread; cycles never overlap, so one
-        # connection may pass between threads.
-        self.db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")   # a reply recorded is a reply kept
-        self.db.executescript(SCHEMA)
-        self._upgrade()
-
-    def _upgrade(self) -> None:
-        """A database made by an older bootbot: CREATE TABLE IF NOT EXISTS leaves its tables as they were."""
-        if next((c["notnull"] for c in self.rows("PRAGMA table_info(job)") if c["name"] == "series_id"), 0):
-            self._remake("job")   # a job was a series' alone: SQLite cannot drop NOT NULL in place
-        for table, column, kind in (("job", "error", "TEXT"), ("job", "result", "TEXT"), ("outbox", "sent_at", "REAL"),
-                                    ("outbox", "reviewed", "INTEGER NOT NULL DEFAULT 0"), ("message", "source", "TEXT"),
-                                    ("job", "push_id", "INTEGER REFERENCES push(id)"),
-                                    ("outbox", "made", "REAL"), ("source_poll", "polls", "INTEGER NOT NULL DEFAULT 0"),
-                                    ("source_poll", "failures", "INTEGER NOT NULL DEFAULT 0"),
-                                    ("job", "task", "TEXT"), ("job", "queue", "TEXT"), ("job", "sent", "REAL"), ("job", "waiting", "TEXT")):
-            if column not in {c["name"] for c in self.rows(f"PRAGMA table_info({table})")}:
-                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-
-    def _remake(self, table: str) -> None:
-        """`table` made again as SCHEMA has it, its rows kept (columns it lacked get their defaults)."""
-        with self.transaction() as db:
-            db.execute("PRAGMA legacy_alter_table = ON")   # the outbox's reference must keep naming `job`
-            db.execute(f"ALTER TABLE {table} RENAME TO old_{table}")
-            create = SCHEMA[SCHEMA.index(f"CREATE TABLE IF NOT EXISTS {table} ("):]
-            db.execute(create[:create.index(");") + 2])
-            kept = [c["name"] for c in db.execute(f"PRAGMA table_info(old_{table})")]
-            db.execute(f"INSERT INTO {table} ({', '.join(kept)}) SELECT {', '.join(kept)} FROM old_{table}")
-            db.execute(f"DROP TABLE old_{table}")
-            db.execute("PRAGMA legacy_alter_table = OFF")
-
-    @contextmanager
-    def transaction(self):
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-            self.db.execute("COMMIT")   # on a full disk, often this is what fails (WAL pages are written here)
-        except BaseException:
-            if self.db.in_transaction:   # SQLite may have rolled back by itself (disk full, I/O error)
-                self.db.execute("ROLLBACK")
-            raise
-
-    def rows(self, sql: str, *args) -> list[sqlite3.Row]:
-        return self.db.execute(sql, args).fetchall()
-
-    def one(self, sql: str, *args) -> sqlite3.Row | None:
-        return self.db.execute(sql, args).fetchone()
-
-    def close(self) -> None:
-        self.db.close()
+# Columns an older bootbot's database lacks, made before numbered migrations (CREATE TABLE IF NOT
+# EXISTS leaves its tables as they were).
+_BEFORE_MIGRATIONS = (
+    ("job", "error", "TEXT"), ("job", "result", "TEXT"), ("outbox", "sent_at", "REAL"),
+    ("outbox", "reviewed", "INTEGER NOT NULL DEFAULT 0"), ("message", "source", "TEXT"),
+    ("job", "push_id", "INTEGER REFERENCES push(id)"), ("outbox", "made", "REAL"),
+    ("source_poll", "polls", "INTEGER NOT NULL DEFAULT 0"), ("source_poll", "failures", "INTEGER NOT NULL DEFAULT 0"),
+    ("job", "task", "TEXT"), ("job", "queue", "TEXT"), ("job", "sent", "REAL"), ("job", "waiting", "TEXT"),
+)
 
 
-class StateFull(Exception):
-    """The disk under state/ is full: the step that hit it was rolled back, and the cycle stopped."""
+def _tables(db) -> None:
+    """1: the tables of bootbot 0.1; a database an older bootbot made gets what they gained."""
+    for statement in _statements(SCHEMA):   # executescript would commit the migration's transaction
+        db.execute(statement)
+    if next((c["notnull"] for c in db.execute("PRAGMA table_info(job)") if c["name"] == "series_id"), 0):
+        _remake(db, "job")   # a job was a series' alone: SQLite cannot drop NOT NULL in place
+    for table, column, kind in _BEFORE_MIGRATIONS:
+        if column not in {c["name"] for c in db.execute(f"PRAGMA table_info({table})")}:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
-def full(error: BaseException) -> bool:
-    """Whether `error` says the disk is full, in SQLite's words or the system's."""
-    if isinstance(error, sqlite3.OperationalError):
-        return error.sqlite_errorcode == sqlite3.SQLITE_FULL
-    return isinstance(error, OSError) and error.errno == errno.ENOSPC
+def _error_kind(db) -> None:
+    """2: why a job's last attempt ended, as a word (Failure in bot/state/jobs.py), not a prefix
+    of its text: a lab error told by a worker was "RuntimeError: on NAME: LabError: ..."."""
+    db.execute("ALTER TABLE job ADD COLUMN error_kind TEXT")
+    db.execute("UPDATE job SET error_kind = 'lab' WHERE error LIKE 'LabError:%' OR error LIKE '%: LabError:%'")
 
 
-def now() -> float:
-    return time.time()
+MIGRATIONS: list[Callable] = [_tables, _error_kind]
+
+
+def migrate(database: Database) -> None:
+    done = database.db.execute("PRAGMA user_version").fetchone()[0]
+    for number, migration in enumerate(MIGRATIONS[done:], done + 1):
+        with database.transaction() as db:
+            migration(db)
+            db.execute(f"PRAGMA user_version = {number}")
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of a script, its comments (which may hold a ';') left out."""
+    bare = "\n".join(line.split("--", 1)[0] for line in script.splitlines())
+    return [s.strip() + ";" for s in bare.split(";") if s.strip()]
+
+
+def _remake(db, table: str) -> None:
+    """`table` made again as SCHEMA has it, its rows kept (columns it lacked get their defaults)."""
+    db.execute("PRAGMA legacy_alter_table = ON")   # the outbox's reference must keep naming `job`
+    db.execute(f"ALTER TABLE {table} RENAME TO old_{table}")
+    create = SCHEMA[SCHEMA.index(f"CREATE TABLE IF NOT EXISTS {table} ("):]
+    db.execute(create[:create.index(");") + 2])
+    kept = [c["name"] for c in db.execute(f"PRAGMA table_info(old_{table})")]
+    db.execute(f"INSERT INTO {table} ({', '.join(kept)}) SELECT {', '.join(kept)} FROM old_{table}")
+    db.execute(f"DROP TABLE old_{table}")
+    db.execute("PRAGMA legacy_alter_table = OFF")

@@ -1,4 +1,4 @@
-"""The daemon's side of the queue: which workers are alive and what they offer (their records),
+"""The bot's side of the queue: which workers are alive and what they offer (their records),
 sending a job to a queue whose workers can run it, and taking its answer back."""
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from celery.result import AsyncResult
 
 from bot import queue
 from bot.config import Config
+from bot.queue.assignment import Assignment
+from bot.state.jobs import Failure
 
 _AWAY = (redis.RedisError, kombu.exceptions.OperationalError, OSError)
 
@@ -22,9 +24,10 @@ class Answer:
     worker: str = ""
     folder: bytes = b""   # the packed result folder
     error: str = ""       # the check raised on the worker: no verdict
+    failure: Failure = Failure.BUG   # how, then
 
 
-class Workers:
+class Dispatch:
     def __init__(self, config: Config):
         self.app = queue.app(config, worker=False)
         self.redis = queue.client(config)
@@ -39,7 +42,7 @@ class Workers:
             raise queue.BrokerAway(str(e)) from e
         return [json.loads(r) for r in records if r]
 
-    def send(self, task: str, payload: dict, needs: list[str], live: list[dict]) -> str:
+    def send(self, task: str, assignment: Assignment, needs: list[str], live: list[dict]) -> str:
         """Sends the job to the queue of workers offering all it needs, an idle one's first, and
         names the queue; "" when no worker alive offers them (it is not sent). The worker chosen
         counts as busy in `live` from then on, so the next job goes to another idle one."""
@@ -48,10 +51,10 @@ class Workers:
             return ""
         chosen = min(able, key=lambda w: w["job"] is not None)
         try:
-            self.app.send_task(queue.TASK, args=[payload], task_id=task, queue=chosen["queue"], retry=False)
+            self.app.send_task(queue.TASK, args=[assignment.to_json()], task_id=task, queue=chosen["queue"], retry=False)
         except _AWAY as e:
             raise queue.BrokerAway(str(e)) from e
-        chosen["job"] = chosen["job"] or {"id": payload["job"]}
+        chosen["job"] = chosen["job"] or {"id": assignment.job}
         return chosen["queue"]
 
     def answer(self, task: str) -> Answer:
@@ -63,8 +66,9 @@ class Workers:
             raise queue.BrokerAway(str(e)) from e
         if state == "SUCCESS":
             return Answer(False, value["worker"], base64.b64decode(value["folder"]))
-        if state == "FAILURE":   # the worker's exception names it (worker.Failed)
-            return Answer(False, "a worker", error=str(value))
+        if state == "FAILURE":   # the worker's exception: "KIND on NAME: ..." (worker.Failed)
+            kind, _, said = str(value).partition(" ")
+            return Answer(False, "a worker", error=said, failure=Failure(kind) if kind in set(Failure) else Failure.BUG)
         return Answer(True)
 
     def forget(self, task: str) -> None:
