@@ -6,8 +6,8 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from bot import config as configuration
 from bot.words import EXIT_STATUS, LabError, fails
@@ -49,11 +49,13 @@ def _parser(declared) -> argparse.ArgumentParser:
     boot.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
     boot.add_argument("--append", default="", help="extra kernel command line for every entry")
     boot.add_argument("--accel", choices=["auto", "kvm", "tcg"], help="default from the configuration")
-    boot.add_argument("--silence", type=float, metavar="SECONDS", help="declare a boot hung after this much console silence")
+    boot.add_argument("--silence", type=float, metavar="SECONDS",
+                      help="declare a boot hung after this much console silence")
     check = commands.add_parser("check", help="apply a series, build, boot what it touches, compare with the base")
     check.add_argument("series", help="an mbox file, or a Message-ID or archive link to fetch")
-    check.add_argument("--tree", type=Path, help="the git tree to apply to; default: the current directory when it "
-                                                 "is a git tree of a kind, else the configured tree of the series' kind")
+    check.add_argument("--tree", type=Path, help="the git tree to apply to; default: the current directory when "
+                                                 "it is a git tree of a kind, else the configured tree of the "
+                                                 "series' kind")
     check.add_argument("--json", type=Path, metavar="FILE", help="write the outcome as JSON")
     check.add_argument("--accel", choices=["auto", "kvm", "tcg"], help="default from the configuration")
     classify = commands.add_parser("classify", help="judge a saved console log as a boot would be judged")
@@ -72,7 +74,8 @@ def _parser(declared) -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="check the jobs the list bot sends through queue.broker, one at a time")
     worker.add_argument("--name", help="its name among the workers (default: worker.name, else this host's name)")
     commands.add_parser("sources", help="the list bot's sources: each one's cursor, last poll, last new item, error")
-    trees = commands.add_parser("trees", help="the trees and the upstream branches they follow; fetch them, or make one")
+    trees = commands.add_parser("trees", help="the trees and the upstream branches they follow; fetch them, "
+                                              "or make one")
     action = trees.add_subparsers(dest="action", parser_class=_Parser)
     fetch = action.add_parser("fetch", help="fetch every followed branch now")
     fetch.add_argument("kind", nargs="?", choices=list(declared.trees), help="only this tree kind's")
@@ -145,6 +148,7 @@ def _boot(args, config, declared) -> int:
 
 def _check(args, config, declared) -> int:
     import shlex
+
     from bot import settings
     from bot.changes import series as series_module
     from bot.verdicts import check
@@ -174,6 +178,7 @@ def _check(args, config, declared) -> int:
 def _classify(args, config, declared) -> int:
     """Re-judges an old log with today's patterns: what an operator runs after changing them."""
     import re
+
     from bot.boots.console import Console, judge_log
 
     tree = declared.trees[args.tree]
@@ -210,6 +215,7 @@ def _print_report(folder: Path, config, json_file: Path | None) -> int:
 
 def _bot(args, config, declared) -> int:
     import logging
+
     from bot import daemon
     from bot.state import StateFull
 
@@ -230,6 +236,7 @@ def _bot(args, config, declared) -> int:
 def _sources(args, config, declared) -> int:
     """What the bot follows and how far it has read: from the state alone, no server is asked."""
     import time
+
     from bot import settings, sources
     from bot.state import State
 
@@ -282,6 +289,7 @@ def _trees(args, config, declared) -> int:
 
 def _tree_lines(kind: str, site, logs: Path) -> list[str]:
     import time
+
     from bot.trees import upstream
 
     def when(at) -> str:
@@ -387,6 +395,7 @@ def _status(args, config, declared) -> int:
 def _worker(args, config, declared) -> int:
     import logging
     import socket
+
     from bot.queue.worker import Worker
 
     if not config.get("queue", "broker"):
@@ -408,6 +417,7 @@ def _outbox(args, config, declared) -> int:
     """The operator's hand on the brake: held replies go out only when approved here."""
     import sqlite3
     from email.parser import BytesHeaderParser
+
     from bot import settings
     from bot.state import State
     from bot.state.outbox import OutboxChanged, ReplyState

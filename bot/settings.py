@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from bot import declarations
 from bot.boots.files import Files
@@ -118,7 +118,8 @@ def load(config: Config, accel: str | None = None, declared: Declarations | None
         make_jobs=config.get("build", "jobs") or os.cpu_count() or 1, lab=lab(config, accel),
         series_limits=SeriesLimits(**{key: config.get("limits", key) for key in SeriesLimits.__dataclass_fields__}),
         sandbox_limits=sandbox_limits(config),
-        rules=Rules(strict_experimental=config.get("boot", "strict_experimental"), confirm=config.get("boot", "confirm"),
+        rules=Rules(strict_experimental=config.get("boot", "strict_experimental"),
+                    confirm=config.get("boot", "confirm"),
                     timeout_factor=config.get("boot", "timeout_factor"),
                     silence_factor=config.get("boot", "silence_factor")))
 

@@ -9,7 +9,8 @@ still ends it."""
 from __future__ import annotations
 
 import multiprocessing
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 _CONTEXT = multiprocessing.get_context("fork")

@@ -184,7 +184,7 @@ class _Qmp:
             self.sock.settimeout(max(seconds, 0.01))
             try:
                 chunk = self.sock.recv(65536)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 return {}
             except OSError:
                 raise EOFError from None

@@ -4,9 +4,9 @@ from __future__ import annotations
 import fnmatch
 import re
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
 
 # The values each run gives the templates besides an entry's own: the accelerator, the run's
 # nonce, and the command line the operator appends (`bootbot boot --append`).

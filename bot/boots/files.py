@@ -9,10 +9,10 @@ import shlex
 import shutil
 import tempfile
 import tomllib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Callable, Iterable, Mapping
 
 from bot.boots import initramfs, kernel_image
 from bot.boots.kernel_image import BadImage

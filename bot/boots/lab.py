@@ -1,9 +1,9 @@
 """The boot lab: what of the host a boot uses ([lab] and [boot] in the configuration)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from bot.sandbox import Sandbox
 

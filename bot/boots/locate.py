@@ -1,7 +1,8 @@
 """Where a boot died when its console does not say: the instruction pointer of the vCPU when the
 machine stopped (a reset, a triple fault: which exception began it, from QEMU's exception log
 when a retry kept one) or when its console fell silent, or of a crashed guest as Xen reports it
-(checks/console.toml [[address]]); looked up in the build's files with symbols. "triple fault: #UD at pvh_start_xen+0x0 (arch/x86/platform/pvh/head.S:54)"."""
+(checks/console.toml [[address]]); looked up in the build's files with symbols:
+"triple fault: #UD at pvh_start_xen+0x0 (arch/x86/platform/pvh/head.S:54)"."""
 from __future__ import annotations
 
 import re
@@ -18,7 +19,8 @@ _VECTORS = {0: "#DE", 1: "#DB", 2: "NMI", 3: "#BP", 4: "#OF", 5: "#BR", 6: "#UD"
             19: "#XM", 20: "#VE", 21: "#CP"}
 # QEMU's line for each interrupt it delivers, in protected and long mode only
 # (target/i386/tcg/seg_helper.c do_interrupt_all): where the CPU was.
-_INTERRUPT = re.compile(r"^\s*\d+: v=[0-9a-f]{2} e=[0-9a-f]{4} i=\d cpl=\d+ IP=[0-9a-f]{4}:[0-9a-f]+ pc=(?P<pc>[0-9a-f]+)")
+_INTERRUPT = re.compile(r"^\s*\d+: v=[0-9a-f]{2} e=[0-9a-f]{4} i=\d cpl=\d+ IP=[0-9a-f]{4}:[0-9a-f]+ "
+                        r"pc=(?P<pc>[0-9a-f]+)")
 # QEMU's line for each exception raised (target/i386/tcg/excp_helper.c check_exception), in
 # every mode: real mode has no line of the kind above.
 _RAISED = re.compile(r"^check_exception old: 0x[0-9a-f]+ new 0x(?P<vector>[0-9a-f]+)")

@@ -6,18 +6,19 @@ import json
 import secrets
 import shlex
 import time
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from types import MappingProxyType
 
 from bot.boots import accel, qemu
-from bot.boots.lab import Lab
 from bot.boots.accel import Probe
 from bot.boots.console import Console, Decision, Patterns
 from bot.boots.entry import Entry
 from bot.boots.files import Files
 from bot.boots.kernel_image import BadImage
+from bot.boots.lab import Lab
 from bot.boots.locate import Location, locate
 from bot.boots.symbols import Symbols
 from bot.folders import COMMAND, CONSOLE, RESULT
@@ -48,11 +49,12 @@ Progress = Callable[[str, BootResult | None], None]   # (entry, None) on start, 
 
 
 Limits = Mapping[str, tuple[float, float]]   # by entry: its overall and silence limits, when not its own
+OWN_LIMITS: Limits = MappingProxyType({})      # every entry its own
 
 
 def boot(entries: list[Entry], files: Files, lab: Lab, folder: Path, *, patterns: Patterns,
          probe: Probe | None, symbols: Symbols = Symbols({}), root: Path | None = None, append: str = "",
-         silence: float | None = None, attempt: int = 1, limits: Limits = {},
+         silence: float | None = None, attempt: int = 1, limits: Limits = OWN_LIMITS,
          progress: Progress = lambda entry, result: None) -> list[BootResult]:
     """Boots through every entry, each in `folder`/<entry> (<entry>.<attempt> from the second
     attempt on); results name logs relative to `root`. A boot that fails is located in `symbols`;

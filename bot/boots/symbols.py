@@ -7,10 +7,10 @@ import bisect
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterator, Mapping
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.constants import SH_FLAGS

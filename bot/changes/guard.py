@@ -34,7 +34,7 @@ def refusal(series: Change, limits: SeriesLimits) -> str | None:
     size = sum(map(len, series.am_messages))
     if size > limits.max_series_bytes:
         return f"{size} bytes of patches, more than the {limits.max_series_bytes} allowed"
-    for patch, message in zip(series.patches, series.am_messages):
+    for patch, message in zip(series.patches, series.am_messages, strict=True):
         reason = _patch_refusal(message, limits)
         if reason:
             return f"patch {patch.index} ({patch.subject}): {reason}"

@@ -110,7 +110,7 @@ def _series(box, source: str, revision: int | None) -> Change:
         version=lseries.revision,
         patches=tuple(Patch(n, lmsg.subject, lmsg.msgid, email.utils.formataddr((lmsg.fromname, lmsg.fromemail)),
                             *_diff(message))
-                      for n, (lmsg, message) in enumerate(zip(lseries.patches[1:], am_ready), 1)),
+                      for n, (lmsg, message) in enumerate(zip(lseries.patches[1:], am_ready, strict=True), 1)),
         base_commit=lseries.base_commit,
         cover_msgid=cover.msgid if cover else None,
         am_messages=tuple(map(_am_bytes, am_ready)),

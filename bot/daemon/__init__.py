@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from bot import settings as settings_module, sources as sources_module
+from bot import settings as settings_module
+from bot import sources as sources_module
 from bot.changes import assembly
 from bot.changes.series import configure_b4
 from bot.config import ConfigError
@@ -80,7 +81,8 @@ def make(config) -> Bot:
                                grace_seconds=config.get("poll", "grace_seconds"),
                                commands_per_thread=config.get("commands", "per_thread"),
                                read_seconds=config.get("limits", "read_seconds")),
-        replying=Replying(sender, config.get("mail", "cc"), set(config.get("mail", "reply_on")), config.get("web", "url")),
+        replying=Replying(sender, config.get("mail", "cc"), set(config.get("mail", "reply_on")),
+                          config.get("web", "url")),
         mailing=delivery.mailing(config, settings.state.outbox),
         alarming=Alarming(config.get("mail", "operator"),
                           health.Limits(**{k: config.get("health", k) for k in health.Limits.__dataclass_fields__})),

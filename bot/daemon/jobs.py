@@ -64,8 +64,9 @@ def run(bot) -> None:
         log.info("job %d: checking %s (attempt %d)", job.id, job, attempt)
         try:
             assignment = assign(bot, job)
-            folder = check.check(assignment.change, bot.settings, only=assignment.only, tree_path=_tree_path(bot, assignment),
-                                 named=assignment.named, origin=assignment.origin)
+            folder = check.check(assignment.change, bot.settings, only=assignment.only,
+                                 tree_path=_tree_path(bot, assignment), named=assignment.named,
+                                 origin=assignment.origin)
         except Exception as e:   # no verdict (a broken tree, an unreadable series): not the author's to hear
             _failed(bot, job, attempt, *failure_of(e), error=e)
             continue

@@ -7,7 +7,7 @@ import smtplib
 import ssl
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
@@ -76,7 +76,7 @@ def new(subject: str, body: str, sender: str, to: list[str], cc: list[str], mess
     if cc:
         message["Cc"] = cc
     message["Subject"] = _one_line(subject)
-    message["Date"] = date or datetime.now(timezone.utc)
+    message["Date"] = date or datetime.now(UTC)
     message["Message-ID"] = message_id
     message["Auto-Submitted"] = "auto-generated"   # RFC 3834: autoresponders must not answer it
     message["X-Bootbot"] = "report"                # how the bot knows its own mail on the list
@@ -96,7 +96,7 @@ def review_copy(held: email.message.Message, number: int, moderator: str) -> Ema
     message["From"] = _header(held, "From")
     message["To"] = _addresses([moderator])
     message["Subject"] = f"[bootbot review #{number}] {_one_line(_header(held, 'Subject'))}"
-    message["Date"] = datetime.now(timezone.utc)
+    message["Date"] = datetime.now(UTC)
     message["Message-ID"] = make_message_id(f"review-{number}-{_header(held, 'Message-ID', raw=True)}",
                                             _header(held, "From"))
     message["Auto-Submitted"] = "auto-generated"

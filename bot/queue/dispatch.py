@@ -51,7 +51,8 @@ class Dispatch:
             return ""
         chosen = min(able, key=lambda w: w["job"] is not None)
         try:
-            self.app.send_task(queue.TASK, args=[assignment.to_json()], task_id=task, queue=chosen["queue"], retry=False)
+            self.app.send_task(queue.TASK, args=[assignment.to_json()], task_id=task, queue=chosen["queue"],
+                               retry=False)
         except _AWAY as e:
             raise queue.BrokerAway(str(e)) from e
         chosen["job"] = chosen["job"] or {"id": assignment.job}

@@ -16,8 +16,8 @@ from pathlib import Path
 import redis
 from celery import signals
 
-from bot import queue, settings as settings_module
-from bot import folders
+from bot import folders, queue
+from bot import settings as settings_module
 from bot.config import Config
 from bot.queue.assignment import Assignment, Fetch, failure_of
 from bot.sources import Unreachable

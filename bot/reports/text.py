@@ -7,7 +7,7 @@ from pathlib import Path
 from bot.boots.console import clean
 from bot.boots.locate import Location
 from bot.folders import COMMAND, Outcome
-from bot.words import COMMITS, APPLY_FAILED, BUILD_FAILED, FLAKY, NO_BASE, PASS, REFUSED, REGRESSION, SKIP, fails
+from bot.words import APPLY_FAILED, BUILD_FAILED, COMMITS, FLAKY, NO_BASE, PASS, REFUSED, REGRESSION, SKIP, fails
 
 CONSOLE_LINES = 20   # of console before the deciding line, when no failure report follows it
 CONTEXT_LINES = 8    # before a failure's report, which is quoted whole (up to its bound)
@@ -34,9 +34,11 @@ def text(outcome: Outcome, folder: Path, bot_address: str, pages: str = "") -> s
     if outcome.verdict != SKIP:
         parts.append(_reproduce(outcome, folder, failed))
     if pages:
-        parts.append(f"Everything of this check (consoles, attempts, logs):\n  {pages.rstrip('/')}/checks/{folder.name}")
+        parts.append("Everything of this check (consoles, attempts, logs):\n"
+                     f"  {pages.rstrip('/')}/checks/{folder.name}")
     tag = (_BRANCH_TAGS if outcome.change_kind == COMMITS else _TAGS).get(outcome.verdict)
-    if tag and outcome.known_base:   # tested, or broken, on a base that may not be the author's: no tag   # "| " first, as 0-day does: b4 would take a bare tag line as a trailer of the patch
+    if tag and outcome.known_base:   # tested, or broken, on a base that may not be the author's: no tag
+        # "| " first, as 0-day does: b4 would take a bare tag line as a trailer of the patch
         parts.append(f"{_wrap(tag[1])}\n| {tag[0]}: {bot_address}")
     return "\n\n".join(parts) + "\n"
 
@@ -58,13 +60,14 @@ _FIX_TAG = ("Reported-by", "If you fix this in a separate patch (not a new versi
 _TAGS = {REGRESSION: _FIX_TAG, BUILD_FAILED: _FIX_TAG,
          PASS: ("Tested-by", "If you want this test recorded in the series, add the tag below by hand:")}
 # A branch's commits are applied already: no next version, no test to record in them.
-_BRANCH_TAGS = {verdict: ("Reported-by", "If you fix this, kindly add the tag below to the fix:")
-                for verdict in (REGRESSION, BUILD_FAILED)}
+_BRANCH_TAGS = dict.fromkeys((REGRESSION, BUILD_FAILED),
+                             ("Reported-by", "If you fix this, kindly add the tag below to the fix:"))
 
 
 def _first_bad(outcome: Outcome, p: dict) -> str:
     if outcome.change_kind == COMMITS:
-        said = [f"Author: {p['author']}", f"Committer: {p['committer']}"] + ([f"Link: {p['link']}"] if p["link"] else [])
+        link = [f"Link: {p['link']}"] if p["link"] else []
+        said = [f"Author: {p['author']}", f"Committer: {p['committer']}", *link]
         return _wrap(f"First bad commit: {p['commit'][:12]} {p['subject']}", "  ") + "".join(f"\n  {l}" for l in said)
     return (_wrap(f"First bad patch: [{p['index']}/{len(outcome.series['patches'])}] {p['subject']}", "  ")
             + f"\n  Message-ID: <{p['msgid']}>")
@@ -90,7 +93,8 @@ def _summary(outcome: Outcome) -> str:
     title = _title(outcome)
     if outcome.verdict == PASS:
         booted = ", ".join(outcome.entries)
-        return f"bootbot: PASS for {title}\n" + _wrap(f"Every boot entry the series touches boots as on the base: {booted}.")
+        return f"bootbot: PASS for {title}\n" + _wrap(f"Every boot entry the series touches boots as on the base: "
+                                                      f"{booted}.")
     if outcome.verdict == SKIP:
         return f"bootbot: SKIP for {title}\n" + _wrap(f"Nothing was built or booted: {outcome.detail[0]}.")
     if outcome.verdict == FLAKY:
@@ -132,7 +136,8 @@ def _regression(outcome: Outcome, title: str) -> str:
             lines.append(_wrap(f"{name}: {Location(**entry.location)}", "  "))
         if entry.changed:
             made = outcome.series["patches"][entry.changed["patch"] - 1]
-            who = f"commit {made['commit'][:12]}" if outcome.change_kind == COMMITS else f"patch {entry.changed['patch']}"
+            who = (f"commit {made['commit'][:12]}" if outcome.change_kind == COMMITS
+                   else f"patch {entry.changed['patch']}")
             lines.append(f"  {who} made that line: {entry.changed['line'].strip()}")
     booted = "boots" if len(outcome.regressed) == 1 else "boot"
     lines.append(_wrap(f"In {title}; {broken} {booted} on the base." + (f" {_GUESSED}" if guessed else "")))

@@ -210,7 +210,8 @@ def _json(data) -> tuple[str, str, str]:
 def _answer(start_response, status: str, kind: str, body: bytes):
     start_response(status, [("Content-Type", kind), ("Content-Length", str(len(body))),
                             ("X-Content-Type-Options", "nosniff"),
-                            ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'")])
+                            ("Content-Security-Policy",
+                             "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'")])
     return [body]
 
 

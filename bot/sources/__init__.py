@@ -4,11 +4,11 @@ never holds up the others: a source that cannot be reached keeps its cursor and 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
-from typing import ClassVar
 from email.parser import BytesHeaderParser
 from email.policy import compat32
-import re
+from typing import ClassVar
 
 from bot.config import ConfigError
 from bot.state import State, full, now
@@ -114,7 +114,7 @@ def load(config, settings, state: State) -> list[Source]:
         if wrong:
             raise ConfigError(f"{where}: reply_on: {wrong[0]!r} is no verdict "
                               f"({', '.join(EXIT_STATUS)}; or {ON_GUESSED_BASE})")
-        common = dict(name=name, state=state, reply_on=set(reply_on), cc=_words(table, "cc", [], where))
+        common = {"name": name, "state": state, "reply_on": set(reply_on), "cc": _words(table, "cc", [], where)}
         sources.append(_make(kind, table, common, config, settings, where))
     return sources
 

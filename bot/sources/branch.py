@@ -67,8 +67,9 @@ class Branch(Source):
             commit, author, committer, subject, rest = record.split("\x00", 4)
             body, _, names = rest.partition("\x02")
             link, msgid = _posting(body)
-            patches.append(Patch(index, subject, msgid, formataddr(author.split("\x03")), tuple(sorted(set(names.split()))),
-                                 commit=commit, committer=formataddr(committer.split("\x03")), link=link))
+            patches.append(Patch(index, subject, msgid, formataddr(author.split("\x03")),
+                                 tuple(sorted(set(names.split()))), commit=commit,
+                                 committer=formataddr(committer.split("\x03")), link=link))
         return Change(f"{self.branch} ({self.name}): {len(patches)} new commits, {base[:12]}..{head[:12]}", 1,
                       tuple(patches), base, branch=self.where)
 

@@ -11,8 +11,8 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import ClassVar
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import quote
 
 import git

@@ -10,8 +10,8 @@ import mailbox
 import tempfile
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
-from typing import ClassVar
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import quote, unquote
 
 import requests
@@ -62,7 +62,8 @@ class Query(Source):
 
     def _page(self, query: str, offset: int) -> list[str]:
         try:
-            answer = self.http.get(f"{self.url}/", params={"q": query, "x": "A", "o": offset, "l": self.page}, timeout=self.timeout)
+            answer = self.http.get(f"{self.url}/", params={"q": query, "x": "A", "o": offset, "l": self.page},
+                                   timeout=self.timeout)
             if answer.status_code == 404:   # public-inbox's answer when nothing matches
                 return []
             answer.raise_for_status()

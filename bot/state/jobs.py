@@ -22,7 +22,7 @@ class JobState(StrEnum):
 
 class Failure(StrEnum):
     """Why an attempt ended without a verdict."""
-    LAB = "lab"                 # the lab failed (LabError, a verdict of error, its workers gone): not the change's fault
+    LAB = "lab"                 # the lab failed (LabError, a verdict of error, its workers gone)
     UNREADABLE = "unreadable"   # its series or its branch could not be read now
     BUG = "bug"                 # bootbot raised: its traceback is in the error
     CUT_SHORT = "cut-short"     # the bot, or every worker it was sent to, was killed in it
@@ -67,9 +67,9 @@ class JobTable:
               entries: list[str] | tuple[str, ...] = ()) -> None:
         """A job for a change; a command mail's once."""
         with self.database.transaction():
-            self.database.execute("INSERT OR IGNORE INTO job (series_id, push_id, command_msgid, entries, state, created) "
-                                  "VALUES (?, ?, ?, ?, ?, ?)", series_id, push_id, command_msgid, " ".join(entries),
-                                  JobState.QUEUED, now())
+            self.database.execute("INSERT OR IGNORE INTO job (series_id, push_id, command_msgid, entries, state, "
+                                  "created) VALUES (?, ?, ?, ?, ?, ?)", series_id, push_id, command_msgid,
+                                  " ".join(entries), JobState.QUEUED, now())
 
     def get(self, job_id: int) -> Job:
         return _job(self.database.one("SELECT * FROM job WHERE id = ?", job_id))
@@ -81,7 +81,8 @@ class JobTable:
     def start(self, job: Job) -> int:
         """Runs it here; the attempt it is."""
         with self.database.transaction():
-            self.database.execute("UPDATE job SET state = ?, attempts = attempts + 1 WHERE id = ?", JobState.RUNNING, job.id)
+            self.database.execute("UPDATE job SET state = ?, attempts = attempts + 1 WHERE id = ?", JobState.RUNNING,
+                                  job.id)
         return job.attempts + 1
 
     def done(self, job: Job, verdict: str, result: str) -> None:
@@ -114,8 +115,8 @@ class JobTable:
 
     def sent_to(self, job: Job, attempt: int, task: str, queue: str) -> None:
         with self.database.transaction():
-            self.database.execute("UPDATE job SET state = ?, attempts = ?, task = ?, queue = ?, sent = ?, waiting = NULL "
-                                  "WHERE id = ?", JobState.SENT, attempt, task, queue, now(), job.id)
+            self.database.execute("UPDATE job SET state = ?, attempts = ?, task = ?, queue = ?, sent = ?, "
+                                  "waiting = NULL WHERE id = ?", JobState.SENT, attempt, task, queue, now(), job.id)
 
     def waits(self, reason: str, job: Job | None = None) -> None:
         """Why `job` (else every queued job) is not sent yet."""

@@ -24,8 +24,8 @@ class MessageTable:
         """Stores a mail unless one of its Message-ID is stored; whether it was new."""
         with self.database.transaction():
             return bool(self.database.execute(
-                "INSERT OR IGNORE INTO message (msgid, raw, thread, parent, received, source) VALUES (?, ?, ?, ?, ?, ?)",
-                msgid, raw, thread, parent, now(), source).rowcount)
+                "INSERT OR IGNORE INTO message (msgid, raw, thread, parent, received, source) "
+                "VALUES (?, ?, ?, ?, ?, ?)", msgid, raw, thread, parent, now(), source).rowcount)
 
     def has(self, msgid: str) -> bool:
         return self.database.one("SELECT 1 FROM message WHERE msgid = ?", msgid) is not None

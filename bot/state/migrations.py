@@ -3,7 +3,8 @@ many a database has had; each runs once, in a transaction of its own, in order. 
 never changed once released: a new one is added after it."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from bot.state.database import Database

@@ -12,7 +12,8 @@ class NoticeTable:
     def first(self, key: str) -> bool:
         """Records `key`; whether it is new (to be told now)."""
         with self.database.transaction():
-            return bool(self.database.execute("INSERT OR IGNORE INTO notice (key, at) VALUES (?, ?)", key, now()).rowcount)
+            return bool(self.database.execute("INSERT OR IGNORE INTO notice (key, at) VALUES (?, ?)", key,
+                                              now()).rowcount)
 
     def keys(self, prefix: str) -> set[str]:
         return {r["key"] for r in self.database.rows("SELECT key FROM notice WHERE key LIKE ? || '%'", prefix)}

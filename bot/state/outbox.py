@@ -3,9 +3,9 @@ held until the operator approves it (mail.moderate), else pending; pending ones 
 due, within the day's limit, and a failure waits longer each time; a dropped one never goes."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Callable
 
 from bot.state.database import Database, now
 
@@ -105,7 +105,8 @@ class Outbox:
                 return False
         try:
             with self.database.transaction() as db:
-                if not db.execute(f"UPDATE outbox SET {delivery.value} WHERE id = :id AND state = :state", same).rowcount:
+                marked = db.execute(f"UPDATE outbox SET {delivery.value} WHERE id = :id AND state = :state", same)
+                if not marked.rowcount:
                     return False
                 send()
         except failure as e:

@@ -47,7 +47,8 @@ class SeriesTable:
             series = self.database.one("SELECT id FROM series WHERE thread = ? AND version = ? ORDER BY id",
                                        thread, version)
             if counter == 0 or msgid == thread:
-                self.database.execute("UPDATE series SET head = ?, subject = ? WHERE id = ?", msgid, subject, series["id"])
+                self.database.execute("UPDATE series SET head = ?, subject = ? WHERE id = ?", msgid, subject,
+                                      series["id"])
             if counter > 0:
                 self.database.execute("INSERT OR IGNORE INTO patch (series_id, counter, msgid) VALUES (?, ?, ?)",
                                       series["id"], counter, msgid)
@@ -71,8 +72,8 @@ class SeriesTable:
     def waiting_threads(self, source: str) -> list[str]:
         """The threads of series still waiting for patches whose head `source` brought."""
         return [r["thread"] for r in self.database.rows(
-            "SELECT DISTINCT s.thread FROM series s JOIN message m ON m.msgid = s.head WHERE s.state = ? AND m.source = ?",
-            SeriesState.WAITING, source)]
+            "SELECT DISTINCT s.thread FROM series s JOIN message m ON m.msgid = s.head "
+            "WHERE s.state = ? AND m.source = ?", SeriesState.WAITING, source)]
 
     def patches(self, series_id: int) -> int:
         return self.database.one("SELECT COUNT(*) FROM patch WHERE series_id = ?", series_id)[0]

@@ -30,7 +30,8 @@ class SourceTable:
         self.database = database
 
     def cursor(self, source: str, key: str) -> Cursor | None:
-        row = self.database.one("SELECT value, fingerprint FROM source_cursor WHERE source = ? AND key = ?", source, key)
+        row = self.database.one("SELECT value, fingerprint FROM source_cursor WHERE source = ? AND key = ?",
+                                source, key)
         return Cursor(**row) if row else None
 
     def move(self, source: str, key: str, value: str, fingerprint: str | None = None) -> None:
@@ -54,9 +55,9 @@ class SourceTable:
         """A poll's end: when it began, its error (None: it went well), what it brought ("": nothing)."""
         with self.database.transaction():
             self.database.execute("INSERT INTO source_poll (source) VALUES (?) ON CONFLICT (source) DO NOTHING", source)
-            self.database.execute("UPDATE source_poll SET polled = ?, error = ?, succeeded = CASE WHEN ? IS NULL THEN ? "
-                                  "ELSE succeeded END, polls = polls + 1, failures = failures + (? IS NOT NULL) "
-                                  "WHERE source = ?", started, error, error, started, error, source)
+            self.database.execute("UPDATE source_poll SET polled = ?, error = ?, succeeded = CASE WHEN ? IS NULL "
+                                  "THEN ? ELSE succeeded END, polls = polls + 1, failures = failures + "
+                                  "(? IS NOT NULL) WHERE source = ?", started, error, error, started, error, source)
             if new:
                 self.database.execute("UPDATE source_poll SET new_at = ?, new_item = ? WHERE source = ?",
                                       started, new, source)

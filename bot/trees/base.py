@@ -101,7 +101,7 @@ def _guess(repo: git.Repo, head: str, blobs: list[tuple[str, str]], since: int) 
     newer, the state before the oldest ends there."""
     paths = [path for path, _ in blobs]
     touching = repo.git.rev_list(f"--since={since}", head, "--", *paths).split()
-    states = [(head, head), *((older, f"{newer}~1") for newer, older in zip(touching, touching[1:]))]
+    states = [(head, head), *((older, f"{newer}~1") for newer, older in zip(touching, touching[1:], strict=False))]
     if touching:
         states.append((f"{touching[-1]}~1", f"{touching[-1]}~1"))
     for tree, newest in states:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from bot.sandbox import Finished, Sandbox
 from bot.trees.tree import Step, Tree

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping
 
 from bot.boots import entry as entry_module
 from bot.boots.accel import Probe
 from bot.boots.entry import Entry, path_matches
 from bot.boots.symbols import Symbols
-
 
 MODES = ("real", "protected", "long")   # of the CPU, as [symbols] names them
 
@@ -118,5 +117,6 @@ def load(path: Path, entries_path: Path) -> Tree:
 
 def _tag_rule(rule: dict) -> TagRule:
     if set(rule) != {"pattern", "branches"}:   # a key meant for the kind, written after [[tags]] by mistake
-        raise ValueError(f"[[tags]] has pattern and branches, not {', '.join(sorted(set(rule) - {'pattern', 'branches'}))}")
+        others = sorted(set(rule) - {"pattern", "branches"})
+        raise ValueError(f"[[tags]] has pattern and branches, not {', '.join(others)}")
     return TagRule(re.compile(rule["pattern"], re.I), tuple(rule["branches"]))

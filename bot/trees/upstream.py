@@ -11,10 +11,10 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 log = logging.getLogger("bootbot.upstream")
 REFS = "refs/bootbot/upstream"

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import git
 
-
 # Who commits the applied patches, and who aborts a failed `git am`: a new machine's git knows nobody.
 _IDENTITY = {"GIT_COMMITTER_NAME": "bootbot", "GIT_COMMITTER_EMAIL": "bootbot@localhost"}
 

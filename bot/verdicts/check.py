@@ -8,24 +8,40 @@ import json
 import os
 import shlex
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
+from bot import folders
 from bot.boots.entry import Entry
 from bot.boots.runner import BootResult
 from bot.changes import guard
 from bot.changes.change import Change
-from bot import folders
 from bot.folders import COMMAND, CONSOLE, RESULT, BuildRecord, EntryOutcome, Outcome
 from bot.settings import Rules, Settings
-from bot.trees import base as base_module, workspace
+from bot.trees import base as base_module
+from bot.trees import workspace
 from bot.trees.base import Base
 from bot.trees.build import Build
 from bot.trees.tree import Tree
-from bot.words import (COMMITS, APPLY_FAILED, BUILD_FAILED, ERROR, FAIL, FLAKY, NO_BASE, PASS, REFUSED, REGRESSION,
-                                SKIP, TIMEOUT, counts, regressed)
 from bot.verdicts.workbench import Workbench
+from bot.words import (
+    APPLY_FAILED,
+    BUILD_FAILED,
+    COMMITS,
+    ERROR,
+    FAIL,
+    FLAKY,
+    NO_BASE,
+    PASS,
+    REFUSED,
+    REGRESSION,
+    SKIP,
+    TIMEOUT,
+    counts,
+    regressed,
+)
 
 Progress = Callable[[str], None]
 

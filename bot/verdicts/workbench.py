@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import git
 
@@ -15,13 +15,13 @@ from bot.boots import runner
 from bot.boots.entry import Entry
 from bot.boots.runner import BootResult
 from bot.changes.change import Change
-from bot.words import COMMITS
 from bot.sandbox import Sandbox
 from bot.settings import Settings
 from bot.trees import build as build_module
 from bot.trees.build import Build
 from bot.trees.tree import Tree
 from bot.trees.workspace import Workspace
+from bot.words import COMMITS
 
 
 def in_words(phase: str) -> str:
@@ -78,7 +78,7 @@ class Workbench:
         return built
 
     def boot(self, built: Build, entries: list[Entry], phase: str, attempt: int = 1,
-             limits: runner.Limits = {}) -> list[BootResult]:
+             limits: runner.Limits = runner.OWN_LIMITS) -> list[BootResult]:
         again = f" again (attempt {attempt})" if attempt > 1 else ""
         self.progress(f"booting {', '.join(e.name for e in entries)} {'on' if phase == 'base' else 'with'} "
                       f"{in_words(phase)}{again}")
