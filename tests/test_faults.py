@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 
 from bot import config as configuration, daemon
-from bot.state import StateFull, migrations
-from bot.state.database import Database
+from bot.state import StateFull
 from test_bot import ROOT, Lab, ids
 from tiny_tree import patches
 
@@ -247,25 +246,6 @@ def test_each_step_cut_short_by_a_full_database_is_rolled_back_and_the_next_cycl
         bot.state.close()
     finally:
         faulty.close()
-
-
-def test_an_old_database_gets_the_new_columns_and_a_job_of_its_own(tmp_path):
-    path = tmp_path / "bootbot.sqlite3"
-    with sqlite3.connect(path) as old:
-        old.execute("CREATE TABLE job (id INTEGER PRIMARY KEY, series_id INTEGER NOT NULL, command_msgid TEXT UNIQUE, "
-                    "entries TEXT NOT NULL DEFAULT '', state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, "
-                    "verdict TEXT, created REAL NOT NULL)")
-        old.execute("INSERT INTO job (series_id, state, created) VALUES (1, 'queued', 0)")
-        old.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL UNIQUE REFERENCES job(id))")
-    held = Database(path)
-    assert [tuple(r) for r in held.rows("SELECT series_id, state, error, push_id, error_kind FROM job")] == \
-        [(1, "queued", None, None, None)]
-    # remade, as a job may now be a branch's (series_id NULL); the outbox still refers to it by name
-    assert not next(c["notnull"] for c in held.rows("PRAGMA table_info(job)") if c["name"] == "series_id")
-    assert "REFERENCES job(id)" in held.one("SELECT sql FROM sqlite_master WHERE name = 'outbox'")["sql"]
-    assert held.one("PRAGMA user_version")[0] == len(migrations.MIGRATIONS)
-    held.close()
-    Database(path).close()   # and opens again as it is
 
 
 @pytest.fixture
