@@ -74,8 +74,8 @@ def test_a_lab_error_is_never_mailed_and_a_retest_always_is(state, tmp_path):
     job = state.jobs.get(1)
     assert replies.reply(state, [], REPLYING, job, outcome(ERROR), tmp_path) is None
     assert replies.reply(state, [], REPLYING, job, outcome(PASS), tmp_path) is None
-    state.messages.add("retest@example.org", mail("retest@example.org", "Re: [PATCH 0/2] x86: steps", "cover@example.org"),
-                       "cover@example.org", "cover@example.org", "xen-devel")
+    retest = mail("retest@example.org", "Re: [PATCH 0/2] x86: steps", "cover@example.org")
+    state.messages.add("retest@example.org", retest, "cover@example.org", "cover@example.org", "xen-devel")
     state.jobs.queue(series_id=1, command_msgid="retest@example.org")
     answered = replies.reply(state, [], REPLYING, state.jobs.get(2), outcome(PASS), tmp_path)
     assert email.message_from_bytes(bytes(answered), policy=default)["In-Reply-To"] == "<retest@example.org>"
