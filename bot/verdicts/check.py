@@ -87,27 +87,31 @@ def check(series: Change, settings: Settings, progress: Progress = lambda messag
     where it came from, for pages (source, archive, link)."""
     folder = folders.new_folder(settings.state.results)
     selection = settings.select(series.files, only, tree_path)
-    tree = selection.tree and selection.tree.name
-    facts = {"series": series_facts(series), "strict_experimental": settings.rules.strict_experimental, "tree": tree,
-             "reproduce": _reproduce(series, named, tree), "origin": origin or {}}
+    kind = selection.tree.name if selection.tree else None
     refused = guard.refusal(series, settings.series_limits)
     if refused:
-        outcome = Outcome(REFUSED, detail=[refused], **facts)
-    elif not selection.entries:
-        outcome = Outcome(SKIP, detail=[selection.reason], **facts)
+        outcome = Outcome(REFUSED, series_facts(series), detail=[refused])
+    elif selection.tree is None or not selection.entries:
+        outcome = Outcome(SKIP, series_facts(series), detail=[selection.reason])
     else:
-        site = settings.site(selection.tree.name, tree_path)
-        base = base_module.find(site, series, settings.state.trees, selection.tree.tags, settings.guess_days)
-        with workspace.acquire(site.path, settings.workspaces, settings.slots) as ws:
-            parts = Workbench(selection.tree, ws, settings, folder, progress)
-            cache = settings.state.cache / "baseline" / _baseline_key(base.commit, selection.tree, parts, settings)
-            outcome = decide(series, selection.entries, base, parts, cache, folder, settings.rules, progress)
-        outcome.tree, outcome.reproduce = tree, facts["reproduce"]
-        outcome.origin = facts["origin"]
-        outcome.build_steps = build_steps(selection.tree)
-        outcome.fragment = selection.tree.fragment_lines()
+        outcome = _checked(series, selection.tree, selection.entries, settings, tree_path, folder, progress)
+    outcome.tree, outcome.reproduce, outcome.origin = kind, _reproduce(series, named, kind), origin or {}
+    outcome.strict_experimental = settings.rules.strict_experimental
     folders.write(folder, outcome)
     return folder
+
+
+def _checked(series: Change, tree: Tree, entries: list[Entry], settings: Settings, tree_path: Path | None,
+             folder: Path, progress: Progress) -> Outcome:
+    """The outcome of applying, building and booting `series` on its base in a workspace of the tree."""
+    site = settings.site(tree.name, tree_path)
+    base = base_module.find(site, series, settings.state.trees, tree.tags, settings.guess_days)
+    with workspace.acquire(site.path, settings.workspaces, settings.slots) as ws:
+        parts = Workbench(tree, ws, settings, folder, progress)
+        cache = settings.state.cache / "baseline" / _baseline_key(base.commit, tree, parts, settings)
+        outcome = decide(series, entries, base, parts, cache, folder, settings.rules, progress)
+    outcome.build_steps, outcome.fragment = build_steps(tree), tree.fragment_lines()
+    return outcome
 
 
 def build_steps(tree: Tree) -> list[str]:
