@@ -270,14 +270,14 @@ def _trees(args, config, declared) -> int:
     sites = settings.load(config, declared=declared).sites
     if args.action == "fetch":
         kinds = [args.kind] if args.kind else [kind for kind, site in sites.items() if site and site.following]
-        unfollowed = [kind for kind in kinds if not (sites[kind] and sites[kind].following)]
-        if unfollowed or not kinds:
-            kind = unfollowed[0] if unfollowed else "KIND"
-            said = f"the {kind} tree follows no upstream" if unfollowed else "no tree follows an upstream"
+        followed = {kind: site for kind in kinds if (site := sites[kind]) and site.following}
+        if len(followed) < len(kinds) or not kinds:
+            kind = next((kind for kind in kinds if kind not in followed), "KIND")
+            said = f"the {kind} tree follows no upstream" if kinds else "no tree follows an upstream"
             raise UsageError(f"{said}: set [trees.{kind}] path and [[trees.{kind}.upstream]]")
         failed = 0
-        for kind in kinds:
-            site = sites[kind]
+        for kind, site in followed.items():
+            assert site.following is not None
             for name, record in upstream.fetch(kind, site.path, site.following, logs).items():
                 print(f"{kind}: {name}: " + (record["error"] or f"fetched in {record['seconds']:.1f} s"))
                 failed += bool(record["error"])
@@ -424,9 +424,9 @@ def _outbox(args, config, declared) -> int:
 
     state = State(settings.state_folder(config).database)
     if args.action == "list":
-        for reply in state.outbox.every():
-            headers = BytesHeaderParser().parsebytes(reply.raw)
-            print(f"{reply.id:>5}  {reply.state:<8} to {headers['To']}: {' '.join(str(headers['Subject']).split())}")
+        for each in state.outbox.every():
+            headers = BytesHeaderParser().parsebytes(each.raw)
+            print(f"{each.id:>5}  {each.state:<8} to {headers['To']}: {' '.join(str(headers['Subject']).split())}")
         return 0
     reply = state.outbox.get(args.id) if args.id is not None else None
     if reply is None:

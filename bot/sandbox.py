@@ -85,6 +85,7 @@ class Sandbox:
 
     def run(self, argv: list[str], *, cwd: Path, log: Path, readable=(), writable=()) -> Finished:
         """Runs `argv` confined and limited, appending its output to `log`; which limit it hit."""
+        assert self.limits is not None, "a run has limits: Sandbox(uid, limits)"
         command = self.confine(argv, cwd=cwd, readable=readable, writable=writable)
         start = log.stat().st_size if log.exists() else 0
         with log.open("ab") as sink:
@@ -179,6 +180,7 @@ def _copy_output(process: subprocess.Popen, sink, limits: SandboxLimits) -> str 
     """Copies the output to `sink` until the process ends; the limit it overran, if any."""
     deadline = time.monotonic() + limits.wall_seconds
     room = limits.log_mb << 20
+    assert process.stdout is not None   # a pipe: Popen(stdout=PIPE)
     with selectors.DefaultSelector() as selector:
         selector.register(process.stdout, selectors.EVENT_READ)
         while True:

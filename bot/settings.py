@@ -56,15 +56,16 @@ class Settings:
         """Whether the list bot can check a change to `files` (of the tree at `tree_path`, when
         known): it touches a boot path of a tree the configuration has."""
         selection = self.select(files, tree_path=tree_path)
-        return bool(selection.entries) and self.sites.get(selection.tree.name) is not None
+        tree = selection.tree
+        return tree is not None and bool(selection.entries) and self.sites.get(tree.name) is not None
 
     def _present(self, tree: Tree, files: list[str]) -> set[str]:
         site = self.sites.get(tree.name)
+        if site is None:
+            return set()
         try:
-            head = site.default()[1] if site else None
+            head = site.default()[1]
         except LabError:   # not fetched yet: it has none of them as far as anyone can tell
-            head = None
-        if head is None:
             return set()
         listed = subprocess.run(["git", "-C", str(site.path), "ls-tree", "-r", "--name-only", head, "--", *files],
                                 capture_output=True, text=True)
@@ -134,7 +135,7 @@ def following(config: Config, kind: str) -> Following | None:
     upstreams = config.get(table, "upstream") if "upstream" in config.table("trees").get(kind, {}) else []
     if not isinstance(upstreams, list) or not all(isinstance(u, dict) for u in upstreams):
         raise ConfigError(f"{where}: must be tables, each a name, a url and branches")
-    made = []
+    made: list[Upstream] = []
     for u in upstreams:
         name, url, branches = u.get("name"), u.get("url"), u.get("branches")
         if not isinstance(name, str) or not _NAME.fullmatch(name) or any(m.name == name for m in made):

@@ -44,8 +44,8 @@ def choose(setting: str, probe: Probe | None, files: Files, qemu_binary: str, ca
     if probe is None:   # nothing to prove KVM with: it is used only when asked for
         works = usable and setting == "kvm"
     else:   # unknown (None): the probe's files boot under nothing, and KVM is used only when asked for
-        works = usable and _probed(probe, files, qemu_binary, cache, seconds, sandbox, patterns)
-        works = setting == "kvm" if works is None else works
+        probed = usable and _probed(probe, files, qemu_binary, cache, seconds, sandbox, patterns)
+        works = setting == "kvm" if probed is None else probed
     if setting == "kvm" and not works:
         why = "a kernel does not boot under it here (the probe)" if usable else f"{KVM_DEVICE} is not usable"
         raise LabError(f"KVM was asked for, but {why}: use accel tcg or auto")

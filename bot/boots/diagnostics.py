@@ -119,7 +119,8 @@ class _Qmp:
     """One QMP connection: commands and their answers, events between them."""
 
     def __init__(self, sock: socket.socket):
-        self.sock, self.buffer, self.events = sock, b"", []
+        self.sock, self.buffer = sock, b""
+        self.events: list[dict] = []
 
     @classmethod
     def connect(cls, folder: Path, qemu: subprocess.Popen, done: threading.Event) -> _Qmp | None:

@@ -64,6 +64,7 @@ def _first_decision(qemu: subprocess.Popen, out, console: Console, timeout: floa
     """The decision, and what was read after the line that made it."""
     started = last_output = time.monotonic()
     pending, stderr, tail_judged = b"", b"", True
+    assert qemu.stdout is not None and qemu.stderr is not None   # pipes: Popen(stdout=PIPE, stderr=PIPE)
     with selectors.DefaultSelector() as selector:
         selector.register(qemu.stdout, selectors.EVENT_READ)
         selector.register(qemu.stderr, selectors.EVENT_READ)
@@ -108,6 +109,7 @@ def _read_block(qemu: subprocess.Popen, out, console: Console, rest: bytes) -> N
     console pauses (the machine has stopped saying anything useful), or BLOCK_SECONDS or
     BLOCK_BYTES run out (it keeps saying something useless: blank lines, a line without end)."""
     deadline, pending, chunk, read = time.monotonic() + BLOCK_SECONDS, b"", rest, 0
+    assert qemu.stdout is not None
     while True:
         *lines, pending = (pending + chunk).split(b"\n")
         for line in lines:

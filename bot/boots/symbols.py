@@ -15,6 +15,7 @@ from pathlib import Path
 from elftools.common.exceptions import ELFError
 from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
 
 ADDR2LINE_SECONDS = 20   # a vmlinux with line tables takes well under one
 
@@ -53,9 +54,9 @@ class Symbols:
 class _Table:
     def __init__(self, elf: ELFFile):
         code = [s for s in elf.iter_sections() if s["sh_flags"] & SH_FLAGS.SHF_EXECINSTR]
-        starts = {}   # one name per address, by preference: a sized global function
+        starts: dict[int, tuple[tuple[bool, bool, bool], str]] = {}   # by preference: a sized global function
         symtab = elf.get_section_by_name(".symtab")
-        for s in symtab.iter_symbols() if symtab else ():
+        for s in symtab.iter_symbols() if isinstance(symtab, SymbolTableSection) else ():
             if not s.name or s.name.startswith((".", "$")) or s["st_info"]["type"] not in ("STT_FUNC", "STT_NOTYPE"):
                 continue
             address = s["st_value"]

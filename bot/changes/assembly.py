@@ -37,7 +37,8 @@ def take_new_messages(state: State, policy: Policy) -> None:
             message = state.messages.get(msgid)
             db.execute("SAVEPOINT take")
             try:
-                _take(state, message, policy)
+                if message is not None:
+                    _take(state, message, policy)
             except Exception as e:   # anyone can post anything: one bad mail must not stall the queue
                 if full(e):   # but a full disk is no fault of the mail: it stays unfiled, filed next cycle
                     raise
@@ -83,7 +84,7 @@ def _take(state: State, message: StoredMessage, policy: Policy) -> None:
     if reading.patch and not reading.reply:
         state.series.file_patch(message.msgid, message.thread, reading.subject, reading.author, reading.revision,
                                 reading.expected, reading.counter)
-    elif reading.wanted:
+    elif reading.wanted and series is not None:   # commands count only in a series' thread
         _file_command(state, message, series, reading, policy)
 
 

@@ -21,7 +21,7 @@ from bot.sources import Source
 from bot.sources.inbox import Inbox
 from bot.state import State
 from bot.state.jobs import Job
-from bot.words import ERROR, MAILED, NO_BASE, ON_GUESSED_BASE
+from bot.words import ERROR, NO_BASE, ON_GUESSED_BASE
 
 log = logging.getLogger("bootbot.replies")
 
@@ -40,9 +40,10 @@ def reply(state: State, sources: list[Source], replying: Replying, job: Job, out
     """The reply `job`'s outcome calls for, or None."""
     if outcome.verdict == ERROR:
         return None
-    if job.kind == MAILED:
-        return _series_reply(state, sources, replying, job, outcome, folder)
-    return _push_reply(state, sources, replying, job, outcome, folder)
+    if job.series_id is not None:   # a mailed series'
+        return _series_reply(state, sources, replying, job, job.series_id, outcome, folder)
+    assert job.push_id is not None   # else a branch's
+    return _push_reply(state, sources, replying, job, job.push_id, outcome, folder)
 
 
 def wanted(outcome: Outcome, reply_on: set[str]) -> bool:
@@ -56,9 +57,9 @@ def source_named(sources: list[Source], name: str | None) -> Source | None:
     return next((s for s in sources if s.name == name), None)
 
 
-def _series_reply(state: State, sources: list[Source], replying: Replying, job: Job, outcome: Outcome,
-                  folder: Path) -> EmailMessage | None:
-    head, name = state.series.head_and_source(job.series_id)
+def _series_reply(state: State, sources: list[Source], replying: Replying, job: Job, series_id: int,
+                  outcome: Outcome, folder: Path) -> EmailMessage | None:
+    head, name = state.series.head_and_source(series_id)
     source = source_named(sources, name)
     if not (job.command_msgid or wanted(outcome, source.reply_on if source else replying.reply_on)):
         return None
@@ -79,9 +80,9 @@ def _series_reply(state: State, sources: list[Source], replying: Replying, job: 
     return _made(replying, job, lambda message_id: mail.reply(parent, body, replying.sender, cc, message_id), parent_id)
 
 
-def _push_reply(state: State, sources: list[Source], replying: Replying, job: Job, outcome: Outcome,
-                folder: Path) -> EmailMessage | None:
-    source = source_named(sources, state.pushes.get(job.push_id).source)
+def _push_reply(state: State, sources: list[Source], replying: Replying, job: Job, push_id: int,
+                outcome: Outcome, folder: Path) -> EmailMessage | None:
+    source = source_named(sources, state.pushes.get(push_id).source)
     if source is None or not wanted(outcome, source.reply_on):
         return None
     culprit = outcome.culprit or {}

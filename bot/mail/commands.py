@@ -75,7 +75,7 @@ def _first_plain_part(message: email.message.Message) -> email.message.Message |
         part = pending.pop()
         if part.get_content_maintype() == "multipart":
             if part.is_multipart():   # a multipart whose boundary is missing has only text
-                pending.extend(reversed(part.get_payload()))
+                pending.extend(reversed(part.get_payload()))   # type: ignore[arg-type]  # a multipart's: its parts
         elif part.get_content_type() == "text/plain" and part.get_content_disposition() != "attachment":
             return part
     return None
@@ -84,7 +84,7 @@ def _first_plain_part(message: email.message.Message) -> email.message.Message |
 def _text(part: email.message.Message) -> str:
     """In the declared charset, else as utf-8, as most mail is: the charset may be unknown to
     Python, broken by the bytes, or hold a NUL that the standard library chokes on."""
-    data = part.get_payload(decode=True)[:_MAX_BODY]
+    data: bytes = part.get_payload(decode=True)[:_MAX_BODY]   # type: ignore[index,assignment]  # decoded: bytes
     try:
         return data.decode(part.get_content_charset("utf-8"))
     except (LookupError, ValueError):   # ValueError covers UnicodeError

@@ -27,18 +27,18 @@ class DeliveryError(Exception):
     pass
 
 
-class _MessageIds(UnstructuredHeader):
+class _MessageIds(UnstructuredHeader):   # type: ignore[misc]  # the stubs miss BaseHeader's bases
     """References and In-Reply-To, folded between ids and never inside one: the stock folding
     RFC 2047-encodes an id longer than a line, and an encoded id no longer threads."""
 
     def fold(self, *, policy) -> str:
-        return f"{self.name}: " + f"{policy.linesep} ".join(str(self).split()) + policy.linesep
+        return f"{self.name}: " + f"{policy.linesep} ".join(str(self).split()) + policy.linesep   # type: ignore[attr-defined]
 
 
 def _policy():
     registry = HeaderRegistry()
-    registry.map_to_type("references", _MessageIds)
-    registry.map_to_type("in-reply-to", _MessageIds)
+    registry.map_to_type("references", _MessageIds)   # type: ignore[arg-type]
+    registry.map_to_type("in-reply-to", _MessageIds)   # type: ignore[arg-type]
     # Long lines as they are: no header folded before its first word (a Subject on the next line),
     # and text/plain in 8bit (7bit when ASCII), never quoted-printable, as the list's mail is.
     return SMTP.clone(header_factory=registry, max_line_length=998)
@@ -72,9 +72,9 @@ def new(subject: str, body: str, sender: str, to: list[str], cc: list[str], mess
     if not addressed:
         raise ValueError("nobody to send it to")
     message["To"] = addressed
-    cc = _cc(addressed, cc)
-    if cc:
-        message["Cc"] = cc
+    copied = _cc(addressed, cc)
+    if copied:
+        message["Cc"] = copied
     message["Subject"] = _one_line(subject)
     message["Date"] = date or datetime.now(UTC)
     message["Message-ID"] = message_id
@@ -89,7 +89,7 @@ def recipients(message: email.message.Message) -> list[str]:
     return [_header(message, name) for name in ("To", "Cc") if _header(message, name)]
 
 
-def review_copy(held: email.message.Message, number: int, moderator: str) -> EmailMessage:
+def review_copy(held: EmailMessage, number: int, moderator: str) -> EmailMessage:
     """The copy of held reply `number` that its moderator reviews: to the moderator alone, saying
     how to let it go to the list, or not."""
     message = EmailMessage(policy=POLICY)

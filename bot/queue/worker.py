@@ -37,7 +37,8 @@ class Worker:
         self.app.task(name=queue.TASK)(self.check)
         self.redis = queue.client(config)
         self.beat_seconds = config.get("queue", "heartbeat_seconds")
-        self.started, self.checked, self.job = time.time(), 0, None
+        self.started, self.checked = time.time(), 0
+        self.job: dict | None = None   # the job in hand: its id, since when
         self.stopped = threading.Event()
 
     def check(self, payload: dict) -> dict:

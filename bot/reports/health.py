@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -111,7 +112,7 @@ class _Collector:
         yield _family(CounterMetricFamily, "bootbot_build_seconds", "Seconds of builds", [], {(): h.build_seconds})
 
 
-def _family(kind, name: str, what: str, labels: list[str], values: dict[tuple, float]):
+def _family(kind, name: str, what: str, labels: list[str], values: Mapping[tuple, float]):
     family = kind(name, what, labels=labels)
     for key, value in sorted(values.items()):
         family.add_metric(list(key), value)

@@ -108,7 +108,7 @@ def _summary(outcome: Outcome) -> str:
     if outcome.verdict == APPLY_FAILED:
         return (f"bootbot: APPLY FAILED for {title}\n"
                 + (f"Patch {outcome.culprit['index']} does not apply" if outcome.culprit else
-                   "The series does not apply (git am named no patch)") + f" on {outcome.base[:12]}.")
+                   "The series does not apply (git am named no patch)") + f" on {(outcome.base or '')[:12]}.")
     if outcome.verdict == REFUSED:
         return f"bootbot: REFUSED {title}\nThe series was refused before anything was applied or built:"
     if outcome.verdict == BUILD_FAILED:
@@ -171,7 +171,7 @@ def _boots(attempts: list[dict]) -> str:
 
 def _first_failed(outcome: Outcome) -> str | None:
     failing = [n for n, e in outcome.entries.items() if fails(e.status, e.experimental, outcome.strict_experimental)]
-    return (outcome.regressed or failing or [None])[0]
+    return next(iter(outcome.regressed or failing), None)
 
 
 def console_excerpt(name: str, log: Path, entry) -> str:

@@ -41,6 +41,9 @@ class Source:
         """What it follows, as `bootbot sources` and errors name it."""
         return self.url
 
+    def poll(self) -> str:
+        raise NotImplementedError   # each kind's
+
     def cursor(self, key: str) -> Cursor | None:
         return self.state.sources.cursor(self.name, key)
 

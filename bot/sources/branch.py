@@ -38,14 +38,14 @@ class Branch(Source):
         return f"{self.url} {self.branch}"
 
     def poll(self) -> str:
-        last = self.cursor("head")
-        last = last.value if last else None
+        cursor = self.cursor("head")
+        last = cursor.value if cursor else None
         if self._remote_head() == last:
             return ""
         self._git("fetch", "--quiet", "--no-tags", self.url, f"+refs/heads/{self.branch}:{self.ref}")
         head = self._git("rev-parse", self.ref).strip()   # the head fetched: the branch may have moved again
         base = None if last is None else last if self._answer("merge-base", "--is-ancestor", last, head) \
-            else self._answer("merge-base", last, head)
+            else self._merge_base(last, head)
         if base:   # its commits stay in the tree, whatever the branch does next, until checked
             self._git("update-ref", f"refs/bootbot/{self.name}/{head}", head)
         with self.state.transaction():
@@ -67,9 +67,8 @@ class Branch(Source):
             commit, author, committer, subject, rest = record.split("\x00", 4)
             body, _, names = rest.partition("\x02")
             link, msgid = _posting(body)
-            patches.append(Patch(index, subject, msgid, formataddr(author.split("\x03")),
-                                 tuple(sorted(set(names.split()))), commit=commit,
-                                 committer=formataddr(committer.split("\x03")), link=link))
+            patches.append(Patch(index, subject, msgid, _address(author), tuple(sorted(set(names.split()))),
+                                 commit=commit, committer=_address(committer), link=link))
         return Change(f"{self.branch} ({self.name}): {len(patches)} new commits, {base[:12]}..{head[:12]}", 1,
                       tuple(patches), base, branch=self.where)
 
@@ -78,6 +77,11 @@ class Branch(Source):
         if not listed:
             raise Unreachable(f"{self.where}: no such branch")
         return listed[0]
+
+    def _merge_base(self, one: str, other: str) -> str | None:
+        """Their best common ancestor; None when they share no history."""
+        answer = self._answer("merge-base", one, other)
+        return answer if isinstance(answer, str) else None
 
     def _answer(self, *args: str) -> str | bool | None:
         """What a git command that answers with its exit status says: its output, True when it
@@ -116,3 +120,9 @@ def _posting(message: str) -> tuple[str, str]:
         if msgid:
             return link, msgid
     return "", ""
+
+
+def _address(name_and_mail: str) -> str:
+    """"Name\x03mail", as git's format above prints them, as "Name <mail>"."""
+    name, _, mail = name_and_mail.partition("\x03")
+    return formataddr((name, mail))

@@ -62,8 +62,8 @@ class Query(Source):
 
     def _page(self, query: str, offset: int) -> list[str]:
         try:
-            answer = self.http.get(f"{self.url}/", params={"q": query, "x": "A", "o": offset, "l": self.page},
-                                   timeout=self.timeout)
+            params: dict[str, str | int] = {"q": query, "x": "A", "o": offset, "l": self.page}
+            answer = self.http.get(f"{self.url}/", params=params, timeout=self.timeout)
             if answer.status_code == 404:   # public-inbox's answer when nothing matches
                 return []
             answer.raise_for_status()

@@ -7,6 +7,7 @@ import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from bot.state import migrations
 
@@ -54,6 +55,21 @@ class Database:
 
     def one(self, sql: str, *args) -> sqlite3.Row | None:
         return self.db.execute(sql, args).fetchone()
+
+    def row(self, sql: str, *args) -> sqlite3.Row:
+        """The row a query must find (a record by its id); LookupError when there is none."""
+        found = self.db.execute(sql, args).fetchone()
+        if found is None:
+            raise LookupError(f"no row for {sql} {args}")
+        return found
+
+    def value(self, sql: str, *args) -> Any:
+        """The first value of a query that always has a row (a COUNT, a MIN)."""
+        return self.row(sql, *args)[0]
+
+    def counts(self, table: str) -> dict[str, int]:
+        """How many rows of `table` are in each state."""
+        return {r[0]: r[1] for r in self.db.execute(f"SELECT state, COUNT(*) FROM {table} GROUP BY state")}
 
     def execute(self, sql: str, *args) -> sqlite3.Cursor:
         """A statement that changes something, inside a transaction of the caller's."""

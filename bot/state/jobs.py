@@ -72,7 +72,7 @@ class JobTable:
                                   " ".join(entries), JobState.QUEUED, now())
 
     def get(self, job_id: int) -> Job:
-        return _job(self.database.one("SELECT * FROM job WHERE id = ?", job_id))
+        return _job(self.database.row("SELECT * FROM job WHERE id = ?", job_id))
 
     def in_state(self, *states: JobState) -> list[Job]:
         marks = ", ".join("?" * len(states))
@@ -133,8 +133,8 @@ class JobTable:
 
     def commands_in_thread(self, thread: str) -> int:
         """How many command mails of a series thread were taken as jobs."""
-        return self.database.one("SELECT COUNT(*) FROM job j JOIN series s ON j.series_id = s.id "
-                                 "WHERE s.thread = ? AND j.command_msgid IS NOT NULL", thread)[0]
+        return self.database.value("SELECT COUNT(*) FROM job j JOIN series s ON j.series_id = s.id "
+                                   "WHERE s.thread = ? AND j.command_msgid IS NOT NULL", thread)
 
     def lab_errors_in_a_row(self) -> int:
         """How many of the newest jobs whose last attempt ended, ended by the lab: a verdict of

@@ -47,7 +47,7 @@ class MessageTable:
         return [r["raw"] for r in self.database.rows("SELECT raw FROM message WHERE thread = ? ORDER BY rowid", thread)]
 
     def count(self) -> int:
-        return self.database.one("SELECT COUNT(*) FROM message")[0]
+        return self.database.value("SELECT COUNT(*) FROM message")
 
     def claim_unsourced(self, source: str) -> None:
         """Mail stored before sources were: the one inbox of then brought it."""

@@ -69,14 +69,14 @@ class Outbox:
 
     def waiting(self) -> int:
         """Replies not sent yet: pending or held."""
-        return self.database.one("SELECT COUNT(*) FROM outbox WHERE state IN (?, ?)",
-                                 ReplyState.PENDING, ReplyState.HELD)[0]
+        return self.database.value("SELECT COUNT(*) FROM outbox WHERE state IN (?, ?)",
+                                   ReplyState.PENDING, ReplyState.HELD)
 
     def oldest_pending(self) -> float | None:
         """When the oldest pending reply was made (its job's creation for a reply of before that
         was kept)."""
-        return self.database.one("SELECT MIN(COALESCE(o.made, j.created)) FROM outbox o JOIN job j ON j.id = o.job_id "
-                                 "WHERE o.state = ?", ReplyState.PENDING)[0]
+        return self.database.value("SELECT MIN(COALESCE(o.made, j.created)) FROM outbox o "
+                                   "JOIN job j ON j.id = o.job_id WHERE o.state = ?", ReplyState.PENDING)
 
     def to_review(self) -> list[Reply]:
         return [_reply(r) for r in self.database.rows("SELECT * FROM outbox WHERE state = ? AND reviewed = 0 "
@@ -87,7 +87,7 @@ class Outbox:
                                                       "ORDER BY id", ReplyState.PENDING, now())]
 
     def sent_in_a_day(self) -> int:
-        return self.database.one("SELECT COUNT(*) FROM outbox WHERE sent_at > ?", now() - 86400)[0]
+        return self.database.value("SELECT COUNT(*) FROM outbox WHERE sent_at > ?", now() - 86400)
 
     def deliver(self, reply: Reply, delivery: Delivery, wait: float, send: Callable[[], None],
                 failure: type[Exception]) -> bool:

@@ -37,7 +37,7 @@ class PushTable:
                                   "VALUES (?, ?, ?, ?, ?)", source, base, head, PushState.WAITING, now())
 
     def get(self, push_id: int) -> PushRecord:
-        return _record(self.database.one("SELECT * FROM push WHERE id = ?", push_id))
+        return _record(self.database.row("SELECT * FROM push WHERE id = ?", push_id))
 
     def waiting(self) -> list[PushRecord]:
         return [_record(r) for r in self.database.rows("SELECT * FROM push WHERE state = ? ORDER BY id",
@@ -48,7 +48,7 @@ class PushTable:
             self.database.execute("UPDATE push SET state = ? WHERE id = ?", state, push_id)
 
     def counts(self) -> dict[str, int]:
-        return dict(self.database.rows("SELECT state, COUNT(*) FROM push GROUP BY state"))
+        return self.database.counts("push")
 
 
 def _record(row) -> PushRecord:

@@ -44,7 +44,7 @@ class SeriesTable:
                 "INSERT OR IGNORE INTO series (head, thread, subject, author, version, expected, state, first_seen) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", msgid, thread, subject, author, version, expected,
                 SeriesState.WAITING, now())
-            series = self.database.one("SELECT id FROM series WHERE thread = ? AND version = ? ORDER BY id",
+            series = self.database.row("SELECT id FROM series WHERE thread = ? AND version = ? ORDER BY id",
                                        thread, version)
             if counter == 0 or msgid == thread:
                 self.database.execute("UPDATE series SET head = ?, subject = ? WHERE id = ?", msgid, subject,
@@ -54,7 +54,7 @@ class SeriesTable:
                                       series["id"], counter, msgid)
 
     def get(self, series_id: int) -> SeriesRecord:
-        return _record(self.database.one("SELECT * FROM series WHERE id = ?", series_id))
+        return _record(self.database.row("SELECT * FROM series WHERE id = ?", series_id))
 
     def newest_in_thread(self, thread: str) -> SeriesRecord | None:
         row = self.database.one("SELECT * FROM series WHERE thread = ? ORDER BY version DESC", thread)
@@ -76,7 +76,7 @@ class SeriesTable:
             "WHERE s.state = ? AND m.source = ?", SeriesState.WAITING, source)]
 
     def patches(self, series_id: int) -> int:
-        return self.database.one("SELECT COUNT(*) FROM patch WHERE series_id = ?", series_id)[0]
+        return self.database.value("SELECT COUNT(*) FROM patch WHERE series_id = ?", series_id)
 
     def set_state(self, series_id: int, state: SeriesState) -> None:
         with self.database.transaction():
@@ -96,12 +96,12 @@ class SeriesTable:
     def head_and_source(self, series_id: int) -> tuple[str, str]:
         """The series' head Message-ID, and the name of the source that brought that mail ("": a
         mail stored before sources)."""
-        row = self.database.one("SELECT s.head, m.source FROM series s LEFT JOIN message m ON m.msgid = s.head "
+        row = self.database.row("SELECT s.head, m.source FROM series s LEFT JOIN message m ON m.msgid = s.head "
                                 "WHERE s.id = ?", series_id)
         return row["head"], row["source"] or ""
 
     def counts(self) -> dict[str, int]:
-        return dict(self.database.rows("SELECT state, COUNT(*) FROM series GROUP BY state"))
+        return self.database.counts("series")
 
 
 def _record(row) -> SeriesRecord:

@@ -67,7 +67,7 @@ def _own(site: Site, repo: git.Repo, change: Change, logs: Path) -> Base | None:
         return Base(found, BY_BASE_COMMIT, "its base-commit")
     fetched = upstream.fetch_missing(site.kind, site.path, site.following, logs) if site.following else []
     found = commit_of(repo, change.base_commit) if fetched else None
-    return found and Base(found, BY_BASE_COMMIT, f"its base-commit, fetched from {', '.join(fetched)}")
+    return Base(found, BY_BASE_COMMIT, f"its base-commit, fetched from {', '.join(fetched)}") if found else None
 
 
 def _branches(site: Site, repo: git.Repo, default: tuple[str, str]) -> list[tuple[str, str, int]]:

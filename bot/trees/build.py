@@ -66,7 +66,7 @@ def build(tree: Tree, source: Path, out: Path, jobs: int, sandbox: Sandbox, say:
     seconds = round(time.monotonic() - started, 1)
     if not finished.ok:
         errors = explain(steps.last_output())
-        if finished.limit:
+        if finished.limit and sandbox.limits:
             errors.insert(0, f"stopped: the build went over {sandbox.limits.describe(finished.limit)}")
         return Build(False, seconds, steps.log, errors=errors, limit=finished.limit)
     artifacts = {name: out / path for name, path in tree.artifacts.items()}

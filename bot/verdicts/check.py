@@ -48,7 +48,9 @@ Progress = Callable[[str], None]
 
 class Parts(Protocol):
     """What a check needs done; every build and boot it writes into the check's result folder."""
-    identity: str   # what the base's results depend on besides the base and the declarations
+    @property
+    def identity(self) -> str:
+        """What the base's results depend on besides the base and the declarations."""
 
     def apply(self, base: str, change: Change) -> list[str]:
         """The change's commits on `base`, in order: a mailed series applied (ApplyFailed naming a
@@ -224,7 +226,7 @@ class _Check:
             if not self.known:   # not where it was made, maybe: its author's work is not in question
                 outcome.verdict = NO_BASE
                 return outcome
-            outcome.verdict, outcome.culprit = APPLY_FAILED, e.index and _patch(outcome, e.index)
+            outcome.verdict, outcome.culprit = APPLY_FAILED, _patch(outcome, e.index) if e.index else None
             return outcome
         try:
             self.based = self.baseline()

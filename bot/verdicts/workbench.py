@@ -89,4 +89,9 @@ class Workbench:
                            patterns=settings.declarations.patterns, probe=self.tree.probe,
                            symbols=self.tree.symbols_of(built.artifacts, self.ws.worktree), attempt=attempt,
                            limits=limits,
-                           progress=lambda name, result: result and self.progress(result.progress_line()))
+                           progress=self._said)
+
+    def _said(self, entry: str, result: BootResult | None) -> None:
+        """An entry's end, as the progress of the check says it."""
+        if result is not None:
+            self.progress(result.progress_line())
