@@ -122,7 +122,8 @@ INJECTED = {
     # no failure at all: kernel messages that begin as reports do
     "lookalike": Injection(
         'pr_warn("WARNING: the mand mount option is being deprecated and will be removed in v5.15!\\n"); '
-        "pr_warn(\"WARNING: fbcon: Driver 'bootbotdrmfb' missed to adjust virtual screen size (0x0 vs. 1024x768)\\n\"); "
+        "pr_warn(\"WARNING: fbcon: Driver 'bootbotdrmfb' missed to adjust virtual screen size "
+        "(0x0 vs. 1024x768)\\n\"); "
         'pr_warn("BUG: Address ::1 on device lo is missing its host route.\\n"); '
         'pr_info("INFO: recovery required on readonly filesystem.\\n"); '
         'pr_info("INFO: NMI handler (bootbot_nmi) took too long to run: 1.234 msecs\\n");',
@@ -152,9 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kinds", default=",".join(INJECTED), help="the kinds to capture (all of them by default)")
     parser.add_argument("--callers", default="plain,caller",
                         help="printk's caller field off (plain), on (caller), or both (the default)")
-    parser.add_argument("--stock", default=",".join(STOCK), help="the stock kernel's consoles to capture (all by default)")
+    parser.add_argument("--stock", default=",".join(STOCK),
+                        help="the stock kernel's consoles to capture (all by default)")
     parser.add_argument("--arm64", default=",".join(ARM64),
-                        help="the arm64 kinds to capture (all by default; needs gcc-aarch64-linux-gnu, qemu-system-arm)")
+                        help="the arm64 kinds to capture (all by default; "
+                             "needs gcc-aarch64-linux-gnu and qemu-system-arm)")
     args = parser.parse_args(argv)
     kinds = sorted((k for k in args.kinds.split(",") if k), key=lambda k: INJECTED[k].config)   # fewer rebuilds
     OUT.mkdir(parents=True, exist_ok=True)
@@ -230,7 +233,8 @@ def arm64(scratch: Path, kind: str) -> None:
         initrd = scratch / "arm64-initrd"
         initramfs.build(initrd, "#!/bin/sh\n", {})
         # panic=-1 and -no-reboot: QEMU exits once the oops has killed init
-        booted = subprocess.run([*ARM64_QEMU, "-kernel", str(ws.build / "arch/arm64/boot/Image"), "-initrd", str(initrd)],
+        image = ws.build / "arch/arm64/boot/Image"
+        booted = subprocess.run([*ARM64_QEMU, "-kernel", str(image), "-initrd", str(initrd)],
                                 capture_output=True, timeout=300)
         (OUT / f"{kind}-plain.log").write_bytes(booted.stdout)
         print(f"{kind}-plain.log: {len(booted.stdout.splitlines())} lines, QEMU exit {booted.returncode}")

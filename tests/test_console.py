@@ -105,7 +105,7 @@ def test_failure_lines(line):
     "[    6.000000] INFO: NMI handler (perf_event_nmi_handler) took too long to run: 1.234 msecs",
     "[    6.000000] INFO: lockdep is turned off.",
     "[    6.000000] sshd[80]: WARNING: /etc/ssh/moduli does not exist, using fixed modulus",
-    "Mar  5 16:30:12 host kern.warn kernel: [    6.000000] WARNING: `iw' uses wireless extensions which will stop working",
+    "Mar  5 16:30:12 host kern.warn kernel: [    6.000000] WARNING: `iw' uses wireless extensions which will stop",
 ])
 def test_harmless_lines(line):
     console = Console(ENTRIES["bios"].success_pattern(NONCE), PATTERNS)
