@@ -54,6 +54,22 @@ def test_harmless_series_passes_everywhere(tree, check, tmp_path):
     assert run.stdout.startswith("bootbot: PASS") and "| Tested-by: bootbot" in run.stdout
 
 
+def test_a_series_that_adds_a_kernel_message_saying_warning_passes(tree, check, tmp_path):
+    """A pr_warn() whose text begins "WARNING:" is no WARN (only __warn()'s own lines are,
+    checks/console.toml): the patch that adds one is not blamed for a regression."""
+    notice = "WARNING: the bootbot= option is deprecated and will be removed in v6.2!"
+    run = check(series(tree, tmp_path, [
+        ("init: say that an option is deprecated",
+         {"init/main.c": add_after("\tkernel_init_freeable();\n", f'\tpr_warn("{notice}\\n");\n')}),
+    ]))
+    assert run.code == 0, run.stdout + run.stderr
+    assert run.json["verdict"] == "pass" and run.json["culprit"] is None
+    assert run.statuses() == {name: ("pass", "pass") for name in ("bios", "efi", "pvh", "xen-pv", "xen-pvh")}
+    for name in ("bios", "efi", "pvh", "xen-pv"):   # xen-pvh succeeds before init runs
+        console = (Path(run.json["folder"]) / run.json["entries"][name]["log"]).read_text(errors="replace")
+        assert f"] {notice}" in console, name
+
+
 def test_breaking_the_16_bit_setup_breaks_bios_only(tree, check, tmp_path):
     triple_fault = ("\t{ static const struct { u16 limit; u32 base; } __attribute__((packed)) none = { 0, 0 };\n"
                     "\t  asm volatile(\"lidtl %0; int $3\" : : \"m\" (none)); }\n")

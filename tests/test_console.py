@@ -98,6 +98,14 @@ def test_failure_lines(line):
     "userspace says the word BUG: in passing",
     "[    0.000000] Command line: console=ttyS0 panic=-1",
     "[    5.000001] traps: init[1] general protection fault ip:401000 sp:7ffd0 error:0 in init[401000+1000]",
+    # kernel messages that begin as a report does, and are none: only a report's own shape counts
+    "[    6.000000] WARNING: the mand mount option is being deprecated and will be removed in v5.15!",
+    "[    6.000000][    T1] WARNING: fbcon: Driver 'vkmsdrmfb' missed to adjust virtual screen size (0x0 vs. 64x48)",
+    "[    6.000000] BUG: Address ::1 on device lo is missing its host route.",
+    "[    6.000000] INFO: NMI handler (perf_event_nmi_handler) took too long to run: 1.234 msecs",
+    "[    6.000000] INFO: lockdep is turned off.",
+    "[    6.000000] sshd[80]: WARNING: /etc/ssh/moduli does not exist, using fixed modulus",
+    "Mar  5 16:30:12 host kern.warn kernel: [    6.000000] WARNING: `iw' uses wireless extensions which will stop",
 ])
 def test_harmless_lines(line):
     console = Console(ENTRIES["bios"].success_pattern(NONCE), PATTERNS)
@@ -175,7 +183,7 @@ BANNER = "[    0.000000] Linux version 6.1.0 (bootbot@bootbot) #1 SMP"
     ("isob2 login: [  709.689951] INFO: rcu_sched detected stalls on CPUs/tasks:", "rcu-stall"),
     ("[   12.000000] Oops: Oops: 0000 [#1] SMP NOPTI", "oops"),
     ("[    3.200000] WARNING: kernel/sched/core.c:8511 at sched_init+0x20/0x410, CPU#0: swapper/0", "warning"),
-    ("[    3.200000] WARNING: possible circular locking dependency detected", "warning"),
+    ("[    3.200000] WARNING: possible circular locking dependency detected", "lockdep"),
     ("[    2.000000] BUG: scheduling while atomic: swapper/0/1/0x00000002", "bug"),
     ("[    2.000000] UBSAN: shift-out-of-bounds in init/main.c:1488:3", "sanitizer"),
     ("[    2.000000] divide error: 0000 [#1] PREEMPT SMP NOPTI", "oops"),
@@ -183,6 +191,45 @@ BANNER = "[    0.000000] Linux version 6.1.0 (bootbot@bootbot) #1 SMP"
     ("[   22.000000] watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [swapper/0:1]", "lockup"),
     ("[    5.000000] PANIC: double fault, error_code: 0x0", "oops"),
     ("l1: [    0.000000] Kernel panic - not syncing: VFS: Unable to mount root fs", "panic"),
+    # WARN's first line in every kernel's words: 2.6, 3.x, 6.19
+    ("[    3.200000] WARNING: at kernel/sched/core.c:8511 sched_init+0x20/0x410()", "warning"),
+    ("[    3.200000] WARNING: CPU: 0 PID: 1 at kernel/sched/core.c:8511 sched_init+0x20/0x410()", "warning"),
+    ("[    3.200000] WARNING: at sched_init+0x20/0x410, CPU#0: swapper/0/1", "warning"),
+    # oopses of older kernels, arm64 and arm
+    ("[    4.000000] BUG: unable to handle kernel paging request at ffff880000000000", "oops"),
+    ("[    4.000000] BUG: TASK stack guard page was hit at 00000000a1b2c3d4 (stack is 0000000011..0000000022)", "oops"),
+    ("[    4.000000] Unable to handle kernel NULL pointer dereference at virtual address 0000000000000000", "oops"),
+    ("[    4.000000] Unable to handle kernel access to user memory outside uaccess routines at virtual address "
+     "0000000020000000", "oops"),
+    ("[    4.000000] Internal error: Oops: 0000000096000004 [#1] PREEMPT SMP", "oops"),
+    ("[    4.000000] Internal error: Oops - BUG: 00000000f2000800 [#1] SMP", "oops"),
+    ("[    4.000000] Internal error: : 81b [#1] SMP ARM", "oops"),
+    ("[    4.000000] Unhandled fault: page domain fault (0x01b) at 0x00000000", "oops"),
+    ("Aug 29 09:51:01 host kernel: Unable to handle kernel paging request at virtual address f15e97cc", "oops"),
+    ("[    4.000000] BUG kmalloc-64 (Not tainted): Object already free", "slab"),
+    ("[    4.000000] INFO: Freed in kfree+0x1a/0x30 age=12 cpu=0 pid=1", "slab"),
+    ("[    4.000000] BUG: KASan: out of bounds access in kmalloc_oob_right+0x1a/0x30 at addr ffff8800", "sanitizer"),
+    ("[    4.000000] UBSAN: Undefined behaviour in lib/test.c:12:3", "sanitizer"),
+    # lockdep, 4.14 and later, and before
+    ("[    5.000000] WARNING: possible recursive locking detected", "lockdep"),
+    ("[    5.000000] WARNING: bad unlock balance detected!", "lockdep"),
+    ("[    5.000000] WARNING: kworker/0:1/12 still has locks held!", "lockdep"),
+    ("[    5.000000] [ INFO: possible circular locking dependency detected ]", "lockdep"),
+    ("[    5.000000] [ BUG: held lock freed! ]", "lockdep"),
+    ("[    5.000000] [ INFO: suspicious RCU usage. ]", "lockdep"),
+    ("[    5.000000] WARNING: HARDIRQ-safe -> HARDIRQ-unsafe lock order detected", "lockdep"),
+    ("[    5.000000] BUG: MAX_LOCKDEP_KEYS too low!", "lockdep"),
+    # leaks, hangs, file systems, reference counts
+    ("[   70.000000] kmemleak: 2 new suspected memory leaks (see /sys/kernel/debug/kmemleak)", "kmemleak"),
+    ("[   70.000000] kmemleak: unreferenced object 0xffff88800a1b2c00 (size 64):", "kmemleak"),
+    ("[  150.000000] INFO: task syz-executor.5:123 can't die for more than 143 seconds.", "hung-task"),
+    ("[   30.000000] NMI watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [syz-executor:123]", "lockup"),
+    ("[   30.000000] BUG: workqueue lockup - pool cpus=0 node=0 flags=0x0 nice=0 stuck for 31s!", "lockup"),
+    ("[   30.000000] BUG: sleeping function called from invalid context at kernel/locking/mutex.c:580", "bug"),
+    ("[   30.000000] VFS: Busy inodes after unmount of loop0. Self-destruct in 5 seconds.  Have a nice day...",
+     "vfs"),
+    ("[   30.000000] VFS: Close: file count is 0 (f_op=shmem_file_operations)", "vfs"),
+    ("[   30.000000] unregister_netdevice: waiting for lo to become free. Usage count = 2", "refcount"),
 ])
 def test_kernel_lines_count_after_printks_prefix_wherever_it_sits(line, kind):
     console = Console(re.compile("never"), PATTERNS)
@@ -201,6 +248,31 @@ def test_a_program_printing_warning_fails_nothing_once_the_kernel_shows_its_time
     untimed = Console(re.compile("marker"), PATTERNS)   # a kernel without times: nothing tells them apart
     assert untimed.feed("Linux version 6.1.0 (bootbot@bootbot) #1") is None
     assert untimed.feed("WARNING: CPU: 0 PID: 1 at init/main.c:1 kernel_init+0x1/0x2").status == FAIL
+
+
+@pytest.mark.parametrize("named, kind", [
+    ("[    1.000001] WARNING: CPU: 0 PID: 1 at init/main.c:1 kernel_init+0x1/0x2", "warning"),
+    ("[    1.000001] kernel BUG at init/main.c:1!", "bug"),
+    ("[    1.000001] refcount_t: addition on 0; use-after-free.", "refcount"),
+])
+def test_a_cut_here_line_fails_the_boot_and_the_report_s_first_failure_line_names_it(named, kind):
+    """The kernel prints "cut here" before a WARN's or a BUG's first line, and before a WARN()'s
+    own message: the boot fails on it, as a warning until a line of the report says more."""
+    console = Console(re.compile("never"), PATTERNS)
+    console.feed(BANNER)
+    cut = "[    1.000000] ------------[ cut here ]------------"
+    decision = console.feed(cut)
+    assert (decision.status, decision.kind) == (FAIL, "warning")
+    for line in ("[    1.000001] bootbot: a WARN()'s own message", named, cut):
+        console.more(line)
+    decision = console.with_block(decision)
+    assert (decision.kind, decision.reason, decision.block[0]) == (kind, named, cut)
+    unnamed = Console(re.compile("never"), PATTERNS)   # a WARN in words no pattern knows yet
+    unnamed.feed(BANNER)
+    decision = unnamed.feed(cut)
+    unnamed.more("[    1.000001] WARNING: init/main.c:1 in a shape to come")
+    decision = unnamed.with_block(decision)
+    assert (decision.status, decision.reason, decision.kind) == (FAIL, cut, "warning")
 
 
 def test_a_failure_keeps_its_report_up_to_its_end_line_or_the_bound():

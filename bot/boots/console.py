@@ -15,6 +15,9 @@ _ESCAPES = re.compile(r"\x1b(\[[0-9;=?]*[A-Za-z]|[()][0-9A-Za-z]|[A-Za-z])")
 # printk's prefix: the time, then CONFIG_PRINTK_CALLER's thread or CPU ("[   T1]", "[  C0]"); not
 # Xen's own console timestamps, which follow "(XEN) ".
 _PRINTK = r"(?<!\(XEN\) )\[\s*\d+\.\d+\](?:\[\s*[TC]\d+\])?\s*"
+# a syslog daemon's relay of a kernel line: "Aug 29 09:51:01 host kernel: ", with busybox's
+# facility.level before the tag ("host kern.warn kernel: "); the kernel's time, if any, follows
+_SYSLOG = r"\b[A-Z][a-z]{2} +\d{1,2} \d\d:\d\d:\d\d \S+ (?:[a-z]+\.[a-z]+ )?kernel: "
 _LEVEL = r"(?:<\d>)?"   # console_msg_format=syslog
 _XEN = r"\(XEN\)\s+(?:\[[^\]]*\]\s+)?"
 _BANNER = re.compile(rf"(?:{_PRINTK})?Linux version \d")
@@ -36,6 +39,7 @@ class Failure:
     pattern: str
     source: str
     ends: str | None
+    opens: bool = False   # the line opens a report whose next failure line names it
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ class Address:
 @dataclass(frozen=True)
 class Patterns:
     failures: tuple[Failure, ...]
-    timed: re.Pattern      # a failure line wherever a printk prefix, Xen's or none is needed
+    timed: re.Pattern      # a failure line wherever a printk prefix (or syslog's), Xen's or none is needed
     bare: re.Pattern       # a kernel failure line at the start of a line, without a printk time
     image_refused: re.Pattern
     addresses: tuple[Address, ...] = ()
@@ -64,10 +68,11 @@ class Patterns:
             groups[where] = []
             for table in data.get(where, ()):
                 groups[where].append(f"(?P<f{len(failures)}>{table['pattern']})")
-                failures.append(Failure(table["kind"], table["pattern"], table["source"], table.get("ends")))
+                failures.append(Failure(table["kind"], table["pattern"], table["source"], table.get("ends"),
+                                        table.get("opens", False)))
         kernel, xen, anywhere = ("|".join(groups[w]) for w in ("kernel", "hypervisor", "anywhere"))
         return cls(tuple(failures),
-                   re.compile(f"{_PRINTK}{_LEVEL}(?:{kernel})|{_XEN}(?:{xen})|{anywhere}"),
+                   re.compile(f"(?:{_PRINTK}|{_SYSLOG}){_LEVEL}(?:{kernel})|{_XEN}(?:{xen})|{anywhere}"),
                    re.compile(f"^{_LEVEL}(?:{kernel})"),
                    re.compile("|".join(f"(?:{p})" for p in data["image_refused"])),
                    tuple(Address(re.compile(a["pattern"]), a["mode"], a["what"],
@@ -96,6 +101,7 @@ class Console:
         self.last_line = ""
         self.timed = None   # whether the kernel's lines carry printk's time: known at its first line
         self.failed: Failure | None = None
+        self.reason = ""        # the line of the failure's report that names it
         self.block: list[str] = []
         self.complete = False   # the failure's report is whole
 
@@ -108,24 +114,28 @@ class Console:
             self.timed = not line.startswith("Linux version")
         failure = self.patterns.failure(line, bare=not self.timed)
         if failure:
-            self.failed, self.block = failure, [line]
+            self.failed, self.reason, self.block = failure, line, [line]
             return Decision(FAIL, line, failure.kind, (line,))
         if self.success.search(line):
             return Decision(PASS, line)
         return None
 
     def more(self, raw: str) -> bool:
-        """Adds a line to the failure's report; False once the report is complete."""
+        """Adds a line to the failure's report; False once the report is complete. A report
+        that a line only opened ("cut here") is named by its first failure line."""
         line = clean(raw)
         if self.complete or not line:
             return not self.complete
         self.block.append(line)
+        named = self.failed.opens and self.patterns.failure(line, bare=not self.timed)
+        if named and not named.opens:
+            self.failed, self.reason = named, line
         ended = bool(self.failed.ends and re.search(self.failed.ends, line))
         self.complete = ended or len(self.block) >= BLOCK_LINES
         return not self.complete
 
     def with_block(self, decision: Decision) -> Decision:
-        return Decision(decision.status, decision.reason, decision.kind, tuple(self.block))
+        return Decision(decision.status, self.reason, self.failed.kind, tuple(self.block))
 
     def exited(self, returncode: int, stderr: str, stopped: str = "") -> Decision:
         """QEMU ended before the console decided anything; `stopped`: why the guest stopped,
