@@ -63,7 +63,7 @@ class Patterns:
     def load(cls, path: Path) -> Patterns:
         data = tomllib.loads(path.read_text())
         failures: list[Failure] = []
-        groups = {}   # per place, each failure's pattern as a group named after its index
+        groups: dict[str, list[str]] = {}   # per place, each failure's pattern as a group named after its index
         for where in ("kernel", "hypervisor", "anywhere"):
             groups[where] = []
             for table in data.get(where, ()):
@@ -81,8 +81,8 @@ class Patterns:
 
     def failure(self, line: str, bare: bool) -> Failure | None:
         """The failure `line` reports, if any; `bare`: kernel lines may come without a time."""
-        match = self.timed.search(line) or (bare and self.bare.search(line))
-        return self.failures[int(match.lastgroup[1:])] if match else None
+        match = self.timed.search(line) or (self.bare.search(line) if bare else None)
+        return self.failures[int(match.lastgroup[1:])] if match and match.lastgroup else None
 
 
 def clean(line: str) -> str:
@@ -99,7 +99,7 @@ class Console:
         self.success = success
         self.patterns = patterns
         self.last_line = ""
-        self.timed = None   # whether the kernel's lines carry printk's time: known at its first line
+        self.timed: bool | None = None   # whether the kernel's lines carry printk's time: known at its first line
         self.failed: Failure | None = None
         self.reason = ""        # the line of the failure's report that names it
         self.block: list[str] = []
@@ -126,6 +126,7 @@ class Console:
         line = clean(raw)
         if self.complete or not line:
             return not self.complete
+        assert self.failed is not None, "more() follows a failure"
         self.block.append(line)
         named = self.failed.opens and self.patterns.failure(line, bare=not self.timed)
         if named and not named.opens:
@@ -135,6 +136,7 @@ class Console:
         return not self.complete
 
     def with_block(self, decision: Decision) -> Decision:
+        assert self.failed is not None, "a block follows a failure"
         return Decision(decision.status, self.reason, self.failed.kind, tuple(self.block))
 
     def exited(self, returncode: int, stderr: str, stopped: str = "") -> Decision:
