@@ -22,7 +22,9 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 import trees  # noqa: E402
-from bot import config as configuration, declarations, settings  # noqa: E402
+
+from bot import config as configuration  # noqa: E402
+from bot import declarations, settings
 from bot.boots import initramfs, runner  # noqa: E402
 from bot.sandbox import Sandbox  # noqa: E402
 from bot.trees import build, workspace  # noqa: E402

@@ -1,15 +1,22 @@
-"""Shared fixtures. Real components (QEMU, firmware, Xen, a stock kernel) are required:
-when one is missing the test fails, saying what to install; it is never skipped."""
+"""Shared fixtures, and the tiers. Real components (QEMU, firmware, Xen, a stock kernel) are
+required: when one is missing the test fails, saying what to install; it is never skipped.
+
+The tests are in tiers, a folder each, marked by it: unit (in-process: no server, no QEMU, in
+seconds), system (real servers on loopback), boot (QEMU and builds), image (the container image).
+`scripts/test --fast` runs the unit tier; tests/unit/conftest.py holds it to its word."""
 from __future__ import annotations
 
 import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+# the helper modules' asserts say what failed, as the tests' own do
+pytest.register_assert_rewrite("harness", "tiny_tree", "trees")
+from harness import DATA, ROOT, cli  # noqa: F401  (DATA, ROOT: for the tests that import them from here)
 
 from bot import declarations
 
@@ -48,9 +55,6 @@ def marker(nonce: str) -> str:
 
 pytest_plugins = ["tiny_tree"]   # its `repo` fixture: a tiny git tree for fast series tests
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).with_name("data")
-
 
 def stock_kernel() -> Path:
     kernels = sorted(Path("/boot").glob("vmlinuz-*-amd64"), key=lambda p: [
@@ -71,8 +75,17 @@ def state(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("state")
 
 
+TIERS = ("unit", "system", "boot", "image")
+
+
 def pytest_collection_modifyitems(items):
-    """The cold-path tests go first, so that they meet the session's workspaces still empty."""
+    """Each test marked with its tier (its folder under tests/); the cold-path tests first, so
+    that they meet the session's workspaces still empty."""
+    for item in items:
+        tier = Path(item.path).relative_to(Path(__file__).parent).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: a test lives in a tier's folder: {', '.join(TIERS)}")
+        item.add_marker(tier)
     items.sort(key=lambda item: item.get_closest_marker("cold") is None)   # a stable sort
 
 
@@ -121,9 +134,6 @@ def bootbot(config, tmp_path):
     """Runs the real CLI as a user would, returning its exit code, output and JSON."""
     def run(*args: str, config_file: Path = config) -> Run:
         json_file = tmp_path / f"result-{len(list(tmp_path.iterdir()))}.json"
-        command = [sys.executable, "-m", "bot.cli", "--config", str(config_file), *args]
-        if args and args[0] == "boot" and "--json" not in args:
-            command += ["--json", str(json_file)]
-        return Run(subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600),
-                   json_file)
+        boot_json = ["--json", str(json_file)] if args and args[0] == "boot" and "--json" not in args else []
+        return Run(cli(*args, *boot_json, config=config_file), json_file)
     return run

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import default
-
 from typing import Callable
 
 from aiosmtpd.controller import Controller

@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Callable
 
-ROOT = Path(__file__).resolve().parents[1]
+from harness import ROOT, cli
+
 Edit = Callable[[str], str]
 IDENTITY = {"GIT_AUTHOR_NAME": "Ann Developer", "GIT_AUTHOR_EMAIL": "ann@example.org",
             "GIT_COMMITTER_NAME": "Ann Developer", "GIT_COMMITTER_EMAIL": "ann@example.org"}
@@ -93,9 +93,7 @@ class Check:
     outcome it writes with --json (None when it wrote none)."""
 
     def __init__(self, mbox: Path, tree: Path, config: Path, out: Path, timeout: float = 1800):
-        process = subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(config), "check", str(mbox),
-                                  "--tree", str(tree), "--json", str(out)],
-                                 cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        process = cli("check", str(mbox), "--tree", str(tree), "--json", str(out), config=config, timeout=timeout)
         self.code, self.stdout, self.stderr = process.returncode, process.stdout, process.stderr
         self.json = json.loads(out.read_text()) if out.exists() else None
 

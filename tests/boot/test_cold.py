@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
 import trees
+from harness import EXAMPLE, cli
 
-pytestmark = [pytest.mark.boot, pytest.mark.cold]
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "examples" / "pvh-regression.mbox"
+pytestmark = pytest.mark.cold
 STAGES = ["applying 3 patches", "building the base", "configuring Linux", "booting", "on the base",
           "building the series", "with the series", "finding the patch that broke pvh"]
 
@@ -28,9 +24,7 @@ def test_the_bundled_example_is_checked_from_empty_build_folders(workspaces, tmp
     config = tmp_path / "bootbot.toml"
     config.write_text(f'[state]\ndir = "{tmp_path / "state"}"\n[build]\ndir = "{workspaces}"\n')
     outcome = tmp_path / "outcome.json"
-    run = subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(config), "check", str(EXAMPLE),
-                          "--tree", str(tree), "--json", str(outcome)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=1400)
+    run = cli("check", str(EXAMPLE), "--tree", str(tree), "--json", str(outcome), config=config, timeout=1400)
     assert run.returncode == 1, run.stdout + run.stderr
     result = json.loads(outcome.read_text())
     assert result["verdict"] == "regression" and result["regressed"] == ["pvh"], run.stdout

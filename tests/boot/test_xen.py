@@ -10,13 +10,10 @@ from email.policy import default
 from pathlib import Path
 
 import pytest
-
 import trees
-from test_bot import Lab, ids, posted
+from harness import ROOT, Lab, ids, posted
 from trees import add_after, replace
 
-pytestmark = pytest.mark.boot
-ROOT = Path(__file__).resolve().parents[1]
 HEAD_S = "xen/arch/x86/boot/head.S"
 EFI_BOOT_H = "xen/arch/x86/efi/efi-boot.h"
 MB2_END = "        je      trampoline_bios_setup\n"   # the end of the multiboot2 tag loop in __start

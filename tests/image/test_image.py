@@ -7,11 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from harness import ROOT, Queued
 
-from test_bot import ROOT
-from test_queue import Queued
-
-pytestmark = pytest.mark.boot
 TAG = "localhost/bootbot:test"
 
 

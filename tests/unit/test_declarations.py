@@ -1,11 +1,11 @@
 """Entry declarations: complete, mapped to the right sources, and extended by data alone."""
 import pytest
+from conftest import DECLARED, ENTRIES, LINUX, with_q35
 
 from bot import declarations
 from bot.boots.files import Files
 from bot.sandbox import Sandbox
 from bot.words import LabError
-from conftest import DECLARED, ENTRIES, LINUX, with_q35
 
 RUN = {"accel": "tcg", "nonce": "abc123", "append": ""}
 

@@ -3,9 +3,10 @@ two packages import each other. Read from the code (every import, at any depth o
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
-BOT = Path(__file__).resolve().parents[1] / "bot"
+from harness import ROOT
+
+BOT = ROOT / "bot"
 
 # Bottom first. A part is a package of bot/ or a module at its top.
 LAYERS = [

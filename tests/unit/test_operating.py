@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
-from conftest import ROOT
+from harness import ROOT, cli
 
 
 def test_the_systemd_unit_verifies(tmp_path):
@@ -19,5 +18,5 @@ def test_the_systemd_unit_verifies(tmp_path):
 
 
 def test_version():
-    done = subprocess.run([sys.executable, "-m", "bot.cli", "--version"], cwd=ROOT, capture_output=True, text=True)
+    done = cli("--version", timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("bootbot 0.")

@@ -15,18 +15,18 @@ from pathlib import Path
 
 import b4
 import pytest
-from hypothesis import assume, example, given, settings, strategies as st
+from conftest import ENTRIES, PATTERNS, marker
+from harness import BOT_ADDRESSES, LIST, MAIL, MAINTAINERS, PATCH, REPORT_ID, SENDER
+from hypothesis import assume, example, given, settings
+from hypothesis import strategies as st
+from tiny_tree import make_repo, patches
 
+from bot.boots.console import Console, clean
 from bot.changes import series as series_module
+from bot.changes.series import SeriesError, from_messages, parse_message, read_mbox
 from bot.mail.commands import Command, authorized, is_automated, parse, plain_text
 from bot.mail.reply import MESSAGE_ID, REPLY_PREFIX, make_message_id, reply
-from bot.changes.series import SeriesError, from_messages, parse_message, read_mbox
-from bot.boots.console import Console, clean
 from bot.words import FAIL, PASS
-from conftest import ENTRIES, PATTERNS, marker
-from test_commands import BOT, MAIL, MAINTAINERS
-from test_mail import LIST, PATCH, REPORT_ID, SENDER
-from tiny_tree import make_repo, patches
 
 SOME = settings(max_examples=150, deadline=None)
 FEW = settings(max_examples=100, deadline=None)   # for the slower b4 round trips
@@ -147,7 +147,7 @@ def read_every_way(message) -> None:
     through the default policy: Python 3.11's own parser raises IndexError on some (e.g. on
     "From: ann@"), which the assembly's per-message guard catches."""
     parse(plain_text(message))
-    is_automated(message, BOT)
+    is_automated(message, BOT_ADDRESSES)
 
 
 def parsed(raw: bytes):

@@ -3,13 +3,13 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import DECLARED, LINUX, PATTERNS
 
 from bot import config
 from bot.boots import accel
 from bot.boots.files import Files
 from bot.sandbox import Sandbox
 from bot.words import LabError
-from conftest import DECLARED, LINUX, PATTERNS
 
 SANDBOX = Sandbox(config.load().get("sandbox", "uid"))
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id").read_text().strip()

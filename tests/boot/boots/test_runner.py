@@ -2,13 +2,13 @@
 from pathlib import Path
 
 import pytest
-
-from bot import config as configuration, settings
-from bot.boots import runner
-from bot.boots.files import Files
 from conftest import DECLARED, LINUX, with_q35
 
-pytestmark = pytest.mark.boot
+from bot import config as configuration
+from bot import settings
+from bot.boots import runner
+from bot.boots.files import Files
+
 CORE = "bios,efi,pvh,xen-pv"
 
 

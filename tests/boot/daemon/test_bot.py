@@ -3,115 +3,21 @@ public-inbox-httpd, an SMTP server collecting replies, and real checks on the Li
 from __future__ import annotations
 
 import email.utils
-from email.policy import default
-import mailbox
 import os
 import re
 import signal
-import sqlite3
 import subprocess
-import sys
+from email.policy import default
 from pathlib import Path
 
 import pytest
-
 import trees
 from git_server import GitServer
+from harness import EXAMPLE, LIST, ROOT, Lab, ids, posted, reply_to
 from inbox import PublicInbox
-from smtp_sink import SmtpSink
 
-pytestmark = pytest.mark.boot
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "examples" / "pvh-regression.mbox"
-LIST = "xen-devel@lists.example.org"
 MAINTAINER = "Mia Maintainer <mia@example.org>"
 PVH_C = "arch/x86/platform/pvh/enlighten.c"
-
-
-class Lab:
-    """An archive, an SMTP sink and a bot configuration pointing at both."""
-
-    def __init__(self, root: Path, tree: Path, reply_on: list[str], workspaces: Path, xen: Path | None = None):
-        self.inbox = PublicInbox(root / "archive", address=LIST)
-        self.sink = SmtpSink()
-        self.sink.start()
-        self.state = root / "state"
-        self.config = root / "bot.toml"
-        self.config.write_text(f"""
-[state]
-dir = "{self.state}"
-[archive]
-url = "{self.inbox.serve()}"
-[[sources]]
-name = "xen-devel"
-kind = "inbox"
-url = "{self.inbox.url}"
-list = "{LIST}"
-[trees.linux]
-path = "{tree}"
-upstream = []
-[trees.xen]
-path = "{xen or ''}"
-branch = "master"
-upstream = []
-[build]
-dir = "{workspaces}"
-[mail]
-from = "bootbot <bootbot@example.org>"
-smtp = "{self.sink.url}"
-reply_on = {reply_on!r}
-retry_seconds = [0]
-moderate = false
-[commands]
-maintainers = ["mia@example.org"]
-require_dkim = false
-[poll]
-interval_seconds = 1
-""".replace("'", '"'))
-
-    def poll(self) -> subprocess.CompletedProcess:
-        done = subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(self.config), "poll", "--once"],
-                              cwd=ROOT, capture_output=True, text=True, timeout=1200)
-        self.log = done.stderr
-        return done
-
-    def start(self, *command: str, log=subprocess.PIPE) -> subprocess.Popen:
-        # A session of its own, so a kill takes make and QEMU too, as systemd does with a service.
-        return subprocess.Popen([sys.executable, "-m", "bot.cli", "--config", str(self.config), *command],
-                                cwd=ROOT, stderr=log, stdout=subprocess.DEVNULL, text=True,
-                                start_new_session=True)
-
-    def replies(self, count: int, timeout: float = 10, bot: subprocess.Popen | None = None,
-                log: Path | None = None) -> list:
-        """The mail received once `count` replies are in. Fails at once when none can come (the
-        bot process `bot` exited, a job failed or ended in a lab error), with the bot's log:
-        `log`, else what the last poll said."""
-        try:
-            return self.sink.wait_for(count, timeout, lambda: self.why_no_reply(bot))
-        except AssertionError as e:
-            said = log.read_text() if log else getattr(self, "log", "(no poll yet)")
-            raise AssertionError(f"{e}\n--- the bot's log, last lines ---\n"
-                                 + "\n".join(said.splitlines()[-60:])) from None
-
-    def why_no_reply(self, bot: subprocess.Popen | None) -> str | None:
-        if bot is not None and bot.poll() is not None:
-            return f"the bot exited with {bot.returncode}"
-        if not (self.state / "bootbot.sqlite3").exists():
-            return None
-        with self.db() as db:
-            try:
-                stuck = db.execute("SELECT id, state, verdict, error FROM job WHERE state = 'failed' "
-                                   "OR error IS NOT NULL OR verdict = 'error'").fetchone()
-            except sqlite3.OperationalError:   # the bot has not made its tables yet
-                return None
-        return stuck and f"job {stuck[0]}: {stuck[1]}, verdict {stuck[2]}, error {stuck[3]}"
-
-    def db(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.state / "bootbot.sqlite3")
-
-    def close(self) -> None:
-        self.sink.stop()
-        self.inbox.close()
 
 
 @pytest.fixture
@@ -119,22 +25,6 @@ def lab(tmp_path, workspaces):
     made = Lab(tmp_path, trees.linux(), ["regression", "apply-failed", "build-failed", "pass"], workspaces)
     yield made
     made.close()
-
-
-def reply_to(parent: bytes, sender: str, body: str, msgid: str) -> bytes:
-    parsed = email.message_from_bytes(parent, policy=default)
-    return (f"From: {sender}\nTo: {LIST}\nSubject: Re: {parsed['Subject']}\nMessage-ID: <{msgid}>\n"
-            f"In-Reply-To: {parsed['Message-ID']}\nReferences: {parsed.get('References', '')} {parsed['Message-ID']}\n"
-            f"Date: {email.utils.formatdate()}\n\n{body}").encode()
-
-
-def ids(header) -> list[str]:
-    """The Message-IDs in a header, however it was folded."""
-    return re.findall(r"<[^<>\s]+>", str(header or ""))
-
-
-def posted(mbox: Path) -> list[bytes]:
-    return [m.as_bytes() for m in mailbox.mbox(mbox)]
 
 
 def harmless_pvh_series(tmp_path: Path) -> Path:

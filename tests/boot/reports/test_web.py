@@ -7,21 +7,16 @@ import http.client
 import json
 import select
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import requests
+import trees
+from harness import EXAMPLE, ROOT, start
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.wait import WebDriverWait
 
-import trees
-from conftest import ROOT
-
-pytestmark = pytest.mark.boot
-EXAMPLE = ROOT / "examples" / "pvh-regression.mbox"
 SHOTS = ROOT / "state" / "screenshots"
 HOSTILE = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
 
@@ -54,8 +49,7 @@ def results(session_config, tmp_path_factory) -> tuple[Path, str, str]:
 @pytest.fixture(scope="module")
 def site(results, session_config):
     """`bootbot web` on a free loopback port; its URL once it says it listens (within 30 s)."""
-    server = subprocess.Popen([sys.executable, "-m", "bot.cli", "--config", str(session_config), "web", "--listen",
-                               "127.0.0.1:0"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    server = start("web", "--listen", "127.0.0.1:0", config=session_config)
     try:
         ready, _, _ = select.select([server.stderr], [], [], 30)
         line = server.stderr.readline() if ready else ""

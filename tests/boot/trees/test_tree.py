@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import DECLARED
+from harness import cli
+from tiny_tree import git
 
 from bot.boots.files import Files
 from bot.sandbox import Sandbox, SandboxLimits
-from conftest import DECLARED, ROOT
-from tiny_tree import git
-
-pytestmark = pytest.mark.boot
 
 TOY_TREE = """
 description = "a toy tree: its build copies a kernel it holds"
@@ -82,9 +79,7 @@ def test_a_tree_kind_declared_in_data_is_built_booted_and_judged(toy, tmp_path):
         ("toy: ship half the kernel", "toy/Makefile", "image:\n\thead -c 2000000 kernel.img > $(O)/image\n"),
     ])
     out = tmp_path / "outcome.json"
-    run = subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(config), "check", str(mbox),
-                          "--tree", str(tree), "--json", str(out)], cwd=ROOT, capture_output=True, text=True,
-                         timeout=600)
+    run = cli("check", str(mbox), "--tree", str(tree), "--json", str(out), config=config)
     assert run.returncode == 1 and out.exists(), run.stdout + run.stderr
     outcome = json.loads(out.read_text())
     assert outcome["tree"] == "toy" and outcome["verdict"] == "regression", run.stdout
@@ -95,8 +90,7 @@ def test_a_tree_kind_declared_in_data_is_built_booted_and_judged(toy, tmp_path):
     # The result folder alone prints the report again, wherever it is moved.
     folder = Path(outcome["folder"])
     moved = folder.rename(tmp_path / "moved")
-    again = subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(config), "report", str(moved)],
-                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+    again = cli("report", str(moved), config=config, timeout=60)
     assert again.returncode == 1
     assert again.stdout == run.stdout.replace(str(folder), str(moved))
 

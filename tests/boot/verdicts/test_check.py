@@ -8,12 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 import trees
+from harness import ROOT
 from trees import add_after, replace
 
-pytestmark = pytest.mark.boot
-ROOT = Path(__file__).resolve().parents[1]
 MISC_C = "arch/x86/boot/compressed/misc.c"
 PVH_C = "arch/x86/platform/pvh/enlighten.c"
 MISC_ANCHOR = '#include "misc.h"\n'

@@ -14,44 +14,14 @@ from email.policy import default
 from pathlib import Path
 
 import pytest
-
-from bot import config as configuration, daemon
-from bot.state import StateFull
-from test_bot import ROOT, Lab, ids
+from harness import ROOT, Faulty, cli, ids
 from tiny_tree import patches
 
+from bot import config as configuration
+from bot import daemon
+from bot.state import StateFull
+
 MAX_ATTEMPTS = 2
-
-
-class Faulty(Lab):
-    """test_bot's lab, on a tree that is no git tree, refusing series of more than two patches:
-    a one-patch series gets as far as the tree and fails there with LabError, which is no
-    verdict; a three-patch series is refused (a real verdict, mailed) before the tree is touched.
-    Given a `tree`, the series get that far."""
-
-    def __init__(self, root: Path, max_attempts: int = MAX_ATTEMPTS, tree: Path | None = None):
-        (root / "not-a-tree").mkdir(parents=True)
-        super().__init__(root, tree or root / "not-a-tree", ["refused"], root / "workspaces")
-        text = self.config.read_text()
-        assert "[poll]\n" in text and "[limits]" not in text
-        self.config.write_text(text.replace("[poll]\n", f"[poll]\nmax_attempts = {max_attempts}\n")
-                               + "[limits]\nmax_patches = 2\n")
-
-    def post(self, mails: list[Path]) -> None:
-        for mail in mails:
-            self.inbox.deliver(mail.read_bytes().split(b"\n", 1)[1])   # without the mbox From_ line
-
-    def jobs(self) -> list[tuple]:
-        with self.db() as db:
-            return db.execute("SELECT id, state, attempts, verdict, error FROM job ORDER BY id").fetchall()
-
-    def states(self) -> list[tuple]:
-        with self.db() as db:
-            return db.execute("SELECT state, attempts FROM job ORDER BY id").fetchall()
-
-    def count(self, table: str) -> int:
-        with self.db() as db:
-            return db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 
 
 @pytest.fixture
@@ -96,10 +66,8 @@ def test_a_check_that_raises_is_retried_then_given_up_and_holds_up_nothing(fault
 
 def test_a_bug_of_bootbots_is_told_with_its_traceback_and_kept_in_the_jobs_record(faulty, repo, tmp_path):
     """A check that raises what no lab failure raises: a bug, told whole, unlike a lab error's line."""
-    from test_sources import KILLER as WRAPPER
     broken_and_refused(faulty, repo, tmp_path)
-    run = subprocess.run([sys.executable, "-c", WRAPPER, "bot.verdicts.check:check:1:raise", "--", "--config",
-                          str(faulty.config), "poll", "--once"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    run = cli("poll", "--once", config=faulty.config, wrapped=("bot.verdicts.check:check:1:raise",))
     assert run.returncode == 0, run.stderr
     assert "job 1: attempt 1 of 2 raised (a bug of bootbot's):\nTraceback (most recent call last):" in run.stderr
     assert "RuntimeError: injected" in run.stderr
@@ -130,7 +98,7 @@ def test_a_lab_error_verdict_is_checked_again_next_cycle_and_kept_after_the_last
 
 
 # The bot, with a check that kills it (SIGKILL, as the OOM killer would) for one-patch series.
-KILLER = """
+KILL_IN_ONE_PATCH_CHECKS = """
 import os, signal, sys
 from bot import cli
 from bot.verdicts import check as check_module
@@ -148,8 +116,8 @@ def test_a_check_that_kills_the_bot_every_time_is_given_up_after_max_attempts(fa
     broken_and_refused(faulty, repo, tmp_path)
 
     def poll() -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-c", KILLER, "--config", str(faulty.config), "poll", "--once"],
-                              cwd=ROOT, capture_output=True, text=True, timeout=600)
+        return subprocess.run([sys.executable, "-c", KILL_IN_ONE_PATCH_CHECKS, "--config", str(faulty.config), "poll",
+                               "--once"], cwd=ROOT, capture_output=True, text=True, timeout=600)
 
     for attempt in range(1, MAX_ATTEMPTS + 1):   # killed in job 1, so job 2 behind it waits
         assert poll().returncode == -9

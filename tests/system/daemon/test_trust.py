@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
 import trees
-from conftest import DECLARED, ROOT
-from test_faults import Faulty
+from conftest import DECLARED
+from harness import Faulty, cli
 from tiny_tree import patches
 
 PVH_C = "arch/x86/platform/pvh/enlighten.c"
@@ -102,8 +100,7 @@ def retitled(mails: list[Path], subject: str) -> list[Path]:
 
 
 def outbox(lab: Faulty, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(lab.config), "outbox", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return cli("outbox", *args, config=lab.config, timeout=60)
 
 
 def test_a_moderated_reply_waits_for_approval_and_then_goes_out_once(tmp_path, repo, braked):

@@ -9,25 +9,10 @@ from datetime import datetime, timezone
 from email.policy import default
 
 import pytest
-
-from bot.mail.reply import DeliveryError, Smtp, make_message_id, reply
+from harness import LIST, PATCH, REPORT_ID, SENDER
 from smtp_sink import SmtpSink
 
-SENDER = "bootbot <bootbot@example.org>"
-LIST = "xen-devel@lists.example.org"
-REPORT_ID = "<bootbot-report-1@example.org>"
-PATCH = b"""\
-From: Jane Dev <jane@example.com>
-To: xen-devel@lists.example.org
-Subject: [PATCH v2 2/3] x86/boot: move the PVH entry
-Date: Mon, 1 Jul 2024 10:00:00 +0000
-Message-ID: <20240701100000.2-jane@example.com>
-In-Reply-To: <20240701100000.0-jane@example.com>
-References: <20240620090000.0-jane@example.com>
- <20240701100000.0-jane@example.com>
-
-The patch.
-"""
+from bot.mail.reply import DeliveryError, Smtp, make_message_id, reply
 
 
 def parsed(raw: bytes, policy=default) -> email.message.Message:

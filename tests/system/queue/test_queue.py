@@ -6,143 +6,14 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 import tarfile
-import threading
-import time
-from pathlib import Path
 
 import pytest
-
-from bot import folders
 from git_server import GitServer
-from redis_server import RedisServer
-from test_bot import ROOT, Lab
-from test_sources import KILLER, refused
+from harness import VISIBILITY, Queued, cli
 from tiny_tree import git, patches
 
-VISIBILITY = 5   # seconds before a job taken by a killed worker goes to another
-
-
-class Worker:
-    """`bootbot worker` as its own process group, its log in a file; ready once it says so."""
-
-    def __init__(self, config: Path, name: str, wrapped: tuple[str, ...] = (), image: list[str] | None = None,
-                 ready_seconds: float = 60):
-        self.name, self.log = name, config.parent / f"{name}.log"
-        command = image or [sys.executable, "-c", KILLER, *wrapped, "--"]
-        self.process = subprocess.Popen([*command, "--config", str(config), "worker"], cwd=ROOT, text=True,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-        self.ready, self.said_ready = threading.Event(), False
-        threading.Thread(target=self._drain, daemon=True).start()
-        if not self.ready.wait(ready_seconds) or not self.said_ready:
-            self.stop()
-            raise AssertionError(f"worker {name} did not say it is ready within {ready_seconds} s:\n"
-                                 + self.log.read_text()[-3000:])
-
-    def _drain(self) -> None:
-        with self.log.open("w") as log:
-            for line in self.process.stderr:
-                log.write(line)
-                log.flush()
-                if f"worker {self.name} ready" in line:
-                    self.said_ready = True
-                    self.ready.set()
-        self.ready.set()   # it exited: not waited for
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=60)
-
-
-class Queued(Lab):
-    """test_bot's lab on the tiny tree, with a Redis broker and workers of its own."""
-
-    def __init__(self, root: Path, repo: Path):
-        super().__init__(root, repo, ["refused"], root / "workspaces")
-        self.root, self.repo, self.workers, self.said = root, repo, [], []
-        self.redis = RedisServer(root / "redis")
-        self.config.write_text(self.config.read_text() + self.shared())
-
-    def shared(self) -> str:
-        """What the bot and its workers are set alike: the broker, and series of three refused."""
-        return f"""
-[limits]
-max_patches = 2
-[queue]
-broker = "{self.redis.url}"
-visibility_seconds = {VISIBILITY}
-heartbeat_seconds = 1
-"""
-
-    def worker(self, name: str, entries: list[str] | None = None, wrapped: tuple[str, ...] = (),
-               image: list[str] | None = None, accel: str = "tcg", broken: bool = False) -> Worker:
-        """A worker with its own state, workspaces and clone of the tree, as another machine;
-        `broken`: its tree is no git tree, so that a check that reaches it fails in its lab."""
-        home = self.root / name
-        if broken:
-            (home / "linux").mkdir(parents=True)
-        else:
-            git(self.root, "clone", "-q", str(self.repo), str(home / "linux"))
-        config = home / "worker.toml"
-        config.write_text(f"""
-[state]
-dir = "{home / 'state'}"
-[trees.linux]
-path = "{home / 'linux'}"
-upstream = []
-[trees.xen]
-path = ""
-[build]
-dir = "{home / 'workspaces'}"
-[boot]
-accel = "{accel}"
-[worker]
-name = "{name}"
-entries = {entries or []}
-""".replace("'", '"') + self.shared())
-        self.workers.append(Worker(config, name, wrapped, image))
-        return self.workers[-1]
-
-    def post(self, name: str) -> None:
-        for mail in refused(self, name):
-            self.inbox.deliver(mail.read_bytes().split(b"\n", 1)[1])
-
-    def answered(self, count: int, seconds: float = 120) -> list:
-        """Cycles of the bot until `count` replies are in, within `seconds`."""
-        self.cycles_until(lambda: len(self.sink.received) >= count, seconds, f"{count} replies")
-        return self.sink.received
-
-    def cycles_until(self, done, seconds: float, what: str) -> None:
-        """Cycles of the bot (each sends what waits and takes the answers in) until `done()`."""
-        deadline = time.monotonic() + seconds
-        while not done():
-            assert time.monotonic() < deadline, f"no {what} in {seconds} s; the bot said:\n" + self.log[-4000:] \
-                + "".join(w.log.read_text()[-2000:] for w in self.workers)
-            assert self.poll().returncode == 0, self.log
-
-    def poll(self) -> subprocess.CompletedProcess:
-        done = super().poll()
-        self.said.append(done.stderr)
-        self.log = "".join(self.said)   # all it said, since its first cycle
-        return done
-        return self.sink.received
-
-    def jobs(self) -> list[tuple]:
-        with self.db() as db:
-            return db.execute("SELECT id, state, attempts, verdict, result, waiting FROM job ORDER BY id").fetchall()
-
-    def status(self) -> str:
-        return subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(self.config), "status"], cwd=ROOT,
-                              capture_output=True, text=True, timeout=60, check=True).stdout
-
-    def close(self) -> None:
-        for worker in self.workers:
-            worker.stop()
-        self.redis.stop()
-        super().close()
+from bot import folders
 
 
 @pytest.fixture
@@ -213,9 +84,8 @@ def test_a_broker_restarted_mid_cycle_loses_and_doubles_nothing(lab):
     lab.post("one")
     lab.post("two")
     # the broker shuts down as the bot sends the second job: the first is in Redis, the second is not
-    cycle = subprocess.run([sys.executable, "-c", KILLER, f"bot.queue.dispatch:Dispatch.send:2:redis={lab.redis.port}",
-                            "--", "--config", str(lab.config), "poll", "--once"],
-                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+    cycle = cli("poll", "--once", config=lab.config, wrapped=(f"bot.queue.dispatch:Dispatch.send:2:redis="
+                                                                   f"{lab.redis.port}",), timeout=120)
     assert cycle.returncode == 0, cycle.stderr
     assert "the broker is unreachable, jobs wait here until it is back" in cycle.stderr
     lab.redis.process.wait(timeout=30)
@@ -251,8 +121,7 @@ def test_a_job_no_worker_can_run_waits_and_says_so(lab):
 def test_a_worker_needs_a_broker_and_known_entries(lab, tmp_path):
     lone = tmp_path / "lone.toml"
     lone.write_text(f'[state]\ndir = "{tmp_path / "lone"}"\n')
-    done = subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(lone), "worker"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    done = cli("worker", config=lone, timeout=60)
     assert (done.returncode, done.stderr) == (2, "bootbot: a worker needs queue.broker: the Redis the list bot "
                                                  "sends its jobs through\n")
     with pytest.raises(AssertionError, match="worker.entries: no configured tree has linux/pvhh"):

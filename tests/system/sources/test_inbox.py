@@ -6,16 +6,16 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from conftest import DECLARED
+from inbox import PublicInbox
+from tiny_tree import patches
 
 from bot.changes import assembly
-from conftest import DECLARED
+from bot.changes.series import configure_b4
 from bot.sources import Unreachable
 from bot.sources.inbox import Inbox
 from bot.sources.query import Query
-from bot.changes.series import configure_b4
 from bot.state import State
-from inbox import PublicInbox
-from tiny_tree import patches
 
 MAX_MESSAGE = 1 << 20
 POLICY = assembly.Policy(own_addresses=["bootbot@example.org"], maintainers=[], require_dkim=True,

@@ -8,19 +8,19 @@ import json
 import select
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import requests
+from git_server import GitServer
+from harness import LIST as XEN_DEVEL
+from harness import Lab, cli, ids, refused, start
+from inbox import PublicInbox
 from prometheus_client.parser import text_string_to_metric_families
+from tiny_tree import git, patches
 
 from bot.sources import branch
-from git_server import GitServer
-from inbox import PublicInbox
-from test_bot import LIST as XEN_DEVEL, ROOT, Lab, ids
-from tiny_tree import git, patches
 
 X86 = "x86@lists.example.org"
 EFI = "linux-efi@lists.example.org"
@@ -74,8 +74,7 @@ cc = ["x86-maintainers@example.org"]
         """One cycle of the bot; `wrapped`: "module:function:n", killing it (SIGKILL) at the
         function's n-th call, as the OOM killer would mid-poll ("module:function:n:raise":
         raising RuntimeError there instead, as a bug would)."""
-        command = [sys.executable, "-c", KILLER, *wrapped, "--", "--config", str(self.config), "poll", "--once"]
-        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        return cli("poll", "--once", config=self.config, wrapped=wrapped)
 
     def rows(self, sql: str) -> list[tuple]:
         with sqlite3.connect(self.state / "bootbot.sqlite3") as db:
@@ -100,48 +99,11 @@ cc = ["x86-maintainers@example.org"]
         self.inboxes["linux-efi"].close()
 
 
-# The bot, with functions wrapped to kill it: argv is [spec ..., "--", bootbot's arguments]. A
-# spec "module:function:n" kills it (SIGKILL) at the function's n-th call; ":raise" raises
-# RuntimeError there instead, as a bug would; ":redis=PORT" shuts down the Redis there first.
-KILLER = """
-import importlib, os, signal, sys
-from bot import cli
-specs = sys.argv[1:sys.argv.index("--")]
-for spec in specs:
-    module_name, name, nth, *how = spec.split(":")
-    module = importlib.import_module(module_name)
-    owner, attr = (getattr(module, name.split(".")[0]), name.split(".")[1]) if "." in name else (module, name)
-    real, calls = getattr(owner, attr), []
-    def wrapped(*args, real=real, calls=calls, nth=int(nth), how=how, **kwargs):
-        calls.append(1)
-        if len(calls) == nth and how == ["raise"]:
-            raise RuntimeError("injected")
-        if len(calls) == nth and how:
-            import redis
-            redis.Redis(port=int(how[0].removeprefix("redis="))).shutdown()   # returns once it is gone
-        elif len(calls) == nth:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return real(*args, **kwargs)
-    setattr(owner, attr, wrapped)
-sys.exit(cli.main(sys.argv[sys.argv.index("--") + 1:]))
-"""
-
-
 @pytest.fixture
 def lab(tmp_path, repo):
     made = Sources(tmp_path, repo)
     yield made
     made.close()
-
-
-def refused(lab: Sources, name: str) -> list[Path]:
-    """A three-patch series on the tiny tree, its own by content, cover and subject: refused
-    (max_patches = 2), so answered at once."""
-    mails = patches(lab.repo, lab.root / name, 1, count=3, extra=f"_{name}")
-    for mail in mails:
-        mail.write_text(mail.read_text().replace("<cover-v1.", f"<cover-{name}.")
-                        .replace("*** SUBJECT HERE ***", f"x86/boot: series {name}"))
-    return mails
 
 
 def test_a_series_on_the_second_list_is_answered_there(lab):
@@ -292,8 +254,7 @@ def test_bootbot_sources_says_each_cursor_poll_and_error(lab):
     assert lab.poll().returncode == 0
     lab.inboxes["xen-devel"].close()   # the xen-devel archive goes away
     assert lab.poll().returncode == 0
-    shown = subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(lab.config), "sources"], cwd=ROOT,
-                           capture_output=True, text=True, timeout=60)
+    shown = cli("sources", config=lab.config, timeout=60)
     assert shown.returncode == 0, shown.stderr
     said = shown.stdout
     x86 = said[said.index("x86: inbox"):said.index("boot-paths:")]
@@ -348,8 +309,7 @@ def test_metrics_status_and_alarms_each_once_until_cleared(lab):
     assert lab.poll().returncode == 0
     assert "no source has polled well" in lab.sink.wait_for(4)[3].message["Subject"]   # back: told again
 
-    served = subprocess.Popen([sys.executable, "-m", "bot.cli", "--config", str(lab.config), "web", "--listen",
-                               "127.0.0.1:0"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    served = start("web", "--listen", "127.0.0.1:0", config=lab.config)
     try:
         ready, _, _ = select.select([served.stderr], [], [], 30)
         url = served.stderr.readline().split()[-1] if ready else ""
@@ -366,8 +326,7 @@ def test_metrics_status_and_alarms_each_once_until_cleared(lab):
     assert samples[("bootbot_outbox", ())] == 0
     assert samples[("bootbot_polls_total", (("source", "x86"),))] == 4   # one a cycle
     assert samples[("bootbot_poll_failures_total", (("source", "x86"),))] == 0
-    status = subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(lab.config), "status"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
+    status = cli("status", config=lab.config, timeout=60)
     assert "checks: 1 refused; lab errors in a row: 0" in status.stdout and "source x86: polled" in status.stdout
 
 

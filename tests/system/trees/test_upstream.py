@@ -1,37 +1,23 @@
 """Trees that follow upstreams, with the list bot, against real servers on loopback: upstreams
 served by git daemon, the archive, the SMTP sink. On the tiny tree, what needs no build: a series
 whose base is nowhere (no-base), one that does not apply on its own base (blamed), an upstream
-that goes down, `bootbot trees` and `trees init`. On the Xen tree, series whose base only the
-upstream has, found by base-commit and by blobs, checked to a pass."""
+that goes down, `bootbot trees` and `trees init` (tests/boot/trees/test_upstream.py checks Xen
+series whose base only the upstream has to a pass)."""
 from __future__ import annotations
 
 import email
 import json
 import subprocess
-import sys
 from email.policy import default
 from pathlib import Path
 
 import pytest
-
-import trees
 from git_server import GitServer
-from test_bot import ROOT, Lab, ids, posted
+from harness import Lab, cli, follow, ids, posted
 from tiny_tree import git, make_repo, patches
 
 REPLIES = ["regression", "apply-failed", "build-failed"]   # mail.reply_on's default
 OPERATOR = "ops@example.org"
-
-
-def follow(config: Path, kind: str, url: str, branch: str, **keys) -> None:
-    """The lab's [trees.KIND] made to follow `url`'s `branch`, with these keys (fetch_seconds ...)."""
-    text = config.read_text()
-    start = text.index(f"[trees.{kind}]\n")
-    end = text.index("upstream = []\n", start) + len("upstream = []\n")
-    path = text[start:end].split("\n")[1]
-    settings = "".join(f"{key} = {value}\n" for key, value in keys.items())
-    config.write_text(text[:start] + f'[trees.{kind}]\n{path}\nbranch = "{branch}"\n{settings}'
-                      f'[[trees.{kind}.upstream]]\nname = "up"\nurl = "{url}"\nbranches = ["{branch}"]\n' + text[end:])
 
 
 class Following(Lab):
@@ -81,8 +67,7 @@ class Following(Lab):
         return json.loads((self.state / "trees" / "linux.json").read_text())["upstreams"]["up"]
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(self.config), *args], cwd=ROOT,
-                              capture_output=True, text=True, timeout=120)
+        return cli(*args, config=self.config, timeout=120)
 
     def close(self) -> None:
         super().close()
@@ -173,83 +158,23 @@ def test_trees_init_clones_partially_fetches_every_upstream_and_names_the_path(t
                           f'[[trees.linux.upstream]]\nname = "tip"\nurl = "{server.url("tip.git")}"\n'
                           'branches = ["master", "x86/*"]\n')
 
-        def bootbot(*args: str) -> subprocess.CompletedProcess:
-            return subprocess.run([sys.executable, "-m", "bot.cli", "--config", str(config), *args], cwd=ROOT,
-                                  capture_output=True, text=True, timeout=300)
+        def trees_cli(*args: str) -> subprocess.CompletedProcess:
+            return cli("trees", *args, config=config, timeout=300)
 
-        made = bootbot("trees", "init", "linux", str(tmp_path / "linux"))
+        made = trees_cli("init", "linux", str(tmp_path / "linux"))
         assert made.returncode == 0, made.stderr
         tree = tmp_path / "linux"
         assert git(tree, "config", "remote.mainline.partialclonefilter").strip() == "blob:none"
         assert git(tree, "rev-parse", "refs/bootbot/upstream/tip/x86/boot").strip() == tip_head
         assert git(tree, "for-each-ref", "--format=%(refname)", "refs/heads").split() == ["refs/heads/master"]
         assert f'[trees.linux]\npath = "{tree}"\n' in config.read_text()
-        shown = bootbot("trees")
+        shown = trees_cli()
         assert f"linux: {tree}, series without a base go to master" in shown.stdout
         assert f"    x86/boot         {tip_head[:12]}" in shown.stdout
-        again = bootbot("trees", "init", "linux", str(tree))
+        again = trees_cli("init", "linux", str(tree))
         assert again.returncode == 2 and again.stderr == f"bootbot: {tree} exists and is not empty\n"
-        assert bootbot("trees", "fetch", "xen").returncode == 2
-        fetched = bootbot("trees", "fetch")
+        assert trees_cli("fetch", "xen").returncode == 2
+        fetched = trees_cli("fetch")
         assert fetched.returncode == 0 and fetched.stdout.startswith("linux: mainline: fetched in "), fetched.stdout
     finally:
         server.close()
-
-
-@pytest.fixture
-def xen_upstream(tmp_path):
-    """An upstream of the Xen tree the tests build: a bare repository sharing its objects, served
-    by git daemon. The refs the bot fetches into the shared Xen tree are deleted when it ends."""
-    xen = trees.xen()
-    bare = tmp_path / "git" / "xen.git"
-    subprocess.run(["git", "clone", "-q", "--bare", "--shared", str(xen), str(bare)], check=True)
-    subprocess.run(["git", "-C", str(bare), "branch", "-q", "-m", "master", "staging"], check=True)
-    server = GitServer(tmp_path / "git")
-    yield xen, bare, server
-    server.close()
-    refs = subprocess.run(["git", "-C", str(xen), "for-each-ref", "--format=delete %(refname)", "refs/bootbot/upstream/"],
-                          capture_output=True, text=True, check=True).stdout
-    subprocess.run(["git", "-C", str(xen), "update-ref", "--stdin"], input=refs, text=True, check=True)
-
-
-EFI_BOOT_C = "xen/common/efi/boot.c"
-EFI_ANCHOR = "#include <xen/dmi.h>\n"
-
-
-@pytest.mark.boot
-def test_xen_series_whose_base_only_the_upstream_has_are_checked_to_a_pass_unmailed(tmp_path, xen_upstream,
-                                                                                      workspaces):
-    xen, bare, server = xen_upstream
-    lab = Lab(tmp_path, trees.linux(), REPLIES, workspaces, xen=xen)
-    try:
-        follow(lab.config, "xen", server.url("xen.git"), "staging", fetch_seconds=3600)
-        assert lab.poll().returncode == 0, lab.log   # the first periodic fetch, before the upstream moves
-        [docs] = trees.make_commits(xen, tmp_path / "u1", [("docs: a line", {"README": lambda t: t + "\nmore\n"})],
-                                    base="staging", git_dir=bare)
-        git(bare, "update-ref", "refs/heads/staging", docs)
-        with_base = trees.make_series(bare, tmp_path / "s1", [
-            ("xen/efi: a comment", {EFI_BOOT_C: trees.add_after(EFI_ANCHOR, "/* bootbot upstream test 1 */\n")})],
-            base=docs)
-        lab.inbox.deliver_mbox(with_base)
-        assert lab.poll().returncode == 0, lab.log   # its base-commit, fetched when it was not there
-        [moved] = trees.make_commits(xen, tmp_path / "u2", [
-            ("xen/efi: another comment", {EFI_BOOT_C: trees.add_after(EFI_ANCHOR, "/* bootbot upstream moved */\n")})],
-            base="staging", git_dir=bare)
-        git(bare, "update-ref", "refs/heads/staging", moved)
-        without = trees.make_series(bare, tmp_path / "s2", [
-            ("xen/efi: a third comment", {EFI_BOOT_C: trees.add_after(EFI_ANCHOR, "/* bootbot upstream test 2 */\n")})],
-            base=moved)
-        without.write_text("".join(l for l in without.read_text().splitlines(True) if not l.startswith("base-commit:")))
-        lab.config.write_text(lab.config.read_text().replace("fetch_seconds = 3600", "fetch_seconds = 0"))
-        lab.inbox.deliver_mbox(without)
-        assert lab.poll().returncode == 0, lab.log   # the periodic fetch, then its files' blobs
-        with lab.db() as db:
-            folders = [r[0] for r in db.execute("SELECT result FROM job ORDER BY id")]
-        first, second = (json.loads((lab.state / "results" / f / "outcome.json").read_text()) for f in folders)
-        assert (first["verdict"], first["base"], first["base_by"]) == ("pass", docs, "base-commit"), first["detail"]
-        assert first["base_how"] == "its base-commit, fetched from up"
-        assert (second["verdict"], second["base"], second["base_by"]) == ("pass", moved, "blobs"), second["detail"]
-        assert set(first["entries"]) == {"xen-efi", "xen-mb2-efi"}
-        assert lab.sink.received == []   # a pass is not mailed by default
-    finally:
-        lab.close()

@@ -2,10 +2,10 @@
 import re
 
 import pytest
+from conftest import DATA, ENTRIES, PATTERNS, marker
 
 from bot.boots.console import Console, judge_log
 from bot.words import ERROR, FAIL, PASS, TIMEOUT
-from conftest import DATA, ENTRIES, PATTERNS, marker
 
 NONCE = "0123456789abcdef"   # the nonce the captured logs were normalised to
 
@@ -140,6 +140,7 @@ def test_last_words_without_a_newline_decide_as_soon_as_the_console_pauses(tmp_p
     """Xen's head.S writes "ERR: ..." with no newline, then halts: the boot fails within seconds,
     not at the silence limit."""
     import time
+
     from bot.boots import qemu
     from bot.sandbox import Sandbox
     fake = tmp_path / "fake-qemu"
@@ -160,6 +161,7 @@ def test_a_console_that_keeps_talking_after_a_failure_is_cut(tmp_path, after, mo
     that prints blank lines, one line that never ends, or a trickle too slow for the byte bound
     and too fast to pause, does not hold the boot."""
     import time
+
     from bot.boots import qemu
     from bot.sandbox import Sandbox
     monkeypatch.setattr(qemu, "BLOCK_SECONDS", 3.0)

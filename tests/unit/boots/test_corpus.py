@@ -3,14 +3,13 @@ fail on their line, with the kind of failure they show; logs of boots that got t
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import tomllib
 
 import pytest
+from conftest import DATA, PATTERNS
+from harness import cli
 
 from bot.boots.console import Console, judge_log
-from conftest import DATA, PATTERNS, ROOT
 
 LABELS = tomllib.loads((DATA / "labels.toml").read_text())
 ANY_MARKER = re.compile("bootbot: userspace reached, nonce [0-9a-f]+")
@@ -41,8 +40,7 @@ def test_classify_judges_a_saved_log_as_a_boot_would(tmp_path):
     log = tmp_path / "console.log"
     captured = (DATA / "bios-panic.log").read_text(errors="replace")
     log.write_text("firmware says \x0c hello\n" + captured)
-    run = subprocess.run([sys.executable, "-m", "bot.cli", "classify", str(log), "--entry", "bios"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    run = cli("classify", str(log), "--entry", "bios", timeout=60)
     number = 1 + next(n for n, line in enumerate(captured.split("\n"), 1) if "Kernel panic" in line)
     assert run.returncode == 1, run.stderr
     first, quoted = run.stdout.splitlines()[0], run.stdout.splitlines()[1]

@@ -2,8 +2,9 @@
 import subprocess
 from pathlib import Path
 
-from bot.boots import initramfs
 from conftest import DECLARED
+
+from bot.boots import initramfs
 
 
 def listing(archive: Path) -> str:

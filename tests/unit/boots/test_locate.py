@@ -7,19 +7,21 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from harness import DATA
+
 from bot import declarations
 from bot.boots import diagnostics
 from bot.boots.diagnostics import INTERRUPTS, REGISTERS, Diagnostics
 from bot.boots.locate import Location, locate
 from bot.boots.symbols import Symbols
 
-DATA = Path(__file__).parent / "data" / "locate"
+LOCATE = DATA / "locate"
 ADDRESSES = declarations.load().patterns.addresses
 
 
 def run_folder(tmp_path: Path, **files: str) -> Path:
     for name, recorded in files.items():
-        shutil.copyfile(DATA / recorded, tmp_path / name)
+        shutil.copyfile(LOCATE / recorded, tmp_path / name)
     return tmp_path
 
 
@@ -36,7 +38,7 @@ def test_a_triple_fault_in_real_mode_is_named_from_the_exceptions_alone(tmp_path
     (tmp_path / INTERRUPTS).write_text("CPU Reset (CPU 0)\nEAX=00000000\ncheck_exception old: 0xffffffff new 0xd\n"
                                        "check_exception old: 0xd new 0xd\ncheck_exception old: 0x8 new 0xd\n"
                                        "Triple fault\n")
-    (tmp_path / REGISTERS).write_text("when: guest-reset\n" + (DATA / "bios-hang.registers").read_text().partition("\n")[2])
+    (tmp_path / REGISTERS).write_text("when: guest-reset\n" + (LOCATE / "bios-hang.registers").read_text().partition("\n")[2])
     assert locate(tmp_path, "", ADDRESSES, Symbols({})) == Location("triple fault: #GP", "real", "0x111e7")
 
 
@@ -46,7 +48,7 @@ def test_a_hung_cpu_is_located_by_its_registers_in_16_bit_code(tmp_path):
 
 
 def test_a_crashed_dom0_is_located_from_xens_report_with_the_exception_it_names(tmp_path):
-    console = (DATA / "xen-pv-ud2.console").read_text()
+    console = (LOCATE / "xen-pv-ud2.console").read_text()
     assert locate(tmp_path, console, ADDRESSES, Symbols({})) == Location("dom0 crashed: #UD", "long", "0xffffffff818de161")
 
 

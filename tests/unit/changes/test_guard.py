@@ -5,10 +5,11 @@ import os
 from pathlib import Path
 
 import pytest
-
-from bot.changes import guard, series as series_module
-from bot.changes.change import Change
 from tiny_tree import git, patches
+
+from bot.changes import guard
+from bot.changes import series as series_module
+from bot.changes.change import Change
 
 LIMITS = guard.SeriesLimits(max_patches=100, max_series_bytes=5 << 20, max_binary_bytes=1 << 20)
 

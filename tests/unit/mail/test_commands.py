@@ -6,19 +6,16 @@ import base64
 import email
 import email.policy
 from email.message import EmailMessage
-from pathlib import Path
 
 import dkim
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from harness import BOT_ADDRESSES, MAIL, MAINTAINERS
 
 from bot.mail.commands import Command, authorized, is_automated, parse, plain_text
 
-MAIL = Path(__file__).with_name("data") / "mail"
 RETEST = Command("retest", ())
-MAINTAINERS = ["Ann Maintainer <ann@example.org>", "bob@lists.example.org"]
-BOT = ["bootbot@example.net"]
 
 
 # parse
@@ -174,7 +171,7 @@ def test_huge_body_is_cut():
 # is_automated
 
 def test_a_person_is_not_automated():
-    assert not is_automated(message(Auto_Submitted="no (a person)", Precedence="list"), BOT)
+    assert not is_automated(message(Auto_Submitted="no (a person)", Precedence="list"), BOT_ADDRESSES)
 
 
 @pytest.mark.parametrize("headers", [
@@ -191,11 +188,11 @@ def test_a_person_is_not_automated():
     {"X_Auto_Response_Suppress": "All"},
 ])
 def test_automated(headers):
-    assert is_automated(message(**headers), BOT)
+    assert is_automated(message(**headers), BOT_ADDRESSES)
 
 
 def test_own_address_among_several_senders():
-    assert is_automated(message(From="ann@example.org, bootbot@example.net"), BOT)
+    assert is_automated(message(From="ann@example.org, bootbot@example.net"), BOT_ADDRESSES)
 
 
 # authorized
@@ -350,7 +347,7 @@ def test_malformed_mail_raises_nothing(path, policy, dns):
     raw = path.read_bytes()
     mail = email.message_from_bytes(raw, policy=policy)
     parse(plain_text(mail))
-    is_automated(mail, BOT)
+    is_automated(mail, BOT_ADDRESSES)
     for require_dkim in (False, True):
         allowed, reason = authorized(raw, MAINTAINERS, require_dkim, dns)
         assert reason

@@ -4,8 +4,8 @@ from __future__ import annotations
 import sqlite3
 
 from bot import folders
-from bot.reports.history import Filter, History
 from bot.folders import EntryOutcome, Outcome, StateFolder
+from bot.reports.history import Filter, History
 
 
 def outcome(verdict: str, author: str = "Ann <ann@example.org>") -> Outcome:

@@ -9,14 +9,15 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import DECLARED
+from tiny_tree import git, make_repo, mbox, patches
 
 from bot.changes import series as series_module
-from bot.trees import base as base_module, upstream
+from bot.trees import base as base_module
+from bot.trees import upstream
 from bot.trees.site import Site
 from bot.trees.upstream import Following, Upstream
 from bot.words import BY_BASE_COMMIT, BY_BLOBS, BY_BRANCH, BY_TAG, LabError
-from conftest import DECLARED
-from tiny_tree import git, make_repo, mbox, patches
 
 XEN = DECLARED.trees["xen"]
 

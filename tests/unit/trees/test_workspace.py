@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import shutil
 
-
 import pytest
+from tiny_tree import git, patches
 
 from bot.trees import workspace
 from bot.trees.workspace import ApplyFailed
-from tiny_tree import git, patches
 
 
 def test_checks_at_once_take_different_workspaces(repo, tmp_path):

@@ -8,20 +8,35 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import ENTRIES
 
-from bot import config as configuration, settings as settings_module
-from bot.settings import Rules
+from bot import config as configuration
+from bot import folders
+from bot import settings as settings_module
 from bot.boots.runner import BootResult
 from bot.changes.change import Change, Patch
-from bot import folders
 from bot.reports import text
+from bot.settings import Rules
 from bot.trees.base import Base
 from bot.trees.build import Build
 from bot.trees.workspace import ApplyFailed
 from bot.verdicts import check
-from bot.words import (APPLY_FAILED, BUILD_FAILED, BY_BASE_COMMIT, BY_BRANCH, ERROR, EXIT_STATUS, FAIL,
-                                FLAKY, NO_BASE, PASS, REFUSED, REGRESSION, SKIP, TIMEOUT)
-from conftest import ENTRIES
+from bot.words import (
+    APPLY_FAILED,
+    BUILD_FAILED,
+    BY_BASE_COMMIT,
+    BY_BRANCH,
+    ERROR,
+    EXIT_STATUS,
+    FAIL,
+    FLAKY,
+    NO_BASE,
+    PASS,
+    REFUSED,
+    REGRESSION,
+    SKIP,
+    TIMEOUT,
+)
 
 BASE = "b" * 40
 
