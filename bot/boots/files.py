@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 from bot.boots import initramfs, kernel_image
 from bot.boots.kernel_image import BadImage
@@ -28,7 +29,7 @@ class Derivation:
     inputs: tuple[str, ...]        # files by name, or an entry's values
     step: str | None               # a step of bootbot's (STEPS)
     command: tuple[str, ...] | None   # or an argument list run in the sandbox
-    options: Mapping[str, str]     # the rest of its table, for the step
+    options: Mapping[str, Any]     # the rest of its table, for the step
 
 
 def load(path: Path) -> dict[str, Derivation]:
@@ -91,7 +92,7 @@ class Files:
         if derivation is None:
             return f"the host's: {self.host.get(name, '(none)')}"
         made = "per run" if self._per_run(name, set(values)) else "cached"
-        how = RECIPES[derivation.step](derivation) if derivation.step else shlex.join(derivation.command)
+        how = shlex.join(derivation.command) if derivation.command else RECIPES[derivation.step or ""](derivation)
         return f"made {made} from {', '.join(derivation.inputs)} (checks/files.toml [{name}]): {how}"
 
     def _find(self, name: str, strings: Mapping[str, str], folder: Path) -> Path:
@@ -135,9 +136,9 @@ class Files:
                 made.rename(target)   # whole or not at all under the real name
         return target
 
-    def _make(self, derivation: Derivation, inputs: dict[str, Path | str], output: Path) -> None:
-        if derivation.step:
-            STEPS[derivation.step](inputs, output, derivation.options)
+    def _make(self, derivation: Derivation, inputs: Mapping[str, Path | str], output: Path) -> None:
+        if derivation.command is None:   # one of bootbot's steps
+            STEPS[derivation.step or ""](dict(inputs), output, derivation.options)
             return
         # files by the path they resolve to: the sandbox shows that one, not the links to it
         values = {name: str(value.resolve() if isinstance(value, Path) else value) for name, value in inputs.items()}
