@@ -25,7 +25,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 import trees  # noqa: E402  (the tests' helpers: the Linux tree, series, archive, SMTP sink)
 from bot.sources.inbox import Inbox  # noqa: E402
-from bot.store import Store  # noqa: E402
+from bot.state import State  # noqa: E402
 from inbox import PublicInbox  # noqa: E402
 from smtp_sink import SmtpSink  # noqa: E402
 
@@ -87,8 +87,8 @@ def latency(inbox: PublicInbox, sink: SmtpSink, messages: list[bytes]) -> float:
 def idle_polls(root: Path, url: str, rounds: int) -> tuple[list[float], list[float], int]:
     """Idle polls through bootbot's poller (a copy of the bot's state, the bot stopped) against
     the same manifest request by hand."""
-    store = Store(root / "state" / "bootbot.sqlite3")
-    archive = Inbox("xen-devel", store, set(), url=url, mirrors=root / "state" / "sources" / "xen-devel")
+    state = State(root / "state" / "bootbot.sqlite3")
+    archive = Inbox("xen-devel", state, set(), url=url, mirrors=root / "state" / "sources" / "xen-devel")
     count = []
     archive.http.hooks["response"].append(lambda response, *a, **k: count.append(response.url))
     archive.poll()   # the bot may have stopped between a delivery and its poll: catch up first

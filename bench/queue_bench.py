@@ -30,11 +30,10 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 import trees  # noqa: E402  tests/trees.py: the Linux tree, and series made with git plumbing
 from bot import config as configuration, daemon, sources  # noqa: E402
 from bot.changes import assembly  # noqa: E402
+from bot.state.jobs import JobState  # noqa: E402
 from inbox import PublicInbox  # noqa: E402
 from redis_server import RedisServer  # noqa: E402
-from test_bot import posted  # noqa: E402
-from test_queue import Worker  # noqa: E402
-from test_sources import refused  # noqa: E402
+from harness import Worker, posted, refused  # noqa: E402  tests/harness.py: what the tests share
 from tiny_tree import make_repo  # noqa: E402
 
 LIST = "xen-devel@lists.example.org"
@@ -128,11 +127,11 @@ def refused_series(repo: Path, out: Path, name: str) -> list[bytes]:
 
 
 def done_jobs(bot) -> int:
-    failed = bot.store.rows("SELECT id, state, verdict, error FROM job WHERE state IN ('failed', 'cancelled') "
-                            "OR verdict = 'error'")
+    ended = bot.state.jobs.in_state(JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+    failed = [j for j in ended if j.state != JobState.DONE or j.verdict == "error"]
     if failed:
-        raise RuntimeError(f"jobs without a verdict: {[dict(r) for r in failed]}")
-    return bot.store.one("SELECT COUNT(*) AS n FROM job WHERE state = 'done'")["n"]
+        raise RuntimeError(f"jobs without a verdict: {failed}")
+    return len(ended)
 
 
 def until_done(bot, step, expected: int, seconds: float) -> float:
@@ -153,8 +152,8 @@ def cycles(bot) -> None:
 def queued(bot) -> None:
     """The cycle's steps before the checks: the new series filed and queued."""
     sources.poll(bot.sources)
-    assembly.take_new_messages(bot.store, bot.policy)
-    assembly.queue_complete_series(bot.store, bot.policy, lambda s: bot.settings.checkable(s.files))
+    assembly.take_new_messages(bot.state, bot.policy)
+    assembly.queue_complete_series(bot.state, bot.policy, lambda s: bot.settings.checkable(s.files))
 
 
 def scaling(count: int, scratch: Path) -> dict[int, float]:
@@ -193,7 +192,7 @@ def overhead(count: int, rounds: int, scratch: Path) -> dict[str, float]:
                 for n in range(count):
                     lab.post(refused_series(repo, lab.root, f"r{round_}-{n}"))
                 queued(bot)
-                samples.append(until_done(bot, daemon.run_jobs, count * (round_ + 1), 600) / count)
+                samples.append(until_done(bot, daemon.jobs.run, count * (round_ + 1), 600) / count)
             per_job["queue" if broker else "here"] = statistics.median(samples)
         finally:
             lab.close()

@@ -25,7 +25,7 @@ from bot import sources  # noqa: E402
 from bot.sources.branch import Branch  # noqa: E402
 from bot.sources.inbox import Inbox  # noqa: E402
 from bot.sources.query import Query  # noqa: E402
-from bot.store import Store  # noqa: E402
+from bot.state import State  # noqa: E402
 from git_server import GitServer  # noqa: E402
 from inbox import PublicInbox  # noqa: E402
 from tiny_tree import make_repo, patches  # noqa: E402
@@ -47,12 +47,12 @@ def main() -> int:
         server = GitServer(root / "git")
         for name in ("tip", "next"):
             subprocess.run(["git", "clone", "-q", "--bare", str(repo), str(root / "git" / f"{name}.git")], check=True)
-        store = Store(root / "state" / "bootbot.sqlite3")
+        state = State(root / "state" / "bootbot.sqlite3")
         query = "dfn:arch/x86/boot/ OR dfn:arch/x86/platform/pvh/ OR dfn:arch/x86/xen/"
         followed = [
-            *(Inbox(i.name, store, set(), url=i.url, mirrors=root / "state" / i.name) for i in inboxes[:2]),
-            Query("efi", store, set(), url=inboxes[2].url, query=query),
-            *(Branch(name, store, set(), url=server.url(f"{name}.git"), branch="master", tree_path=repo)
+            *(Inbox(i.name, state, set(), url=i.url, mirrors=root / "state" / i.name) for i in inboxes[:2]),
+            Query("efi", state, set(), url=inboxes[2].url, query=query),
+            *(Branch(name, state, set(), url=server.url(f"{name}.git"), branch="master", tree_path=repo)
               for name in ("tip", "next"))]
         sources.poll(followed)   # caught up: every round after finds nothing new
         polls, floor = [], []
@@ -70,7 +70,7 @@ def main() -> int:
                 subprocess.run(["git", "ls-remote", server.url(f"{name}.git"), "refs/heads/master"],
                                capture_output=True, check=True)
             floor.append(time.monotonic() - start)
-        new = store.rows("SELECT source, new_item FROM source_poll ORDER BY source")
+        new = [(name, poll.new_item) for name, poll in sorted(state.sources.polls().items())]
         server.close()
         for inbox in inboxes:
             inbox.close()
