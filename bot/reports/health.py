@@ -12,8 +12,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from bot.folders import StateFolder
-from bot.reports.history import History
 from bot.state import State
+from bot.state.history import History
 from bot.state.jobs import UNFINISHED, Job, JobState
 from bot.state.sources import Poll
 from bot.trees import upstream

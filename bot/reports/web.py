@@ -25,8 +25,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from bot import folders
 from bot.folders import StateFolder
 from bot.reports import health, text
-from bot.reports.history import Filter, History
 from bot.sources.inbox import thread_link
+from bot.state.history import Filter, History
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 log = logging.getLogger("bootbot.web")

@@ -10,6 +10,7 @@ only through these modules, one per table (or two that go together):
     outbox.py      replies, held, pending or sent
     sources.py     each source's cursors and polls
     notices.py     what the operator was told once
+and, in a database of its own, a cache of the result folders for the pages (history.py).
 
 Each step of the bot is one transaction, so that a crash leaves the whole step or none of it."""
 from __future__ import annotations

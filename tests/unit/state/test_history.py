@@ -5,7 +5,7 @@ import sqlite3
 
 from bot import folders
 from bot.folders import EntryOutcome, Outcome, StateFolder
-from bot.reports.history import Filter, History
+from bot.state.history import Filter, History
 
 
 def outcome(verdict: str, author: str = "Ann <ann@example.org>") -> Outcome:

@@ -1,6 +1,8 @@
-"""The checks' history, for pages: one row per result folder, kept in state/results.sqlite3 so that
-a list's thousands of checks are listed without reading thousands of files. The folders stay the
-truth: a row is added the first time a folder is seen, read from its outcome.json."""
+"""The checks' history, for the pages and the health: one row per result folder, kept in its own
+database (StateFolder.history, results.sqlite3, apart from the list bot's) so that a list's
+thousands of checks are listed without reading thousands of files. It is a cache: the folders
+stay the truth, a row is added the first time a folder is seen, read from its outcome.json, and
+a table of another schema is made again from them."""
 from __future__ import annotations
 
 import json
