@@ -33,18 +33,16 @@ class Policy:
 def take_new_messages(state: State, policy: Policy) -> None:
     """Files each mail not filed yet as a patch or a command, one transaction per mail."""
     for msgid in state.messages.unfiled():
-        with state.transaction() as db:
+        with state.transaction():
             message = state.messages.get(msgid)
-            db.execute("SAVEPOINT take")
             try:
-                if message is not None:
-                    _take(state, message, policy)
+                with state.database.savepoint():   # none of its half-filed rows stay when it raises
+                    if message is not None:
+                        _take(state, message, policy)
             except Exception as e:   # anyone can post anything: one bad mail must not stall the queue
                 if full(e):   # but a full disk is no fault of the mail: it stays unfiled, filed next cycle
                     raise
-                db.execute("ROLLBACK TO take")   # none of its half-filed rows stay
                 log.exception("message %s could not be filed; skipped", msgid)
-            db.execute("RELEASE take")
             state.messages.filed(msgid)
 
 

@@ -50,6 +50,19 @@ class Database:
                 self.db.execute("ROLLBACK")
             raise
 
+    @contextmanager
+    def savepoint(self):
+        """A step inside a transaction, undone alone when it raises (and the error raised on), so
+        that the transaction can go on without it."""
+        self.execute("SAVEPOINT step")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK TO step")
+            raise
+        finally:
+            self.db.execute("RELEASE step")
+
     def rows(self, sql: str, *args) -> list[sqlite3.Row]:
         return self.db.execute(sql, args).fetchall()
 
