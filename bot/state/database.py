@@ -58,10 +58,11 @@ class Database:
         try:
             yield
         except BaseException:
-            self.db.execute("ROLLBACK TO step")
+            if self.db.in_transaction:   # SQLite may have rolled back the whole (disk full, I/O error)
+                self.db.execute("ROLLBACK TO step")
+                self.db.execute("RELEASE step")
             raise
-        finally:
-            self.db.execute("RELEASE step")
+        self.db.execute("RELEASE step")
 
     def rows(self, sql: str, *args) -> list[sqlite3.Row]:
         return self.db.execute(sql, args).fetchall()
