@@ -97,7 +97,9 @@ def prepare(args, work: Path) -> tuple[Path, Path, Path]:
     git(upstream, "update-ref", f"refs/heads/{args.branch}", start)
     shutil.rmtree(tree, ignore_errors=True)
     shutil.rmtree(state, ignore_errors=True)   # the fetch log and results of an earlier run
-    git(work, "clone", "-q", "--branch", args.branch, str(upstream), str(tree))
+    # through git's transport, as from a server: only what the branch reached then (a local clone
+    # hard-links every object, the replay's future commits among them)
+    git(work, "clone", "-q", "--no-local", "--branch", args.branch, str(upstream), str(tree))
     config = work / "bootbot.toml"
     config.write_text(f"""[state]
 dir = "{state}"
